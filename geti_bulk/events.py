@@ -1,0 +1,134 @@
+"""Events the pipeline emits, and the Reporter protocol that consumes them.
+
+Events are frozen facts in the past tense. Reporters (rich, plain, JSON lines,
+the journal's report) see nothing else of the pipeline. `emit` is synchronous
+and must never block the event loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class RunStarted:
+    target: str          # human-readable "host / project / dataset", never the token
+    concurrency: int
+    dry_run: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FileQueued:
+    path: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScanDone:
+    files: int
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileStarted:
+    path: str
+    size: int
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class BytesSent:
+    """`n` bytes of `path` went out; negative when a retry rewinds the progress."""
+
+    path: str
+    n: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileRetrying:
+    path: str
+    attempt: int         # the attempt that failed (1-based)
+    cause: str           # "503", "429", "timeout", "network", "500"...
+    delay: float         # seconds before the next attempt
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FileDone:
+    path: str
+    size: int
+    media_id: str
+    attempts: int
+    adopted: bool = False   # found already stored on the server after an ambiguous failure
+
+
+@dataclass(frozen=True, slots=True)
+class FileFailed:
+    path: str
+    reason: str
+    size: int = 0
+    status: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FileSkipped:
+    path: str
+    reason: str
+    size: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ConcurrencyChanged:
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunStopping:
+    """Graceful stop requested (first Ctrl-C, or a fatal error)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunFinished:
+    uploaded: int
+    skipped: int
+    failed: int
+    bytes_sent: int
+    elapsed: float
+    retries: dict[str, int] = field(default_factory=dict)
+    fatal: str | None = None
+    interrupted: bool = False
+    not_started: int = 0
+    report_path: str | None = None
+
+
+Event = (RunStarted | FileQueued | ScanDone | FileStarted | BytesSent | FileRetrying
+         | FileDone | FileFailed | FileSkipped | ConcurrencyChanged | RunStopping | RunFinished)
+
+
+class Reporter(Protocol):
+    def emit(self, event: Event) -> None:
+        """Take one event; cheap, synchronous, never blocks."""
+
+
+class MultiReporter:
+    """Fan one event out to several reporters."""
+
+    def __init__(self, *reporters: Reporter) -> None:
+        self.reporters = [r for r in reporters if r is not None]
+
+    def emit(self, event: Event) -> None:
+        for r in self.reporters:
+            r.emit(event)
+
+
+class RecordingReporter:
+    """Keeps every event; used by tests and the library API."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def emit(self, event: Event) -> None:
+        self.events.append(event)
