@@ -76,6 +76,7 @@ class FileSkipped:
     path: str
     reason: str
     size: int = 0
+    media_id: str | None = None   # when the file is already in Geti
 
 
 @dataclass(frozen=True, slots=True)

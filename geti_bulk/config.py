@@ -1,0 +1,215 @@
+"""Flags, environment and a TOML file → one frozen `UploadConfig`.
+
+Precedence: command-line flag > environment > config file > default. Errors name
+the key path (`upload -> concurrency: must be at least 1`), as hatch does.
+The token is read from `GETI_TOKEN`, a token file (plain or `.env` style) or the
+config file, and is kept in a `Secret` that never prints.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from geti_bulk.errors import ConfigError
+from geti_bulk.geti.client import Secret, normalize_host
+
+# key path -> (type, default, env var)
+KEYS: dict[str, tuple[type | tuple[type, ...], Any, str | None]] = {
+    "target.host": (str, "", "GETI_HOST"),
+    "target.token_file": (str, "", "GETI_TOKEN_FILE"),
+    "target.workspace": (str, "", "GETI_WORKSPACE"),
+    "target.project": (str, "", "GETI_PROJECT"),
+    "target.dataset": (str, "", "GETI_DATASET"),
+    "target.ca_bundle": (str, "", "GETI_CA_BUNDLE"),
+    "target.insecure": (bool, False, None),
+    "upload.labels": (str, "folders", None),
+    "upload.include": (list, [], None),
+    "upload.exclude": (list, [], None),
+    "upload.follow_symlinks": (bool, False, None),
+    "upload.include_hidden": (bool, False, None),
+    "upload.concurrency": (int, 8, "GETI_BULK_CONCURRENCY"),
+    "upload.adaptive": (bool, True, None),
+    "upload.max_inflight_mb": (int, 256, None),
+    "upload.max_attempts": (int, 8, None),
+    "upload.skip_existing": (bool, False, None),
+    "upload.reupload_changed": (bool, False, None),
+    "upload.journal": (str, "", "GETI_BULK_JOURNAL"),
+    "upload.report": (str, "", None),
+    "upload.chunk_kb": (int, 1024, None),
+    "output.progress": (str, "auto", None),
+}
+CHOICES = {"upload.labels": ("folders", "none"),
+           "output.progress": ("auto", "rich", "plain", "json", "none")}
+MINIMUM = {"upload.concurrency": 1, "upload.max_inflight_mb": 1, "upload.max_attempts": 1,
+           "upload.chunk_kb": 16}
+
+
+@dataclass(frozen=True, slots=True)
+class UploadConfig:
+    host: str
+    project: str
+    token: Secret = field(repr=False)
+    sources: tuple[Path, ...] = ()
+    manifests: tuple[Path, ...] = ()
+    workspace: str | None = None
+    dataset: str | None = None
+    ca_bundle: str | None = None
+    insecure: bool = False
+    labels: str = "folders"
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    follow_symlinks: bool = False
+    include_hidden: bool = False
+    concurrency: int = 8
+    adaptive: bool = True
+    max_inflight_bytes: int = 256 << 20
+    max_attempts: int = 8
+    skip_existing: bool = False
+    reupload_changed: bool = False
+    journal: Path | None = None        # None: the default path for the target
+    use_journal: bool = True
+    report: Path | None = None
+    chunk_size: int = 1 << 20
+    dry_run: bool = False
+    progress: str = "auto"
+    verbose: bool = False
+    quiet: bool = False
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(f"config: cannot read {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config: {path} is not valid TOML: {e}") from None
+    flat: dict[str, Any] = {}
+    for section, values in data.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"{section}: expected a [{section}] table")
+        for k, v in values.items():
+            key = f"{section}.{k}"
+            if key == "target.token":
+                flat[key] = v
+                continue
+            if key not in KEYS:
+                known = ", ".join(sorted(x.split(".", 1)[1] for x in KEYS if x.startswith(section + ".")))
+                raise ConfigError(f"{section} -> {k}: unknown key (known: {known or 'none'})")
+            flat[key] = v
+    return flat
+
+
+def _check(key: str, value: Any) -> Any:
+    typ = KEYS[key][0]
+    where = key.replace(".", " -> ")
+    if typ is bool and not isinstance(value, bool):
+        raise ConfigError(f"{where}: must be true or false, not {value!r}")
+    if typ is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{where}: must be a whole number, not {value!r}")
+    if typ is str and not isinstance(value, str):
+        raise ConfigError(f"{where}: must be a string, not {value!r}")
+    if typ is list:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+            raise ConfigError(f"{where}: must be a list of strings")
+    if key in MINIMUM and value < MINIMUM[key]:
+        raise ConfigError(f"{where}: must be at least {MINIMUM[key]}, not {value}")
+    if key in CHOICES and value not in CHOICES[key]:
+        raise ConfigError(f"{where}: must be one of {', '.join(CHOICES[key])}, not {value!r}")
+    return value
+
+
+def _env_value(key: str, raw: str) -> Any:
+    typ = KEYS[key][0]
+    if typ is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{KEYS[key][2]}: must be a whole number, not {raw!r}") from None
+    return raw
+
+
+def read_token_file(path: Path) -> str:
+    """A file holding the token alone, or `.env` style with `GETI_TOKEN=...`."""
+    try:
+        text = path.expanduser().read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"token file: cannot read {path}: {e.strerror}") from None
+    for line in text.splitlines():
+        m = re.match(r"\s*(?:export\s+)?GETI_TOKEN\s*=\s*['\"]?([^'\"\s]+)", line)
+        if m:
+            return m.group(1)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    if len(lines) == 1 and "=" not in lines[0]:
+        return lines[0]
+    raise ConfigError(f"token file: {path} holds neither a bare token nor a GETI_TOKEN= line")
+
+
+def resolve(flags: Mapping[str, Any], env: Mapping[str, str], config_file: Path | None) -> dict[str, Any]:
+    """Merge the layers into one flat dict of checked values (plus `token`)."""
+    file_values = read_toml(config_file) if config_file else {}
+    out: dict[str, Any] = {}
+    for key, (_typ, default, env_name) in KEYS.items():
+        if flags.get(key) is not None:
+            value = flags[key]
+        elif env_name and env.get(env_name):
+            value = _env_value(key, env[env_name])
+        elif key in file_values:
+            value = file_values[key]
+        else:
+            value = default
+        out[key] = _check(key, value)
+    token = flags.get("target.token") or env.get("GETI_TOKEN", "")
+    if not token and out["target.token_file"]:
+        token = read_token_file(Path(out["target.token_file"]))
+    if not token and file_values.get("target.token"):
+        token = str(file_values["target.token"])
+    out["token"] = token
+    return out
+
+
+def build(flags: Mapping[str, Any], env: Mapping[str, str] | None = None,
+          config_file: Path | None = None, *, sources: tuple[Path, ...] = (),
+          manifests: tuple[Path, ...] = (), dry_run: bool = False, verbose: bool = False,
+          quiet: bool = False, use_journal: bool = True) -> UploadConfig:
+    v = resolve(flags, os.environ if env is None else env, config_file)
+    if not v["token"]:
+        raise ConfigError("token: no Geti token; set GETI_TOKEN, or pass --token-file FILE "
+                          "(or target.token_file in the config)")
+    if not v["target.project"]:
+        raise ConfigError("project: name the project with --project (or target.project)")
+    if not sources and not manifests:
+        raise ConfigError("sources: give at least one folder or file, or --manifest FILE")
+    for s in sources:
+        if not s.exists() and not s.is_symlink():
+            raise ConfigError(f"sources: {s} does not exist")
+    for m in manifests:
+        if not m.is_file():
+            raise ConfigError(f"manifest: {m} is not a readable file")
+    ca = v["target.ca_bundle"] or None
+    if ca and not Path(ca).is_file():
+        raise ConfigError(f"target -> ca_bundle: {ca} is not a file")
+    return UploadConfig(
+        host=normalize_host(v["target.host"]), project=v["target.project"],
+        token=Secret(v["token"]), sources=sources, manifests=manifests,
+        workspace=v["target.workspace"] or None, dataset=v["target.dataset"] or None,
+        ca_bundle=ca, insecure=v["target.insecure"], labels=v["upload.labels"],
+        include=tuple(v["upload.include"]), exclude=tuple(v["upload.exclude"]),
+        follow_symlinks=v["upload.follow_symlinks"], include_hidden=v["upload.include_hidden"],
+        concurrency=v["upload.concurrency"], adaptive=v["upload.adaptive"],
+        max_inflight_bytes=v["upload.max_inflight_mb"] << 20,
+        max_attempts=v["upload.max_attempts"], skip_existing=v["upload.skip_existing"],
+        reupload_changed=v["upload.reupload_changed"],
+        journal=Path(v["upload.journal"]).expanduser() if v["upload.journal"] else None,
+        use_journal=use_journal,
+        report=Path(v["upload.report"]).expanduser() if v["upload.report"] else None,
+        chunk_size=v["upload.chunk_kb"] << 10, dry_run=dry_run,
+        progress=v["output.progress"], verbose=verbose, quiet=quiet)

@@ -1,0 +1,389 @@
+"""The Geti 2.x REST client: one session, auth headers, TLS, and the one place where
+aiohttp errors and HTTP statuses become geti-bulk errors (httpx's
+`map_httpcore_exceptions`). No retries, sleeps or prints here: `pipeline` decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import re
+import ssl
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import aiohttp
+import certifi
+
+from geti_bulk.errors import (
+    AmbiguousError,
+    AuthError,
+    ConfigError,
+    FatalError,
+    FileError,
+    InvalidMediaError,
+    LabelSetupError,
+    ServerFullError,
+    TargetNotFoundError,
+    TransientError,
+)
+from geti_bulk.geti.body import MultipartFileBody
+from geti_bulk.geti.models import Dataset, MediaItem, Project
+
+OBJECT_ID = re.compile(r"^[0-9a-fA-F]{24}$")
+TARGET_ERRORS = {"project_not_found", "dataset_not_found_in_project", "dataset_not_found",
+                 "organization_not_found", "workspace_not_found"}
+MAX_FILTER_STRING = 255
+
+
+class Secret:
+    """A token that never shows in repr, str, logs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value.strip()
+
+    def get(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    host: str
+    organization_id: str
+    workspace_id: str
+    workspace_name: str
+    project: Project
+    dataset: Dataset
+
+    @property
+    def dataset_path(self) -> str:
+        return (f"/api/v1/organizations/{self.organization_id}/workspaces/{self.workspace_id}"
+                f"/projects/{self.project.id}/datasets/{self.dataset.id}")
+
+    def describe(self) -> str:
+        return f"{self.host} / {self.project.name} / {self.dataset.name}"
+
+
+def normalize_host(host: str) -> str:
+    host = host.strip().rstrip("/")
+    if not host:
+        raise ConfigError("host: no Geti host given (--host, GETI_HOST or target.host)")
+    if "://" not in host:
+        host = "https://" + host
+    parts = urlsplit(host)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"host: not an http(s) URL: {host!r}")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def make_ssl(ca_bundle: str | None, insecure: bool) -> ssl.SSLContext | bool:
+    if insecure:
+        return False
+    try:
+        return ssl.create_default_context(cafile=ca_bundle or certifi.where())
+    except (OSError, ssl.SSLError) as e:
+        raise ConfigError(f"ca_bundle: cannot load {ca_bundle!r}: {e}") from None
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when - (time.time() if now is None else now))
+
+
+def _error_fields(body: bytes) -> tuple[str, str]:
+    """(error_code, message) of a Geti JSON error, or ("", plain text)."""
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return "", text[:300]
+    if isinstance(data, dict):
+        msg = data.get("message", data.get("detail", ""))
+        return str(data.get("error_code", "")), (msg if isinstance(msg, str) else json.dumps(msg))
+    return "", text[:300]
+
+
+def map_status(status: int, body: bytes, headers: Any, *, what: str,
+               body_complete: bool = True) -> Exception:
+    """Turn a non-2xx answer into the error the pipeline acts on."""
+    code, message = _error_fields(body)
+    shown = f"{status} {code + ': ' if code else ''}{message}".strip()
+    if status == 401:
+        return AuthError(f"the server rejected the token ({shown}); check GETI_TOKEN or --token-file")
+    if status == 403:
+        return AuthError(f"access denied ({shown}); the token has no access to this {what}")
+    if status == 404 and (code in TARGET_ERRORS or not code):
+        return TargetNotFoundError(f"{what} not found ({shown})")
+    if status == 404 and code == "label_not_found":
+        return FileError(f"label not in the project ({shown})")
+    if status == 507 or (status == 409 and code == "limit_reached"):
+        return ServerFullError(f"the server has no room for more media ({shown})")
+    if status in (408, 429) or status >= 500:
+        cls = AmbiguousError if (body_complete and status >= 500) else TransientError
+        return cls(f"server answered {shown}", status=status,
+                   retry_after=parse_retry_after(headers.get("Retry-After")))
+    if status in (413, 415):
+        return InvalidMediaError(f"rejected by the server: {shown}")
+    if status == 400 and not code and what == "server":
+        return AuthError(f"the server refused the token's format ({shown})")
+    return FileError(f"rejected by the server: {shown}")
+
+
+class GetiClient:
+    """Speaks Geti 2.x over one aiohttp session. Never follows redirects, so the token
+    cannot be carried to another host."""
+
+    def __init__(self, session: aiohttp.ClientSession, host: str, token: Secret, *,
+                 api_timeout: float = 300.0, stall_timeout: float = 120.0,
+                 response_timeout: float = 960.0, video_response_timeout: float = 3660.0) -> None:
+        self.session = session
+        self.host = normalize_host(host)
+        self._token = token
+        self.api_timeout = api_timeout
+        self.stall_timeout = stall_timeout
+        self.response_timeout = response_timeout
+        self.video_response_timeout = video_response_timeout
+
+    def __repr__(self) -> str:
+        return f"GetiClient(host={self.host!r})"
+
+    def _headers(self) -> dict[str, str]:
+        token = self._token.get()
+        h = {"Accept": "application/json", "x-geti-csrf-protection": "1"}
+        if token.startswith("geti_pat"):
+            h["x-api-key"] = token
+        else:
+            h["Authorization"] = f"Bearer {token}"
+        return h
+
+    async def _call(self, method: str, path: str, *, what: str,
+                    params: dict[str, Any] | None = None, json_body: Any = None) -> Any:
+        url = self.host + path
+        try:
+            async with asyncio.timeout(self.api_timeout):
+                async with self.session.request(method, url, params=params, json=json_body,
+                                                headers=self._headers(),
+                                                allow_redirects=False) as resp:
+                    body = await resp.read()
+                    status, headers = resp.status, resp.headers
+        except (aiohttp.ClientError, TimeoutError, OSError) as e:
+            raise map_network_error(e, self.host, body_complete=False) from None
+        if 300 <= status < 400:
+            raise FatalError(f"{self.host} redirected {path} to {headers.get('Location', '?')}; "
+                             "point --host at the final address (redirects are not followed so "
+                             "the token never goes to another host)")
+        if status >= 300:
+            raise map_status(status, body, headers, what=what, body_complete=True)
+        try:
+            return json.loads(body)
+        except ValueError:
+            raise FatalError(f"{url} answered {status} with a non-JSON body; "
+                             "is --host a Geti 2.x server?") from None
+
+    # --- target resolution (GETI_API.md §1.3, §3.1, §3.2) -------------------------
+
+    async def organization_id(self) -> str:
+        data = await self._call("GET", "/api/v1/personal_access_tokens/organization",
+                                what="server")
+        org = data.get("organizationId") if isinstance(data, dict) else None
+        if not org:
+            raise FatalError("the server did not name the token's organization")
+        return str(org)
+
+    async def workspaces(self, org: str) -> list[dict[str, Any]]:
+        data = await self._call("GET", f"/api/v1/organizations/{org}/workspaces",
+                                what="organization")
+        return list(data.get("workspaces", [])) if isinstance(data, dict) else []
+
+    async def projects(self, org: str, ws: str, name: str | None = None) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        skip = 0
+        while True:
+            params: dict[str, Any] = {"limit": 100, "skip": skip}
+            if name:
+                params["name"] = name
+            data = await self._call("GET", f"/api/v1/organizations/{org}/workspaces/{ws}/projects",
+                                    what="workspace", params=params)
+            page = data.get("projects", [])
+            found.extend(page)
+            skip += len(page)
+            if not page or skip >= int(data.get("project_counts", 0)) or skip > 100_000:
+                return found
+
+    async def project(self, org: str, ws: str, project_id: str) -> Project:
+        data = await self._call(
+            "GET", f"/api/v1/organizations/{org}/workspaces/{ws}/projects/{project_id}",
+            what="project")
+        return Project.from_json(data)
+
+    async def resolve(self, project: str, dataset: str | None = None,
+                      workspace: str | None = None) -> Target:
+        org = await self.organization_id()
+        spaces = await self.workspaces(org)
+        ws = pick_one("workspace", workspace, spaces)
+        if OBJECT_ID.match(project):
+            proj = await self.project(org, str(ws["id"]), project.lower())
+        else:
+            listed = await self.projects(org, str(ws["id"]), name=project)
+            chosen = pick_one("project", project, listed, exact_only=True)
+            proj = await self.project(org, str(ws["id"]), str(chosen["id"]))
+        ds = pick_dataset(proj, dataset)
+        return Target(self.host, org, str(ws["id"]), str(ws.get("name", "")), proj, ds)
+
+    # --- media ----------------------------------------------------------------
+
+    async def query_media(self, target: Target, rules: list[dict[str, Any]] | None = None,
+                          limit: int = 1000) -> AsyncIterator[list[MediaItem]]:
+        """Pages of `media:query`; `next_page` omits the filter, so the same body is re-posted."""
+        body: dict[str, Any] = {"condition": "and", "rules": rules} if rules else {}
+        path = f"{target.dataset_path}/media:query"
+        params: dict[str, Any] | None = {"limit": limit, "skip": 0}
+        for _ in range(1_000_000):
+            data = await self._call("POST", path, what="dataset", params=params, json_body=body)
+            page = [MediaItem.from_json(m) for m in data.get("media", [])]
+            if page:
+                yield page
+            nxt = data.get("next_page")
+            if not nxt or not page:
+                return
+            split = urlsplit(str(nxt))
+            path, params = split.path, dict(_parse_qs(split.query))
+
+    async def find_by_name(self, target: Target, name: str, kind: str) -> list[MediaItem]:
+        """Media whose stored name is exactly `name`. Names over 255 characters cannot be
+        filtered with `equal` (§3.6): query `contains` on a prefix and compare here."""
+        if len(name) <= MAX_FILTER_STRING:
+            rule = {"field": "media_name", "operator": "equal", "value": name}
+        else:
+            rule = {"field": "media_name", "operator": "contains",
+                    "value": name[:MAX_FILTER_STRING]}
+        rules = [rule, {"field": "media_type", "operator": "equal", "value": kind}]
+        out: list[MediaItem] = []
+        async for page in self.query_media(target, rules):
+            out.extend(m for m in page if m.name == name)
+        return out
+
+    async def upload(self, target: Target, kind: str, body: MultipartFileBody) -> MediaItem:
+        url = f"{self.host}{target.dataset_path}/media/{kind}s"
+        headers = self._headers()
+        headers["Content-Type"] = body.content_type
+        headers["Content-Length"] = str(body.content_length)
+        loop = asyncio.get_running_loop()
+        wait_answer = self.video_response_timeout if kind == "video" else self.response_timeout
+        try:
+            async with asyncio.timeout(self.stall_timeout) as deadline:
+                user_progress = body.on_progress
+
+                def progress(n: int) -> None:
+                    # while bytes flow, a stall is what times out; once the last byte is
+                    # out, the server gets as long as the real gateway gives it (§5)
+                    done = body.sent >= body.size
+                    deadline.reschedule(loop.time() + (wait_answer if done else self.stall_timeout))
+                    if user_progress is not None:
+                        user_progress(n)
+
+                body.on_progress = progress
+                async with self.session.post(url, data=body.stream(), headers=headers,
+                                             allow_redirects=False) as resp:
+                    deadline.reschedule(loop.time() + self.api_timeout)
+                    data = await resp.read()
+                    status, rheaders = resp.status, resp.headers
+                # the answer came; any later stall is not the body's
+                deadline.reschedule(None)
+        except (aiohttp.ClientError, TimeoutError, OSError) as e:
+            if body.failure is not None:
+                raise body.failure from None
+            raise map_network_error(e, self.host, body_complete=body.complete) from None
+        if body.failure is not None:
+            raise body.failure
+        if 300 <= status < 400:
+            raise FatalError(f"{self.host} redirected an upload to {rheaders.get('Location', '?')}; "
+                             "point --host at the final address")
+        if status >= 300:
+            raise map_status(status, data, rheaders, what="dataset", body_complete=body.complete)
+        try:
+            return MediaItem.from_json(json.loads(data))
+        except (ValueError, KeyError, TypeError):
+            raise AmbiguousError(f"server answered {status} with an unreadable body",
+                                 status=status) from None
+
+
+def _parse_qs(query: str) -> list[tuple[str, str]]:
+    return parse_qsl(query, keep_blank_values=True)
+
+
+def map_network_error(e: BaseException, host: str, *, body_complete: bool) -> Exception:
+    if isinstance(e, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
+        return FatalError(f"TLS verification failed for {host}: {getattr(e, 'certificate_error', e)}"
+                          "; pass --ca-bundle FILE (or --insecure to skip verification)")
+    if isinstance(e, aiohttp.InvalidURL):
+        return ConfigError(f"host: invalid URL {host!r}")
+    if isinstance(e, TimeoutError):
+        cls = AmbiguousError if body_complete else TransientError
+        return cls("timed out waiting for the server", cause="timeout")
+    if isinstance(e, aiohttp.ClientConnectorError):
+        return TransientError(f"cannot connect to {host}: {e.os_error.strerror or e}",
+                              cause="connect")
+    cls = AmbiguousError if body_complete else TransientError
+    return cls(f"connection lost: {type(e).__name__}", cause="network")
+
+
+def pick_one(what: str, wanted: str | None, items: list[dict[str, Any]], *,
+             exact_only: bool = False) -> dict[str, Any]:
+    """Choose by id or name; one readable line naming the choices otherwise."""
+    names = ", ".join(sorted(f"{i.get('name')!r}" for i in items)) or "none"
+    if not wanted:
+        if len(items) == 1:
+            return items[0]
+        raise TargetNotFoundError(f"{len(items)} {what}s exist, name one with --{what}: {names}")
+    by_id = [i for i in items if str(i.get("id", "")).lower() == wanted.lower()]
+    exact = [i for i in items if i.get("name") == wanted]
+    folded = [i for i in items if str(i.get("name", "")).casefold() == wanted.casefold()]
+    for group in (by_id, exact, folded):
+        if len(group) == 1:
+            return group[0]
+        if len(group) > 1:
+            ids = ", ".join(str(i.get("id")) for i in group)
+            raise TargetNotFoundError(f"{len(group)} {what}s are named {wanted!r} "
+                                      f"(ids {ids}); pass the id with --{what}")
+    raise TargetNotFoundError(f"no {what} named {wanted!r}; there are: {names}")
+
+
+def pick_dataset(project: Project, wanted: str | None) -> Dataset:
+    if not wanted:
+        training = [d for d in project.datasets if d.use_for_training]
+        if training:
+            return training[0]
+        if project.datasets:
+            return project.datasets[0]
+        raise TargetNotFoundError(f"project {project.name!r} has no dataset")
+    items = [{"id": d.id, "name": d.name} for d in project.datasets]
+    chosen = pick_one("dataset", wanted, items)
+    return next(d for d in project.datasets if d.id == chosen["id"])
+
+
+__all__ = ["GetiClient", "LabelSetupError", "Secret", "Target", "map_status", "normalize_host"]

@@ -1,0 +1,40 @@
+"""The unit of work: one file to upload, as the scanner found it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+def safe_text(s: str) -> str:
+    """A str that encodes as UTF-8: undecodable file-name bytes become U+FFFD."""
+    try:
+        s.encode("utf-8")
+        return s
+    except UnicodeEncodeError:
+        return os.fsencode(s).decode("utf-8", "replace")
+
+
+@dataclass(frozen=True, slots=True)
+class FileJob:
+    path: str                 # as found on disk (may hold surrogate escapes)
+    key: str                  # journal key: "<root name>/<relative path>", UTF-8 safe
+    size: int = 0
+    mtime_ns: int = 0
+    kind: str | None = None   # "image" | "video" | None when unsupported
+    labels: tuple[str, ...] = ()
+    problem: str | None = None   # found by the scanner: the file fails with this reason
+    # filled from the journal by the producer
+    prior_state: str | None = None
+    prior_media_id: str | None = None
+    prior_size: int | None = None
+    prior_mtime_ns: int | None = None
+    prior_uncertain: bool = False
+
+    @property
+    def filename(self) -> str:
+        return safe_text(os.path.basename(self.path))
+
+    @property
+    def display(self) -> str:
+        return self.key

@@ -1,0 +1,249 @@
+"""The SQLite ledger that makes runs resumable and exactly-once.
+
+One journal per target (host, project, dataset). A file moves through
+sending → uploaded(media id) | failed(reason) | skipped(reason). Absence means never
+sent. `sending` is committed (group commit, WAL) *before* the first byte goes out, so
+after a `kill -9` every file that may be on the server is either `uploaded` or marked
+for reconciliation; results after that are batched, since a lost result is recovered
+by asking the server. One writer thread owns the write connection; the event loop
+never blocks on SQLite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from geti_bulk.jobs import FileJob
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    key TEXT PRIMARY KEY,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    media_id TEXT,
+    reason TEXT,
+    uncertain INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    updated REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS files_media ON files(media_id);
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+"""
+
+UPSERT = """
+INSERT INTO files (key, path, size, mtime_ns, state, media_id, reason, uncertain, attempts, updated)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT(key) DO UPDATE SET path=excluded.path, size=excluded.size,
+  mtime_ns=excluded.mtime_ns, state=excluded.state, media_id=excluded.media_id,
+  reason=excluded.reason, uncertain=excluded.uncertain, attempts=excluded.attempts,
+  updated=excluded.updated
+"""
+
+
+def default_journal_path(host: str, project_id: str, dataset_id: str) -> Path:
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    digest = hashlib.sha256(f"{host}|{project_id}|{dataset_id}".encode()).hexdigest()[:16]
+    safe_host = "".join(c if c.isalnum() or c in "-." else "_" for c in host.split("://")[-1])
+    return base / "geti-bulk" / "journals" / f"{safe_host}-{project_id}-{dataset_id}-{digest}.sqlite"
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a process kill loses nothing
+    return conn
+
+
+@dataclass(frozen=True, slots=True)
+class PriorState:
+    state: str
+    media_id: str | None
+    size: int
+    mtime_ns: int
+    uncertain: bool
+
+
+_Op = tuple[str, tuple[Any, ...], "asyncio.Future[Any] | None", Callable[[sqlite3.Cursor], Any] | None]
+
+
+class Journal:
+    def __init__(self, path: Path, *, target: str = "") -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = connect(path)
+        self._conn.executescript(SCHEMA)
+        if target:
+            self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('target', ?)", (target,))
+        self._q: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.writes = 0
+        self.commits = 0
+        self.error: sqlite3.Error | None = None
+
+    # --- lifecycle -------------------------------------------------------------
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._writer, name="geti-bulk-journal", daemon=True)
+        self._thread.start()
+
+    async def close(self) -> None:
+        if self._thread is not None:
+            self._q.put(None)
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+        self._conn.close()
+
+    def _writer(self) -> None:
+        conn = self._conn
+        while True:
+            op = self._q.get()
+            if op is None:
+                return
+            batch = [op]
+            stop = False
+            while len(batch) < 2000:
+                try:
+                    nxt = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+            try:
+                conn.execute("BEGIN")
+                for sql, args, fut, reader in batch:
+                    cur = conn.execute(sql, args)
+                    if fut is not None:
+                        results.append((fut, reader(cur) if reader else None, None))
+                    self.writes += 1
+                conn.execute("COMMIT")
+                self.commits += 1
+            except sqlite3.Error as e:  # surface to whoever waits; a failed journal stops the run
+                self.error = e
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                results = [(fut, None, e) for _, _, fut, _ in batch if fut is not None]
+            loop = self._loop
+            if loop is not None:
+                for fut, value, err in results:
+                    loop.call_soon_threadsafe(_settle, fut, value, err)
+            if stop:
+                return
+
+    def _put(self, sql: str, args: tuple[Any, ...]) -> None:
+        self._q.put((sql, args, None, None))
+
+    async def _put_wait(self, sql: str, args: tuple[Any, ...],
+                        reader: Callable[[sqlite3.Cursor], Any] | None = None) -> Any:
+        assert self._loop is not None
+        fut: asyncio.Future[Any] = self._loop.create_future()
+        self._q.put((sql, args, fut, reader))
+        return await fut
+
+    # --- writes -----------------------------------------------------------------
+
+    def _row(self, job: FileJob, state: str, media_id: str | None, reason: str | None,
+             uncertain: bool, attempts: int) -> tuple[Any, ...]:
+        return (job.key, job.path if _utf8(job.path) else job.key, job.size, job.mtime_ns, state,
+                media_id, reason, int(uncertain), attempts, time.time())
+
+    async def mark_sending(self, job: FileJob) -> None:
+        """Durable before the first byte is sent (group commit with other workers)."""
+        await self._put_wait(UPSERT, self._row(job, "sending", None, None, True, 0))
+
+    def record_uploaded(self, job: FileJob, media_id: str, attempts: int) -> None:
+        self._put(UPSERT, self._row(job, "uploaded", media_id, None, False, attempts))
+
+    def record_failed(self, job: FileJob, reason: str, attempts: int, uncertain: bool) -> None:
+        self._put(UPSERT, self._row(job, "failed", None, reason, uncertain, attempts))
+
+    def record_skipped(self, job: FileJob, reason: str, media_id: str | None = None) -> None:
+        self._put(UPSERT, self._row(job, "skipped", media_id, reason, False, 0))
+
+    async def is_claimed(self, media_id: str, by_other_than: str) -> bool:
+        """Whether another file of this journal already owns `media_id` (after pending writes)."""
+        found = await self._put_wait(
+            "SELECT 1 FROM files WHERE media_id = ? AND key != ? AND state IN ('uploaded','skipped') LIMIT 1",
+            (media_id, by_other_than), reader=lambda cur: cur.fetchone() is not None)
+        return bool(found)
+
+    async def flush(self) -> None:
+        await self._put_wait("SELECT 1", ())
+
+    # --- reads (other threads open their own connection) ----------------------------
+
+    def reader(self) -> JournalReader:
+        return JournalReader(self.path)
+
+
+class JournalReader:
+    """Read-only lookups for the scanning thread: batched, so memory stays flat."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._conn: sqlite3.Connection | None = None
+
+    def _c(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
+        return self._conn
+
+    def lookup(self, keys: Iterable[str]) -> dict[str, PriorState]:
+        keys = list(keys)
+        out: dict[str, PriorState] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self._c().execute(
+                    f"SELECT key, state, media_id, size, mtime_ns, uncertain FROM files WHERE key IN ({marks})",
+                    chunk):
+                out[row[0]] = PriorState(row[1], row[2], row[3], row[4], bool(row[5]))
+        return out
+
+    def counts(self) -> dict[str, int]:
+        return dict(self._c().execute("SELECT state, COUNT(*) FROM files GROUP BY state").fetchall())
+
+    def failures(self, limit: int = 50) -> list[tuple[str, str]]:
+        return list(self._c().execute(
+            "SELECT key, reason FROM files WHERE state='failed' ORDER BY key LIMIT ?", (limit,)))
+
+    def meta(self) -> dict[str, str]:
+        return dict(self._c().execute("SELECT k, v FROM meta").fetchall())
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def _settle(fut: asyncio.Future[Any], value: Any, err: BaseException | None) -> None:
+    if fut.done():
+        return
+    if err is not None:
+        fut.set_exception(err)
+    else:
+        fut.set_result(value)
+
+
+def _utf8(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False

@@ -1,0 +1,46 @@
+"""The per-file report: one JSON line per input file, written as results arrive."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import IO
+
+from geti_bulk.events import Event, FileDone, FileFailed, FileSkipped
+
+
+class ReportWriter:
+    """A Reporter that keeps uploaded / skipped / failed rows in a JSON-lines file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._f: IO[str] | None = path.open("w", encoding="utf-8", buffering=1 << 16)
+        self.rows = 0
+
+    def emit(self, event: Event) -> None:
+        if self._f is None:
+            return
+        row: dict[str, object]
+        if isinstance(event, FileDone):
+            row = {"path": event.path, "status": "uploaded", "media_id": event.media_id,
+                   "size": event.size, "attempts": event.attempts, "adopted": event.adopted}
+        elif isinstance(event, FileSkipped):
+            row = {"path": event.path, "status": "skipped", "reason": event.reason,
+                   "size": event.size}
+            if event.media_id:
+                row["media_id"] = event.media_id
+        elif isinstance(event, FileFailed):
+            row = {"path": event.path, "status": "failed", "reason": event.reason,
+                   "size": event.size}
+            if event.status is not None:
+                row["http_status"] = event.status
+        else:
+            return
+        self._f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self.rows += 1
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
