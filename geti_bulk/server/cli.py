@@ -1,0 +1,121 @@
+"""``geti-bulk serve``: run the local Geti server until SIGINT/SIGTERM.
+
+Prints exactly one JSON line (``LocalGeti.info``) on stdout once listening; the token
+itself is never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+from .config import ServerConfig
+from .seed import generate_pat
+from .server import LocalGeti
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="geti-bulk serve", description="Run a local Geti 2.x-compatible server."
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    p.add_argument("--data-dir", type=Path, required=True)
+    token = p.add_mutually_exclusive_group()
+    token.add_argument("--token", help="the valid PAT (visible in the process list!)")
+    token.add_argument("--token-file", type=Path, help="file holding the valid PAT")
+    p.add_argument("--admin-token", help="token for /_admin/* (generated if absent)")
+    p.add_argument("--faults", default="", help="e.g. 503=0.05,reset=0.02,stored500=0.02")
+    p.add_argument("--latency-ms", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-inflight", type=int, default=0)
+    p.add_argument("--tls-cert", type=Path)
+    p.add_argument("--tls-key", type=Path)
+    p.add_argument("--seed-file", type=Path)
+    p.add_argument("--discard", action="store_true", help="hash bytes, do not keep them")
+    p.add_argument("--disk-full", action="store_true", help="every upload answers 507")
+    p.add_argument("--max-upload-bytes", type=int, default=int(4.7 * 1024**3))
+    p.add_argument("--no-decode", action="store_true", help="check image headers only")
+    p.add_argument("--slow-ms", type=int, default=2000)
+    return p
+
+
+def _resolve_token(args: argparse.Namespace, data_dir: Path) -> tuple[str, Path | None]:
+    if args.token:
+        print(
+            "warning: --token is visible in the process list; prefer --token-file or GETI_TOKEN",
+            file=sys.stderr,
+        )
+        return args.token.strip(), None
+    if args.token_file:
+        return args.token_file.read_text(encoding="utf-8").strip(), args.token_file.resolve()
+    if os.environ.get("GETI_TOKEN"):
+        return os.environ["GETI_TOKEN"].strip(), None
+    path = data_dir / "token"
+    token = generate_pat()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(token + "\n")
+    os.chmod(path, 0o600)
+    return token, path.resolve()
+
+
+def serve_main(argv: list[str] | None = None) -> int:
+    """Entry point of ``geti-bulk serve``; returns the exit code."""
+    args = _parser().parse_args(argv)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        print("error: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
+    data_dir: Path = args.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        token, token_file = _resolve_token(args, data_dir)
+        config = ServerConfig(
+            data_dir=data_dir,
+            token=token,
+            host=args.host,
+            port=args.port,
+            admin_token=args.admin_token,
+            faults=args.faults,
+            latency_ms=args.latency_ms,
+            seed=args.seed,
+            max_inflight=args.max_inflight,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            seed_file=args.seed_file,
+            discard=args.discard,
+            max_upload_bytes=args.max_upload_bytes,
+            disk_full=args.disk_full,
+            decode_images=not args.no_decode,
+            slow_ms=args.slow_ms,
+        )
+        server = LocalGeti(config)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    server.token_file = str(token_file) if token_file else None
+    try:
+        asyncio.run(_serve(server))
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _serve(server: LocalGeti) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    try:
+        sys.stdout.write(json.dumps(server.info) + "\n")
+        sys.stdout.flush()
+        await stop.wait()
+    finally:
+        await server.stop()

@@ -1,0 +1,56 @@
+"""Configuration and shared runtime state of the local Geti server."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+from .auth import AuthRules
+from .faults import FaultInjector
+from .seed import IdFactory, World
+from .store import Store
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """How to run a ``LocalGeti``. ``token`` is the one valid personal access token."""
+
+    data_dir: Path
+    token: str = field(repr=False)
+    host: str = "127.0.0.1"
+    port: int = 0  # 0 = pick a free port
+    admin_token: str | None = field(default=None, repr=False)  # generated if None
+    faults: str = ""  # fault spec, see ``faults.py``
+    latency_ms: int = 0  # added before answering every API request
+    seed: int = 0  # seeds ids and the fault RNG
+    max_inflight: int = 0  # 503 when more than N uploads are in flight (0 = off)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    seed_file: Path | None = None  # JSON projects instead of the defaults (see seed.py)
+    discard: bool = False  # benchmark mode: hash the bytes, keep only a head for probing
+    max_upload_bytes: int = int(4.7 * 1024**3)
+    disk_full: bool = False  # every upload answers 507 not_enough_space
+    decode_images: bool = True
+    slow_ms: int = 2000  # delay of the "slow" fault
+
+
+@dataclass
+class ServerState:
+    """Everything the handlers share; lives in the aiohttp app under ``STATE``."""
+
+    config: ServerConfig
+    world: World
+    store: Store
+    faults: FaultInjector
+    admin_token: str
+    media_ids: IdFactory
+    auth_rules: AuthRules
+    inflight: int = 0
+    peak_inflight: int = 0
+    uploads_received: int = 0
+    requests: int = 0
+
+
+STATE: web.AppKey[ServerState] = web.AppKey("geti_bulk_state", ServerState)

@@ -1,0 +1,90 @@
+"""Seeded, reproducible fault injection for upload requests.
+
+Spec: comma-separated ``kind=probability`` (``503=0.05,reset=0.02,stored500=0.02``).
+A script (list of kinds, ``ok`` for "no fault") is consumed first, one entry per upload
+request; after that one draw of ``random.Random(seed)`` per upload picks at most one
+kind from the spec. Kinds:
+
+=========== ================================================================
+``502``      plain-text Envoy 502 after draining the body
+``503``      plain-text Envoy 503 (``reset reason: overflow``) after draining
+``504``      plain-text Envoy ``upstream request timeout`` after draining
+``429``      ``local_rate_limited`` + ``x-local-rate-limit: true``, no Retry-After
+``429ra``    as ``429`` but with ``Retry-After: 1``
+``503ra``    as ``503`` but with ``Retry-After: 1``
+``reset``    read part of the body, then abort the connection; nothing stored
+``stored500`` store the media fully, then answer 500 ``Internal Server Error``
+``slow``     answer normally, ``slow_ms`` late
+=========== ================================================================
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Iterable
+
+GATEWAY_KINDS = frozenset({"502", "503", "504", "429", "429ra", "503ra"})
+KINDS = GATEWAY_KINDS | {"reset", "stored500", "slow"}
+NO_FAULT = frozenset({"ok", "none", "-", ""})
+
+
+def parse_spec(spec: str) -> list[tuple[str, float]]:
+    """``"503=0.05,reset=0.02"`` → ``[("503", 0.05), ("reset", 0.02)]`` (validated)."""
+    result: list[tuple[str, float]] = []
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        kind, sep, prob_text = item.partition("=")
+        kind = kind.strip().lower()
+        if not sep or kind not in KINDS:
+            raise ValueError(f"bad fault {item!r}: expected kind=probability, kinds {sorted(KINDS)}")
+        try:
+            prob = float(prob_text)
+        except ValueError:
+            raise ValueError(f"bad fault probability in {item!r}") from None
+        if not 0.0 <= prob <= 1.0:
+            raise ValueError(f"fault probability out of [0, 1] in {item!r}")
+        result.append((kind, prob))
+    if sum(p for _, p in result) > 1.0 + 1e-9:
+        raise ValueError("fault probabilities add up to more than 1")
+    return result
+
+
+def _check_script(script: Iterable[str]) -> list[str]:
+    entries = [str(s).strip().lower() for s in script]
+    for entry in entries:
+        if entry not in KINDS and entry not in NO_FAULT:
+            raise ValueError(f"bad scripted fault {entry!r}: kinds {sorted(KINDS)} or 'ok'")
+    return entries
+
+
+class FaultInjector:
+    """Decides, per upload request, which fault (if any) to inject; counts them."""
+
+    def __init__(self, spec: str = "", seed: int = 0) -> None:
+        self._rng = random.Random(f"geti-bulk:faults:{seed}")
+        self._spec = parse_spec(spec)
+        self._script: list[str] = []
+        self.counts: Counter[str] = Counter()
+
+    def configure(self, spec: str = "", script: Iterable[str] | None = None) -> None:
+        """Replace the spec and the pending script (validated before anything changes)."""
+        parsed = parse_spec(spec)
+        entries = _check_script(script or [])
+        self._spec = parsed
+        self._script = entries
+
+    def next_fault(self) -> str | None:
+        if self._script:
+            entry = self._script.pop(0)
+            return None if entry in NO_FAULT else entry
+        if not self._spec:
+            return None
+        draw = self._rng.random()
+        for kind, prob in self._spec:
+            if draw < prob:
+                return kind
+            draw -= prob
+        return None
+
+    def record(self, kind: str) -> None:
+        self.counts[kind] += 1

@@ -1,0 +1,350 @@
+"""``POST …/media/images|videos``: faults first, then Geti's processing order (§3.4).
+
+The whole body is received before anything is validated, as FastAPI does; then path
+ids (400) → size (413) / extension (415) / upload_info (400) → Content-Length (500) →
+free space (507) → file name (415) → project (404) → labels (404 / 500) → empty file
+(500) → decode (415) → store → 200.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import shutil
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from . import media_probe
+from .config import STATE, ServerState
+from .faults import GATEWAY_KINDS
+from .replies import (
+    INTERNAL_SERVER_ERROR,
+    GetiError,
+    PlainError,
+    bad_request,
+    invalid_id,
+    invalid_media,
+    parse_id,
+    plain,
+    project_not_found,
+    validation_error,
+)
+from .seed import GLOBAL_TASK_TYPES, Project, now_iso
+from .spool import HEAD_BYTES, Received, drain, receive
+from .store import MediaRecord
+from .views import media_to_rest
+
+IMAGE_EXTENSIONS = [".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".jfif", ".webp"]
+VIDEO_EXTENSIONS = [".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v"]
+_STORED_EXTENSION = {".jfif": ".jpeg", ".tif": ".jpeg", ".tiff": ".jpeg"}
+MIN_FREE_SPACE_GIB = 30  # chart default 20 + 10, see GETI_API.md §4.2
+_OVERFLOW = "upstream connect error or disconnect/reset before headers. reset reason: overflow"
+_GATEWAY: dict[str, tuple[int, str]] = {
+    "502": (502, "upstream connect error or disconnect/reset before headers. "
+                 "reset reason: connection termination"),
+    "503": (503, _OVERFLOW),
+    "503ra": (503, _OVERFLOW),
+    "504": (504, "upstream request timeout"),
+    "429": (429, "local_rate_limited"),
+    "429ra": (429, "local_rate_limited"),
+}
+
+
+async def post_image(request: web.Request) -> web.StreamResponse:
+    return await _handle(request, "image")
+
+
+async def post_video(request: web.Request) -> web.StreamResponse:
+    return await _handle(request, "video")
+
+
+async def _handle(request: web.Request, media_type: str) -> web.StreamResponse:
+    state = request.app[STATE]
+    state.uploads_received += 1
+    limit = state.config.max_inflight
+    if limit and state.inflight >= limit:
+        state.faults.record("overload")
+        return plain(503, _OVERFLOW, {"server": "envoy"})
+    state.inflight += 1
+    state.peak_inflight = max(state.peak_inflight, state.inflight)
+    try:
+        fault = state.faults.next_fault()
+        if fault is not None:
+            state.faults.record(fault)
+        if fault in GATEWAY_KINDS:
+            await drain(request)
+            return _gateway_response(str(fault))
+        if fault == "reset":
+            await request.content.read(64 * 1024)
+            if request.transport is not None:
+                request.transport.abort()
+            raise ConnectionResetError("fault injection: reset")
+        response = await _upload(request, state, media_type)
+        if fault == "stored500" and response.status == 200:
+            response = plain(500, INTERNAL_SERVER_ERROR)
+        if fault == "slow":
+            await asyncio.sleep(state.config.slow_ms / 1000)
+        return response
+    finally:
+        state.inflight -= 1
+
+
+def _gateway_response(kind: str) -> web.Response:
+    status, text = _GATEWAY[kind]
+    headers = {"server": "envoy"}
+    if status == 429:
+        headers["x-local-rate-limit"] = "true"
+        headers["x-envoy-ratelimited"] = "true"
+    if kind.endswith("ra"):
+        headers["Retry-After"] = "1"
+    return plain(status, text, headers)
+
+
+async def _upload(request: web.Request, state: ServerState, media_type: str) -> web.Response:
+    received = await receive(request, state.store, keep=not state.config.discard)
+    try:
+        return await _process(request, state, media_type, received)
+    except (GetiError, PlainError) as error:
+        return error.response()
+    finally:
+        received.discard()
+
+
+async def _process(
+    request: web.Request, state: ServerState, media_type: str, received: Received
+) -> web.Response:
+    workspace_id = parse_workspace_id(request.match_info["workspace_id"])
+    project_id = parse_id("project_id", request.match_info["project_id"])
+    dataset_id = parse_id("dataset_id", request.match_info["dataset_id"])
+    if media_type == "image":
+        if received.filename is not None:
+            _validate_file(request, state, received, IMAGE_EXTENSIONS, "image")
+        label_ids = _parse_upload_info(received.upload_info)
+    else:
+        label_ids = _parse_upload_info(received.upload_info)
+    if received.filename is None:
+        raise validation_error({"file": "Field required"})
+    if media_type == "video":
+        _validate_file(request, state, received, VIDEO_EXTENSIONS, "video")
+    content_length = request.content_length
+    if content_length is None:  # int(request.headers["content-length"]) → KeyError
+        raise PlainError()
+    _check_free_space(state, content_length)
+    name, extension = _parse_filename(received.filename)
+    project = state.world.project(project_id)
+    if project is None or workspace_id != state.world.workspace_id:
+        raise project_not_found(project_id)
+    labels = _resolve_labels(project, label_ids)
+    if received.size == 0:
+        raise PlainError()  # RuntimeError("Uploaded file should have size defined")
+    record = await _probe(state, project, dataset_id, media_type, received, name, extension)
+    record = dataclasses.replace(record, label_ids=labels)
+    state.store.add(record, received.path)
+    received.path = None  # moved into place
+    return web.json_response(media_to_rest(state.world, project, record))
+
+
+def parse_workspace_id(raw: str) -> str:
+    """Geti accepts a UUID or an ObjectId for the workspace."""
+    value = raw.strip().lower()
+    parts = value.split("-")
+    is_uuid = [len(p) for p in parts] == [8, 4, 4, 4, 12] and all(
+        c in "0123456789abcdef" for p in parts for c in p
+    )
+    if not is_uuid:
+        try:
+            return parse_id("workspace_id", raw)
+        except GetiError:
+            raise invalid_id("workspace_id", raw) from None
+    return value
+
+
+def _validate_file(
+    request: web.Request,
+    state: ServerState,
+    received: Received,
+    allowed: list[str],
+    word: str,
+) -> None:
+    size = received.size
+    if not size:
+        if request.content_length is None:
+            raise PlainError()  # KeyError: 'content-length'
+        size = request.content_length
+    limit = state.config.max_upload_bytes
+    if size > limit:
+        raise GetiError(
+            413, "payload_too_large",
+            f"Request too large: exceeding {limit / (1024**2)} MB is not allowed.",
+        )
+    extension = os.path.splitext(str(received.filename))[1].lower()
+    if extension not in allowed:
+        raise invalid_media(
+            f"Not a valid {word} format. Received {extension}, but only the following "
+            f"are allowed: {allowed}"
+        )
+
+
+def _parse_upload_info(text: str) -> list[str]:
+    if text == "{}":
+        return []
+    try:
+        info: Any = json.loads(text)
+    except json.JSONDecodeError:
+        raise bad_request("upload_info must be in json format.") from None
+    if not isinstance(info, dict):
+        raise bad_request(
+            f"upload_info must be a dictionary in json format. "
+            f"Received '{info}' of type {type(info)} instead."
+        )
+    label_ids = info.get("label_ids", [])
+    if not isinstance(label_ids, list):
+        raise bad_request("label_ids must be a list of well-formed MongoDB ObjectIDs.")
+    for label_id in label_ids:
+        if not (isinstance(label_id, str) and len(label_id) == 24 and _is_hex(label_id)):
+            raise invalid_id("label_id", str(label_id))
+    return [str(label_id).lower() for label_id in label_ids]
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdefABCDEF" for c in text)
+
+
+def _check_free_space(state: ServerState, upload_size: int) -> None:
+    free = shutil.disk_usage(state.store.data_dir).free
+    if state.config.disk_full or upload_size > free:
+        raise GetiError(
+            507, "not_enough_space",
+            f"Cannot upload media of size {upload_size / 1024**3:.2f} GiB when only "
+            f"{free / 1024**3:.2f}GB is available: {MIN_FREE_SPACE_GIB:.2f} GB of space "
+            "must be kept free",
+        )
+
+
+def _parse_filename(filename: str) -> tuple[str, str]:
+    if not filename:
+        raise invalid_media("Cannot upload media with an empty file name")
+    base, extension = os.path.splitext(filename)
+    name = base.strip()
+    if not name:
+        raise invalid_media("Cannot upload media with an empty basename")
+    if not extension:
+        raise invalid_media("Cannot upload media without an extension")
+    return name, extension
+
+
+def _resolve_labels(project: Project, label_ids: list[str]) -> tuple[str, ...]:
+    if not label_ids:
+        return ()
+    by_id = {label.id: label for label in project.labels}
+    missing = sorted({i for i in label_ids if i not in by_id})
+    if missing:
+        listed = ", ".join(f"ID({i})" for i in missing)
+        raise GetiError(
+            404, "label_not_found",
+            f"Labels with the following IDs were not found in the project: {{{listed}}}",
+        )
+    if project.task_type not in GLOBAL_TASK_TYPES:
+        # NotImplementedError in Geti, which has no handler for it → plain 500
+        raise PlainError()
+    result: list[str] = []
+    for label_id in label_ids:  # ancestors of hierarchical labels are added
+        current = by_id.get(label_id)
+        while current is not None and current.id not in result:
+            result.append(current.id)
+            current = by_id.get(current.parent_id or "")
+    return tuple(result)
+
+
+async def _probe(
+    state: ServerState,
+    project: Project,
+    dataset_id: str,
+    media_type: str,
+    received: Received,
+    name: str,
+    extension: str,
+) -> MediaRecord:
+    complete = received.path is not None or received.size <= HEAD_BYTES
+    source: Any = received.path if received.path is not None else received.head
+    width = height = 0
+    video: media_probe.VideoInfo | None = None
+    if media_type == "image":
+        try:
+            info = await asyncio.to_thread(
+                media_probe.probe_image, source,
+                decode=state.config.decode_images, complete=complete,
+            )
+        except media_probe.ProbeError:
+            raise invalid_media(
+                f"Cannot upload image `{name}{extension}`. The server was not able to interpret it."
+            ) from None
+        width, height = info.width, info.height
+        if not (32 <= width <= 20000 and 32 <= height <= 20000):
+            raise invalid_media(
+                "Invalid image dimensions. Image width and height have to be within the "
+                "range of 32 to 20000 pixels."
+            )
+    else:
+        try:
+            video = await asyncio.to_thread(media_probe.probe_video, source, complete=complete)
+        except media_probe.ProbeError:
+            raise invalid_media("Video file can not be read.") from None
+        _validate_video(video, str(received.filename))
+        width, height = video.width, video.height
+    ext = extension.lower()
+    return MediaRecord(
+        id=_new_media_id(state),
+        project_id=project.id,
+        dataset_id=dataset_id,
+        type=media_type,
+        name=name,
+        extension=_STORED_EXTENSION.get(ext, ext),
+        original_filename=str(received.filename),
+        size=received.size,
+        sha256=received.sha256,
+        label_ids=(),
+        upload_time=now_iso(),
+        upload_ts=time.time(),
+        uploader_id=state.world.user_id,
+        width=width,
+        height=height,
+        frame_count=video.frame_count if video else None,
+        frame_rate=video.fps if video else None,
+        frame_stride=max(1, int(video.fps)) if video else None,
+        duration=video.duration if video else None,
+        stored=not state.config.discard,
+    )
+
+
+def _validate_video(video: media_probe.VideoInfo, filename: str) -> None:
+    problems: list[str] = []
+    if video.frame_count < 1:
+        problems.append(
+            f"Encountered an error while decoding video: '{filename}'. "
+            "Unable to extract frames from video."
+        )
+    if video.width > 7680 or video.height > 4320:
+        problems.append("Video too large: the maximum width is 7680 and the maximum height is 4320.")
+    if video.duration > 10800:
+        problems.append("Video too long: the maximum duration is 3 hours")
+    known = video.width > 0 and video.height > 0
+    if known and (video.width < 32 or video.height < 32):
+        problems.append(
+            "Video too small, the minimum size is 32x32 pixels. The dimensions extracted "
+            f"for this video are: {video.width}x{video.height} pixels"
+        )
+    if problems:
+        raise invalid_media(" ".join(problems))
+
+
+def _new_media_id(state: ServerState) -> str:
+    while True:
+        media_id = state.media_ids.object_id(datetime.now(UTC))
+        if not state.store.exists(media_id):
+            return media_id
