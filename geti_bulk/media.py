@@ -60,14 +60,15 @@ def check_name(filename: str) -> str | None:
     return None
 
 
-def check_image_head(head: bytes, filename: str) -> str | None:
-    """Read width/height from the header only (no full decode)."""
+def check_image_head(head: bytes | str, filename: str) -> str | None:
+    """Read width/height from the header only (no full decode); `head` is the first
+    bytes of the file or its path."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(head)) as img:
+            with Image.open(io.BytesIO(head) if isinstance(head, bytes) else head) as img:
                 w, h = img.size
     except UnidentifiedImageError:
         return f"not a readable image: {os.path.basename(filename)} has no image header Geti can decode"

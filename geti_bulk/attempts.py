@@ -1,0 +1,289 @@
+"""One file's way to Geti: local checks, the attempt loop, reconciliation.
+
+Retries live next to the thing they replay (s3transfer): every attempt builds a fresh
+body, rewinds the progress it reported, and waits a jittered backoff outside the
+concurrency slot. POST is not idempotent, so after any failure that may have stored the
+media (the body was fully sent and the answer was lost or was a 5xx), the server is
+asked by name before the file is sent again (GETI_API.md §3.4, §3.6).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import aiofiles
+
+from geti_bulk import media
+from geti_bulk.concurrency import AdaptiveLimiter
+from geti_bulk.errors import AmbiguousError, FatalError, FileError, TransientError
+from geti_bulk.events import (
+    BytesSent,
+    FileDone,
+    FileFailed,
+    FileRetrying,
+    FileSkipped,
+    FileStarted,
+    Reporter,
+)
+from geti_bulk.geti.body import MultipartFileBody
+from geti_bulk.geti.client import GetiClient, Target
+from geti_bulk.geti.models import MediaItem
+from geti_bulk.jobs import FileJob
+from geti_bulk.journal import Journal
+from geti_bulk.labels import LabelPlan
+from geti_bulk.retry import OVERLOAD_CAUSES, RetryBudget, RetryPolicy
+
+ExistingIndex = dict[tuple[str, str, str], list[MediaItem]]   # (kind, name, stored ext) → media
+
+
+@dataclass(slots=True)
+class Tally:
+    uploaded: int = 0
+    skipped: int = 0
+    failed: int = 0
+    not_started: int = 0
+    bytes_sent: int = 0
+    claimed: set[str] = field(default_factory=set)   # media ids owned by files of this run
+
+
+class FileUploader:
+    def __init__(self, client: GetiClient, target: Target, labels: LabelPlan,
+                 limiter: AdaptiveLimiter, policy: RetryPolicy, budget: RetryBudget,
+                 reporter: Reporter, journal: Journal | None, *, chunk_size: int = 1 << 20,
+                 existing: ExistingIndex | None = None, reupload_changed: bool = False,
+                 dry_run: bool = False, rng: random.Random | None = None,
+                 sleep: Callable[[float], Awaitable[None]] | None = None) -> None:
+        import anyio
+
+        self.client = client
+        self.target = target
+        self.labels = labels
+        self.limiter = limiter
+        self.policy = policy
+        self.budget = budget
+        self.reporter = reporter
+        self.journal = journal
+        self.chunk_size = chunk_size
+        self.existing = existing
+        self.reupload_changed = reupload_changed
+        self.dry_run = dry_run
+        self.rng = rng or random.Random()
+        self.sleep = sleep or anyio.sleep
+        self.tally = Tally()
+
+    # --- outcomes -----------------------------------------------------------------
+
+    def _fail(self, job: FileJob, reason: str, *, status: int | None = None,
+              attempts: int = 0, uncertain: bool = False) -> None:
+        self.tally.failed += 1
+        if self.journal is not None and job.size >= 0:
+            self.journal.record_failed(job, reason, attempts, uncertain)
+        self.reporter.emit(FileFailed(job.key, reason, job.size, status))
+
+    def _skip(self, job: FileJob, reason: str, media_id: str | None = None,
+              record: bool = True) -> None:
+        self.tally.skipped += 1
+        if record and self.journal is not None:
+            self.journal.record_skipped(job, reason, media_id)
+        if media_id:
+            self.tally.claimed.add(media_id)
+        self.reporter.emit(FileSkipped(job.key, reason, job.size, media_id))
+
+    def _done(self, job: FileJob, item: MediaItem, attempts: int, adopted: bool = False) -> None:
+        self.tally.uploaded += 1
+        self.tally.claimed.add(item.id)
+        if self.journal is not None:
+            self.journal.record_uploaded(job, item.id, attempts)
+        self.reporter.emit(FileDone(job.key, job.size, item.id, attempts, adopted))
+
+    # --- checks before any byte is sent ------------------------------------------------
+
+    def _settled(self, job: FileJob) -> bool:
+        """Journal says this file is already done: skip it without asking the server."""
+        if job.prior_state not in ("uploaded", "skipped") or not job.prior_media_id:
+            return False
+        if job.prior_size == job.size and job.prior_mtime_ns == job.mtime_ns:
+            self._skip(job, "already uploaded (journal)", job.prior_media_id, record=False)
+            return True
+        if self.reupload_changed:
+            return False
+        self._skip(job, f"changed since it was uploaded as {job.prior_media_id} (size or mtime "
+                        "differ); pass --reupload-changed to upload the new version",
+                   job.prior_media_id, record=False)
+        return True
+
+    async def _read_head(self, job: FileJob) -> bytes:
+        try:
+            async with aiofiles.open(job.path, "rb") as f:
+                return bytes(await f.read(min(job.size, max(self.chunk_size, media.HEAD_BYTES))))
+        except OSError as e:
+            raise FileError(f"cannot read file: {e.strerror or e}") from None
+
+    async def _check(self, job: FileJob) -> tuple[tuple[str, ...], bytes]:
+        if job.problem:
+            raise FileError(job.problem)
+        kind = media.media_kind(job.filename)
+        assert kind is not None and job.kind is not None
+        for reason in (media.check_name(job.filename), media.check_size(job.size)):
+            if reason:
+                raise FileError(reason)
+        label_ids = self.labels.ids_for(job.labels)
+        head = await self._read_head(job)
+        reason = media.check_head(head, job.filename, kind)
+        if reason and kind.kind == "image" and len(head) < job.size:
+            reason = await _probe_whole_image(job.path)   # a header larger than the head read
+        if reason:
+            raise FileError(reason)
+        return label_ids, head
+
+    def _already_there(self, job: FileJob) -> MediaItem | None:
+        if self.existing is None or job.kind is None:
+            return None
+        key = (job.kind, media.media_name(job.filename),
+               media.stored_extension(os.path.splitext(job.filename)[1]))
+        for item in self.existing.get(key, []):
+            if item.id not in self.tally.claimed and _same_size(job, item):
+                return item
+        return None
+
+    # --- the attempt loop ---------------------------------------------------------------
+
+    async def process(self, job: FileJob) -> None:
+        if self._settled(job):
+            return
+        try:
+            label_ids, head = await self._check(job)
+        except FileError as e:
+            self._fail(job, str(e))
+            return
+        found = self._already_there(job)
+        if found is not None:
+            self._skip(job, "already in the dataset (same name, extension and size)", found.id)
+            return
+        if self.dry_run:
+            shown = f" with labels {', '.join(job.labels)}" if label_ids else ""
+            self._skip(job, f"dry run: would upload as {job.kind}{shown}", record=False)
+            return
+        await self._attempts(job, label_ids, head)
+
+    async def _attempts(self, job: FileJob, label_ids: tuple[str, ...], head: bytes) -> None:
+        assert job.kind is not None
+        uncertain = job.prior_state == "sending" or job.prior_uncertain
+        marked = False
+        attempt = 0
+        self.budget.file_started()
+        while True:
+            error: TransientError | None = None
+            try:
+                if uncertain:
+                    item = await self._reconcile(job)
+                    if item is not None:
+                        self._done(job, item, attempt, adopted=True)
+                        return
+                    uncertain = False
+                attempt += 1
+                if not marked and self.journal is not None:
+                    await self.journal.mark_sending(job)
+                    marked = True
+                item = await self._send_once(job, label_ids, head if attempt == 1 else None, attempt)
+            except FileError as e:
+                self._fail(job, str(e), attempts=attempt, status=_status_of(e))
+                return
+            except TransientError as e:
+                error = e
+            if error is None:
+                self.limiter.on_success()
+                self.budget.succeeded()
+                self._done(job, item, attempt)
+                return
+            uncertain = uncertain or isinstance(error, AmbiguousError)
+            if error.cause in OVERLOAD_CAUSES:
+                self.limiter.on_overload()
+            self.budget.failed()
+            if self.budget.outage:
+                raise FatalError(f"the server keeps failing ({self.budget.consecutive_failures} "
+                                 f"failures in a row, last: {error}); stopped. Rerun the same "
+                                 "command to resume")
+            if attempt >= self.policy.max_attempts or not self.budget.try_spend(error.cause):
+                why = ("retry budget used up" if attempt < self.policy.max_attempts
+                       else f"gave up after {attempt} attempts")
+                if uncertain:
+                    item_or_none = await self._final_reconcile(job)
+                    if item_or_none is not None:
+                        self._done(job, item_or_none, attempt, adopted=True)
+                        return
+                self._fail(job, f"{why}: {error}", attempts=attempt, status=error.status,
+                           uncertain=uncertain)
+                return
+            delay = self.policy.delay(error, attempt, self.rng)
+            self.reporter.emit(FileRetrying(job.key, attempt, error.cause, delay, str(error)))
+            await self.sleep(delay)
+
+    async def _send_once(self, job: FileJob, label_ids: tuple[str, ...], head: bytes | None,
+                         attempt: int) -> MediaItem:
+        assert job.kind is not None
+        await self.limiter.acquire(job.size)
+        emit = self.reporter.emit
+        key = job.key
+
+        def progress(n: int) -> None:
+            emit(BytesSent(key, n))
+
+        body = MultipartFileBody(job.path, job.filename, job.size, job.mtime_ns, label_ids,
+                                 head=head, on_progress=progress, chunk=self.chunk_size)
+        emit(FileStarted(key, job.size, attempt))
+        try:
+            item = await self.client.upload(self.target, job.kind, body)
+        except BaseException:
+            if body.sent:
+                emit(BytesSent(key, -body.sent))     # the bar rewinds for the next attempt
+            raise
+        finally:
+            await self.limiter.release(job.size)
+        self.tally.bytes_sent += body.sent
+        return item
+
+    async def _reconcile(self, job: FileJob) -> MediaItem | None:
+        """Is this file already stored (by an attempt whose answer was lost)?"""
+        assert job.kind is not None
+        name = media.media_name(job.filename)
+        ext = media.stored_extension(os.path.splitext(job.filename)[1])
+        for item in await self.client.find_by_name(self.target, name, job.kind):
+            if item.extension != ext or not _same_size(job, item):
+                continue
+            if item.id in self.tally.claimed:
+                continue
+            if self.journal is not None and await self.journal.is_claimed(item.id, job.key):
+                continue
+            return item
+        return None
+
+    async def _final_reconcile(self, job: FileJob) -> MediaItem | None:
+        try:
+            return await self._reconcile(job)
+        except TransientError:
+            return None   # stays `uncertain` in the journal; the next run asks again
+
+
+def _same_size(job: FileJob, item: MediaItem) -> bool:
+    ext = os.path.splitext(job.filename)[1].lower()
+    if media.stored_extension(ext) != ext:
+        return True   # re-encoded on the server: sizes cannot be compared
+    return item.size is None or item.size == job.size
+
+
+def _status_of(e: FileError) -> int | None:
+    text = str(e)
+    for code in ("400", "404", "409", "413", "415"):
+        if f": {code} " in text or text.startswith(code):
+            return int(code)
+    return None
+
+
+async def _probe_whole_image(path: str) -> str | None:
+    import anyio
+
+    return await anyio.to_thread.run_sync(media.check_image_head, path, path)
