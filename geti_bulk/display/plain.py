@@ -1,0 +1,129 @@
+"""Plain line output for CI, cron and `| tee`: no control codes, one fact per line.
+
+Line formats (stable; `<path>` and `<reason>` have control characters escaped):
+
+    start: <target> (concurrency <n>[, dry run])
+    scan done: <files> files, <size>
+    uploaded <path> <bytes> <media_id>[ (adopted)][ after <n> attempts]
+    skipped <path>: <reason>
+    FAILED <path>: <reason>
+    retry <n> <path>: <cause> (waiting <seconds> s)          verbose only
+    concurrency: <n>                                         verbose only
+    progress: <done>/<total>[+] files, <size>, <rate>, <failed> failed
+    stopping: <reason>
+    --- summary ---                                          then `label: value` lines
+
+`<bytes>` is an exact byte count; `<size>` and `<rate>` are decimal units (`12.0 MB`,
+`3.1 MB/s`). A `+` after the total means the scan is still running. The progress line
+is written at most once per `interval` seconds, checked whenever an event arrives; its
+rate is measured since the previous progress line. With `quiet`, only `FAILED` lines and
+the summary are written.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import TextIO
+
+from geti_bulk.events import (
+    ConcurrencyChanged,
+    Event,
+    FileDone,
+    FileFailed,
+    FileRetrying,
+    FileSkipped,
+    RunFinished,
+    RunStarted,
+    RunStopping,
+    ScanDone,
+)
+
+from .summary import plain_summary
+from .tally import Tally
+from .text import format_bytes, format_rate, printable, safe
+
+
+class PlainReporter:
+    """Writes the lines described in the module docstring to `stream`."""
+
+    def __init__(self, stream: TextIO, *, interval: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic, verbose: bool = False,
+                 quiet: bool = False) -> None:
+        self.stream = stream
+        self.interval = interval
+        self.verbose = verbose
+        self.quiet = quiet
+        self._clock = clock
+        self._tally = Tally()
+        self._mark_time = clock()
+        self._mark_bytes = 0
+
+    def start(self) -> None:
+        """Nothing to start; present so every reporter has the same lifecycle."""
+
+    def stop(self) -> None:
+        self.stream.flush()
+
+    def __enter__(self) -> PlainReporter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def emit(self, event: Event) -> None:
+        self._tally.apply(event)
+        if isinstance(event, RunStarted):
+            self._mark_time = self._clock()   # progress intervals count from the start
+        if isinstance(event, RunFinished):
+            self._write(*plain_summary(event, self._tally.failures))
+            return
+        line = self._line(event)
+        if line is not None and (not self.quiet or isinstance(event, FileFailed)):
+            self._write(line)
+        if not self.quiet:
+            self._maybe_progress()
+
+    def _line(self, event: Event) -> str | None:
+        match event:
+            case FileDone(path=path, size=size, media_id=media_id):
+                extra = " (adopted)" if event.adopted else ""
+                if event.attempts > 1:
+                    extra += f" after {event.attempts} attempts"
+                return f"uploaded {printable(path)} {size} {printable(media_id)}{extra}"
+            case FileSkipped(path=path, reason=reason):
+                return f"skipped {printable(path)}: {safe(reason)}"
+            case FileFailed(path=path, reason=reason):
+                return f"FAILED {printable(path)}: {safe(reason)}"
+            case FileRetrying(path=path, attempt=attempt, cause=cause, delay=delay):
+                if self.verbose:
+                    return (f"retry {attempt} {printable(path)}: {safe(cause)} "
+                            f"(waiting {delay:.1f} s)")
+            case ConcurrencyChanged(limit=limit):
+                if self.verbose:
+                    return f"concurrency: {limit}"
+            case RunStarted(target=target, concurrency=concurrency, dry_run=dry_run):
+                dry = ", dry run" if dry_run else ""
+                return f"start: {printable(target)} (concurrency {concurrency}{dry})"
+            case ScanDone(files=files, bytes=size):
+                return f"scan done: {files} files, {format_bytes(size)}"
+            case RunStopping(reason=reason):
+                return f"stopping: {safe(reason)}"
+        return None
+
+    def _maybe_progress(self) -> None:
+        now = self._clock()
+        if now - self._mark_time < self.interval:
+            return
+        t = self._tally
+        rate = (t.sent_bytes - self._mark_bytes) / (now - self._mark_time)
+        self._mark_time, self._mark_bytes = now, t.sent_bytes
+        more = "+" if t.scanning else ""
+        self._write(f"progress: {t.finished_files}/{t.total_files}{more} files, "
+                    f"{format_bytes(t.sent_bytes)}, {format_rate(rate)}, {t.failed} failed")
+
+    def _write(self, *lines: str) -> None:
+        self.stream.write("".join(line + "\n" for line in lines))
+        self.stream.flush()

@@ -1,0 +1,262 @@
+"""Live terminal display: an overall bar, one row per file in flight, counters.
+
+`emit` only folds the event into state under a lock (cheap, never waits on I/O); rich's
+Live refresh thread pulls `renderable()` a few times a second and draws. Lines meant to
+stay above the live area (failures; retries when verbose) are queued by `emit` and
+printed by that thread in one batch per refresh, because each print redraws the whole
+live area. Lock order is always Live -> ours -> Progress, and we never call into Live or
+the console while holding ours, so the refresh thread and the event loop cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.progress import BarColumn, Progress, ProgressColumn, Task
+from rich.table import Column
+from rich.text import Text
+
+from geti_bulk.events import (
+    BytesSent,
+    Event,
+    FileDone,
+    FileFailed,
+    FileRetrying,
+    FileSkipped,
+    FileStarted,
+    RunFinished,
+)
+
+from .summary import rich_summary
+from .tally import RateMeter, Tally
+from .text import format_bytes, format_duration, format_rate, printable, safe
+
+PATH_WIDTH = 32
+
+
+class _Live(Live):
+    """A Live that first prints the lines queued above it, in one batch per refresh.
+
+    Printing while Live runs redraws the whole live area; doing that per failure would
+    cost milliseconds of event-loop time each, so `emit` queues and the refresh thread
+    prints.
+    """
+
+    def __init__(self, drain: Callable[[], list[RenderableType]], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._drain = drain
+
+    def refresh(self) -> None:
+        with self._lock:
+            lines = self._drain()
+            if lines:
+                self.console.print(Group(*lines))
+            super().refresh()
+
+
+class _Field(ProgressColumn):
+    """Shows one pre-formatted task field, so all formatting lives in the reporter."""
+
+    def __init__(self, name: str, width: int | None = None) -> None:
+        super().__init__(Column(width=width, no_wrap=True))
+        self.name = name
+
+    def render(self, task: Task) -> Text:
+        return Text(str(task.fields.get(self.name, "")))
+
+
+class _Bytes(ProgressColumn):
+    """`1.5 MB/2.0 MB` for a file row."""
+
+    def render(self, task: Task) -> Text:
+        return Text(f"{format_bytes(task.completed)}/{format_bytes(task.total or 0)}")
+
+
+def _short(path: str, width: int = PATH_WIDTH) -> str:
+    """Keep the end of the path, which is the part that tells files apart."""
+    path = printable(path)
+    return path if len(path) <= width else "…" + path[-(width - 1):]
+
+
+class RichReporter:
+    """Reporter for an interactive terminal (see the module docstring)."""
+
+    def __init__(self, console: Console | None = None, *, max_rows: int = 8,
+                 clock: Callable[[], float] = time.monotonic,
+                 refresh_per_second: float = 4, auto_refresh: bool = True,
+                 verbose: bool = False, quiet: bool = False) -> None:
+        # a Console made normally honours NO_COLOR and TERM; never force colour here
+        self.console = console if console is not None else Console()
+        self.max_rows = max(1, max_rows)
+        self.verbose = verbose
+        self.quiet = quiet
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._tally = Tally()
+        self._meter = RateMeter(clock)
+        self._finished = False
+        self._overall = Progress(
+            _Field("label", width=10), BarColumn(bar_width=24), _Field("files"),
+            _Field("bytes"), _Field("speed"), _Field("eta"),
+            console=self.console, auto_refresh=False, get_time=clock)
+        self._overall_id = self._overall.add_task("", total=1)
+        self._rows = Progress(
+            _Field("path", width=PATH_WIDTH), BarColumn(bar_width=20), _Bytes(),
+            _Field("note"), console=self.console, auto_refresh=False, get_time=clock)
+        # fixed slots: a finished file's row is reused, so rich's per-task caches stay small
+        self._slots: list[str | None] = [None] * self.max_rows
+        self._slot_ids = [self._rows.add_task("", total=1, visible=False)
+                          for _ in range(self.max_rows)]
+        self._slot_of: dict[str, int] = {}
+        self._unshown: OrderedDict[str, None] = OrderedDict()
+        self._above: list[RenderableType] = []    # lines waiting to be printed above
+        self._live = _Live(self._drain, console=self.console, auto_refresh=auto_refresh,
+                           refresh_per_second=refresh_per_second,
+                           get_renderable=self.renderable)
+        self._live_on = False
+
+    # lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        if not self.quiet and not self._live_on and not self._finished:
+            self._live.start()
+            self._live_on = True
+
+    def stop(self) -> None:
+        if self._live_on:
+            self._live_on = False
+            self._live.stop()
+
+    def __enter__(self) -> RichReporter:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    # events --------------------------------------------------------------------------
+
+    def emit(self, event: Event) -> None:
+        with self._lock:
+            moved = self._tally.apply(event)
+            if moved:
+                self._meter.add(moved)
+            self._update_rows(event)
+            message = self._message(event)
+            if message is not None and self._live_on:
+                self._above.append(message)    # printed by the refresh thread, batched
+                message = None
+        if message is not None:
+            self.console.print(message)
+        if isinstance(event, RunFinished):
+            self._finished = True
+            self.stop()   # queued lines and the final frame first, then the summary
+            self.console.print(rich_summary(event, self._tally.failures))
+
+    def _drain(self) -> list[RenderableType]:
+        with self._lock:
+            lines, self._above = self._above, []
+        return lines
+
+    def _message(self, event: Event) -> Text | None:
+        if isinstance(event, FileFailed):
+            text = Text("FAILED ", style="bold red")
+            text.append(f"{printable(event.path)}: {safe(event.reason)}")
+            return text
+        if isinstance(event, FileRetrying) and self.verbose and not self.quiet:
+            return Text(f"retry {event.attempt} {printable(event.path)}: "
+                        f"{safe(event.cause)} (waiting {event.delay:.1f} s)", style="yellow")
+        return None
+
+    def _update_rows(self, event: Event) -> None:
+        match event:
+            case FileStarted(path=path):
+                if path not in self._slot_of and path not in self._unshown:
+                    self._unshown[path] = None
+                    self._fill_slots()
+                self._refresh_row(path)
+            case BytesSent(path=path) | FileRetrying(path=path):
+                self._refresh_row(path)
+            case FileDone(path=path) | FileFailed(path=path) | FileSkipped(path=path):
+                self._unshown.pop(path, None)
+                slot = self._slot_of.pop(path, None)
+                if slot is not None:
+                    self._slots[slot] = None
+                    self._rows.update(self._slot_ids[slot], visible=False)
+                    self._fill_slots()
+
+    def _fill_slots(self) -> None:
+        for slot, occupant in enumerate(self._slots):
+            if not self._unshown:
+                return
+            if occupant is None:
+                path, _ = self._unshown.popitem(last=False)
+                self._slots[slot] = path
+                self._slot_of[path] = slot
+                self._rows.reset(self._slot_ids[slot], total=1, completed=0, visible=True,
+                                 path=_short(path), note="")
+                self._refresh_row(path)
+
+    def _refresh_row(self, path: str) -> None:
+        slot = self._slot_of.get(path)
+        flight = self._tally.flights.get(path)
+        if slot is None or flight is None:
+            return
+        note = f"waiting: {safe(flight.waiting)}" if flight.waiting else (
+            f"attempt {flight.attempt}" if flight.attempt > 1 else "")
+        self._rows.update(self._slot_ids[slot], total=max(flight.size, 1),
+                          completed=flight.sent, note=note)
+
+    # drawing -------------------------------------------------------------------------
+
+    def renderable(self) -> RenderableType:
+        """The live area as it stands now; called by Live's refresh thread and by tests."""
+        with self._lock:
+            return Group(*self._parts())
+
+    __rich__ = renderable
+
+    def _parts(self) -> list[RenderableType]:
+        t = self._tally
+        self._sync_overall()
+        parts: list[RenderableType] = []
+        if t.target:
+            parts.append(Text(f"geti-bulk → {printable(t.target)}"
+                              + ("  (dry run)" if t.dry_run else ""), style="bold"))
+        parts.append(self._overall)
+        parts.append(Text(
+            f"uploaded {t.uploaded} · skipped {t.skipped} · failed {t.failed} · "
+            f"retrying {t.waiting} · retries {t.retries} · concurrency {t.concurrency}"))
+        if self._slot_of and not self._finished:
+            parts.append(self._rows)
+        if self._unshown and not self._finished:
+            parts.append(Text(f"… and {len(self._unshown)} more in flight", style="dim"))
+        if t.stopping is not None and not self._finished:
+            parts.append(Text(f"stopping: {safe(t.stopping)} — finishing in-flight uploads "
+                              "(Ctrl-C again to cancel)", style="bold yellow"))
+        return parts
+
+    def _sync_overall(self) -> None:
+        t = self._tally
+        speed = self._meter.rate()
+        more = "+" if t.scanning else ""
+        if t.scanning:
+            eta = "scanning…"
+        elif speed > 0 and not self._finished:
+            eta = f"ETA {format_duration((t.total_bytes - t.resolved_bytes) / speed)}"
+        else:
+            eta = "ETA -:--:--" if not self._finished else "done"
+        self._overall.update(
+            self._overall_id, total=max(t.total_bytes, 1), completed=t.resolved_bytes,
+            label="scanning…" if t.scanning else "uploading",
+            files=f"{t.finished_files}/{t.total_files}{more} files",
+            bytes=f"{format_bytes(t.resolved_bytes)}/{format_bytes(t.total_bytes)}{more}",
+            speed=format_rate(speed), eta=eta)
