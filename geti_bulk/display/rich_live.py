@@ -248,7 +248,9 @@ class RichReporter:
         t = self._tally
         speed = self._meter.rate()
         more = "+" if t.scanning else ""
-        if t.scanning:
+        if t.stopping is not None:
+            eta = "stopping"
+        elif t.scanning:
             eta = "scanning…"
         elif speed > 0 and not self._finished:
             eta = f"ETA {format_duration((t.total_bytes - t.resolved_bytes) / speed)}"
@@ -256,7 +258,8 @@ class RichReporter:
             eta = "ETA -:--:--" if not self._finished else "done"
         self._overall.update(
             self._overall_id, total=max(t.total_bytes, 1), completed=t.resolved_bytes,
-            label="scanning…" if t.scanning else "uploading",
+            label="stopping" if t.stopping is not None else (
+                "scanning…" if t.scanning else "uploading"),
             files=f"{t.finished_files}/{t.total_files}{more} files",
             bytes=f"{format_bytes(t.resolved_bytes)}/{format_bytes(t.total_bytes)}{more}",
             speed=format_rate(speed), eta=eta)
