@@ -249,7 +249,9 @@ class GetiClient:
             proj = await self.project(org, str(ws["id"]), project.lower())
         else:
             listed = await self.projects(org, str(ws["id"]), name=project)
-            chosen = pick_one("project", project, listed, exact_only=True)
+            if not any(p.get("name", "").casefold() == project.casefold() for p in listed):
+                listed = await self.projects(org, str(ws["id"]))   # to name the choices
+            chosen = pick_one("project", project, listed)
             proj = await self.project(org, str(ws["id"]), str(chosen["id"]))
         ds = pick_dataset(proj, dataset)
         return Target(self.host, org, str(ws["id"]), str(ws.get("name", "")), proj, ds)
@@ -352,10 +354,11 @@ def map_network_error(e: BaseException, host: str, *, body_complete: bool) -> Ex
     return cls(f"connection lost: {type(e).__name__}", cause="network")
 
 
-def pick_one(what: str, wanted: str | None, items: list[dict[str, Any]], *,
-             exact_only: bool = False) -> dict[str, Any]:
+def pick_one(what: str, wanted: str | None, items: list[dict[str, Any]]) -> dict[str, Any]:
     """Choose by id or name; one readable line naming the choices otherwise."""
-    names = ", ".join(sorted(f"{i.get('name')!r}" for i in items)) or "none"
+    shown = sorted(f"{i.get('name')!r}" for i in items)
+    names = ", ".join(shown[:20]) + (f" … and {len(shown) - 20} more" if len(shown) > 20 else "")
+    names = names or "none"
     if not wanted:
         if len(items) == 1:
             return items[0]

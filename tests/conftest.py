@@ -1,0 +1,76 @@
+"""Shared fixtures: the real local server on 127.0.0.1 and the real uploader."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from geti_bulk.config import UploadConfig
+from geti_bulk.events import RecordingReporter
+from geti_bulk.geti.client import Secret
+from geti_bulk.pipeline import Run, RunResult
+from geti_bulk.retry import RetryPolicy
+from geti_bulk.server import LocalGeti, ServerConfig
+from geti_bulk.server.seed import generate_pat
+
+
+@pytest.fixture
+def token() -> str:
+    return generate_pat()
+
+
+@pytest.fixture
+async def server(tmp_path: Path, token: str) -> AsyncIterator[LocalGeti]:
+    srv = LocalGeti(ServerConfig(data_dir=tmp_path / "server", token=token, seed=3))
+    async with srv:
+        yield srv
+
+
+def project_info(server: LocalGeti, name: str) -> dict[str, Any]:
+    return next(p for p in server.info["projects"] if p["name"] == name)
+
+
+def label_ids(server: LocalGeti, project: str) -> dict[str, str]:
+    return {lab["name"]: lab["id"] for lab in project_info(server, project)["labels"]}
+
+
+def make_cfg(server: LocalGeti, token: str, tmp_path: Path, sources: tuple[Path, ...] = (),
+             project: str = "Pets classification", **kw: Any) -> UploadConfig:
+    kw.setdefault("journal", tmp_path / "journal.sqlite")
+    kw.setdefault("report", tmp_path / "report.jsonl")
+    return UploadConfig(host=server.base_url, project=project, token=Secret(token),
+                        sources=sources, **kw)
+
+
+async def no_sleep(_: float) -> None:
+    return None
+
+
+class SleepRecorder:
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, delay: float) -> None:
+        self.delays.append(delay)
+
+
+async def upload(cfg: UploadConfig, *, sleep: Any = no_sleep,
+                 policy: RetryPolicy | None = None) -> tuple[RunResult, RecordingReporter]:
+    rec = RecordingReporter()
+    result = await Run(cfg, rec, sleep=sleep, policy=policy).execute()
+    return result, rec
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def stored_by_sha(server: LocalGeti) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    for rec in server.store.list_media():
+        out.setdefault(rec.sha256, []).append(rec)
+    return out
