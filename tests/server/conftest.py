@@ -97,7 +97,7 @@ class Api:
         async with self.session.request(
             method, self.server.base_url + path, headers=all_headers, **kwargs
         ) as resp:
-            return Reply(resp.status, await resp.text(), resp.headers)
+            return Reply(resp.status, (await resp.read()).decode(errors="replace"), resp.headers)
 
     async def get(self, path: str, **kwargs: Any) -> Reply:
         return await self.request("GET", path, **kwargs)
