@@ -195,6 +195,7 @@ class FileUploader:
             except TransientError as e:
                 error = e
             if error is None:
+                assert item is not None
                 self.limiter.on_success()
                 self.budget.succeeded()
                 self._done(job, item, attempt)

@@ -108,8 +108,8 @@ def walk(root: Path, opts: ScanOptions) -> Iterator[FileJob]:
     root_name = safe_text(root.resolve().name or "root")
     try:
         rst = root.stat()
-    except OSError as e:
-        yield FileJob(path=str(root), key=root_name, problem=f"cannot read source: {e.strerror}")
+    except OSError as err:
+        yield FileJob(path=str(root), key=root_name, problem=f"cannot read source: {err.strerror}")
         return
     if not stat.S_ISDIR(rst.st_mode):
         yield _job(str(root), safe_text(root.name), rst, ())
@@ -121,9 +121,9 @@ def walk(root: Path, opts: ScanOptions) -> Iterator[FileJob]:
         try:
             with os.scandir(d) as it:
                 entries = sorted(it, key=lambda e: e.name)
-        except OSError as e:
+        except OSError as err:
             yield FileJob(path=d, key="/".join([root_name, *map(safe_text, parts)]) + "/",
-                          problem=f"cannot read folder: {e.strerror}")
+                          problem=f"cannot read folder: {err.strerror}")
             continue
         subdirs: list[tuple[str, list[str]]] = []
         for e in entries:
@@ -195,8 +195,8 @@ def read_manifest(path: Path) -> Iterator[ManifestRow]:
                     continue
                 try:
                     obj = json.loads(line)
-                except ValueError as e:
-                    yield ManifestRow(n, "", (), f"{path.name}:{n}: not JSON ({e.msg})")
+                except json.JSONDecodeError as err:
+                    yield ManifestRow(n, "", (), f"{path.name}:{n}: not JSON ({err.msg})")
                     continue
                 if not isinstance(obj, dict) or not isinstance(obj.get("path"), str) or not obj["path"]:
                     yield ManifestRow(n, "", (), f"{path.name}:{n}: needs a non-empty \"path\" string")
