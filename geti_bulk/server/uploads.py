@@ -81,10 +81,11 @@ async def _handle(request: web.Request, media_type: str) -> web.StreamResponse:
             return _gateway_response(str(fault))
         if fault == "reset":
             await request.content.read(64 * 1024)
-            if request.transport is not None:
-                request.transport.abort()
-            raise ConnectionResetError("fault injection: reset")
-        response = await _upload(request, state, media_type)
+            return _abort(request)
+        try:
+            response = await _upload(request, state, media_type)
+        except ConnectionError:  # the client went away mid-body; nothing was stored
+            return _abort(request)
         if fault == "stored500" and response.status == 200:
             response = plain(500, INTERNAL_SERVER_ERROR)
         if fault == "slow":
@@ -92,6 +93,13 @@ async def _handle(request: web.Request, media_type: str) -> web.StreamResponse:
         return response
     finally:
         state.inflight -= 1
+
+
+def _abort(request: web.Request) -> web.Response:
+    """Drop the connection; the returned response is never sent."""
+    if request.transport is not None:
+        request.transport.abort()
+    return web.Response(status=500)
 
 
 def _gateway_response(kind: str) -> web.Response:

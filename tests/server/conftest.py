@@ -3,6 +3,7 @@ an ``Api`` helper that talks to it with the real aiohttp client over real socket
 
 from __future__ import annotations
 
+import io
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -117,7 +118,9 @@ class Api:
         body, content_type = multipart(data, filename, upload_info)
         target = path or f"{self.dataset_path(project, dataset)}/media/{kind}"
         headers = {"Content-Type": content_type, **kwargs.pop("headers", {})}
-        return await self.request("POST", target, data=body, headers=headers, **kwargs)
+        return await self.request(
+            "POST", target, data=io.BytesIO(body), headers=headers, **kwargs
+        )
 
     async def query(
         self, body: Any = None, *, project: str = "Pets classification", params: str = "",
