@@ -87,7 +87,7 @@ class Api:
         return f"{self.ws_path}/projects/{project['id']}/datasets/{project['datasets'][dataset]['id']}"
 
     def label_id(self, project: str, label: str) -> str:
-        return next(x["id"] for x in self.projects[project]["labels"] if x["name"] == label)
+        return str(next(x["id"] for x in self.projects[project]["labels"] if x["name"] == label))
 
     async def request(
         self, method: str, path: str, *, headers: dict[str, str] | None = None,

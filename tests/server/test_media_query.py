@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from geti_bulk.server.samples import image_bytes, mp4_bytes
@@ -15,8 +16,8 @@ async def _seed_media(api: Api) -> None:
     assert (await api.upload(mp4_bytes(frames=45), "movie.mp4", kind="videos")).status == 200
 
 
-def names(reply_body: dict[str, object]) -> list[str]:
-    return [m["name"] for m in reply_body["media"]]  # type: ignore[attr-defined,index]
+def names(reply_body: dict[str, Any]) -> list[str]:
+    return [m["name"] for m in reply_body["media"]]
 
 
 async def test_missing_or_invalid_body_is_missing_payload(api: Api) -> None:
