@@ -141,6 +141,9 @@ class Run:
         finally:
             loop.remove_signal_handler(signal.SIGINT)
             loop.remove_signal_handler(signal.SIGTERM)
+            # the run is over: a late Ctrl-C has nothing left to cancel and must not turn
+            # the tidy exit (journal closed, summary printed) into a traceback
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     async def _execute(self) -> None:
         cfg = self.cfg

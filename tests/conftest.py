@@ -74,3 +74,14 @@ def stored_by_sha(server: LocalGeti) -> dict[str, list[Any]]:
     for rec in server.store.list_media():
         out.setdefault(rec.sha256, []).append(rec)
     return out
+
+
+async def admin_stats(server: LocalGeti) -> dict[str, Any]:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as s, s.get(
+            f"{server.base_url}/_admin/stats",
+            headers={"x-admin-token": server.info["admin_token"]}) as r:
+        assert r.status == 200
+        data: dict[str, Any] = await r.json()
+        return data
