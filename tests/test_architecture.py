@@ -1,0 +1,66 @@
+"""The dependency direction of STYLE.md, checked by parsing imports."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[1] / "geti_bulk"
+
+# module -> geti_bulk modules it may import (prefix match)
+ALLOWED = {
+    "errors": set(),
+    "events": set(),
+    "jobs": set(),
+    "media": set(),
+    "retry": {"errors"},
+    "concurrency": set(),
+    "labels": {"errors", "geti.models"},
+    "scan": {"jobs", "media"},
+    "journal": {"jobs"},
+    "report": {"events"},
+    "config": {"errors", "geti.client"},
+    "geti": {"errors", "geti"},
+    "display": {"events", "display"},
+    "attempts": {"media", "concurrency", "errors", "events", "geti", "jobs", "journal",
+                 "labels", "retry"},
+    "pipeline": {"attempts", "concurrency", "config", "errors", "events", "geti", "jobs",
+                 "journal", "labels", "report", "retry", "scan"},
+    "server": {"server"},
+}
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("geti_bulk"):
+            out.add(node.module.removeprefix("geti_bulk").lstrip("."))
+        elif isinstance(node, ast.ImportFrom) and node.level and path.parent.name in ("server", "display", "geti"):
+            out.add(f"{path.parent.name}.{node.module or ''}".rstrip("."))
+        elif isinstance(node, ast.Import):
+            out.update(a.name.removeprefix("geti_bulk.") for a in node.names
+                       if a.name.startswith("geti_bulk"))
+    return {m for m in out if m}
+
+
+def test_imports_follow_the_layering():
+    bad = []
+    for path in PKG.rglob("*.py"):
+        rel = path.relative_to(PKG).with_suffix("")
+        top = rel.parts[0]
+        if top not in ALLOWED:
+            continue
+        for mod in _imports(path):
+            if not any(mod == a or mod.startswith(a + ".") for a in ALLOWED[top]):
+                bad.append(f"{rel}: imports {mod}")
+    assert bad == []
+
+
+def test_display_and_server_stay_independent_of_the_uploader():
+    for sub in ("display", "server"):
+        for path in (PKG / sub).rglob("*.py"):
+            text = path.read_text()
+            for forbidden in ("geti_bulk.pipeline", "geti_bulk.attempts", "geti_bulk.cli",
+                              "geti_bulk.geti"):
+                assert forbidden not in text, f"{path.name} imports {forbidden}"

@@ -1,0 +1,137 @@
+"""Unit tests through our own seams: retry policy, limiter, labels, body framing, config."""
+
+from __future__ import annotations
+
+import random
+
+import anyio
+import pytest
+
+from geti_bulk.concurrency import AdaptiveLimiter
+from geti_bulk.config import build, read_token_file
+from geti_bulk.errors import ConfigError, FileError, LabelSetupError, TransientError
+from geti_bulk.geti.body import MultipartFileBody
+from geti_bulk.geti.client import Secret, map_status, parse_retry_after
+from geti_bulk.geti.models import Label, Project, Task
+from geti_bulk.labels import plan_labels
+from geti_bulk.retry import RetryBudget, RetryPolicy
+
+
+def test_full_jitter_stays_within_the_capped_exponential():
+    p = RetryPolicy(base_delay=0.5, max_delay=8.0)
+    rng = random.Random(1)
+    for attempt in range(1, 12):
+        cap = min(8.0, 0.5 * 2 ** (attempt - 1))
+        samples = [p.backoff(attempt, rng) for _ in range(200)]
+        assert all(0 <= s <= cap for s in samples)
+        assert max(samples) > cap * 0.8          # really spread over the range
+    err = TransientError("x", status=429, retry_after=7)
+    assert 7 <= p.delay(err, 1, rng) <= 7.5
+    assert p.delay(TransientError("x", retry_after=10_000), 1, rng) <= p.max_retry_after + 0.5
+
+
+def test_retry_budget_limits_a_storm():
+    b = RetryBudget(RetryPolicy(budget_floor=3, budget_ratio=0.5))
+    for _ in range(4):
+        b.file_started()
+    spent = [b.try_spend("503") for _ in range(10)]
+    assert spent.count(True) == 5 and b.by_cause == {"503": 5}
+
+
+def test_retry_after_seconds_and_http_date():
+    assert parse_retry_after("3") == 3.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
+    assert parse_retry_after("soon") is None
+
+
+def test_status_mapping():
+    from multidict import CIMultiDict
+    h = CIMultiDict({"Retry-After": "2"})
+    assert type(map_status(401, b"Invalid authorization token", h, what="x")).__name__ == "AuthError"
+    assert type(map_status(507, b'{"error_code":"not_enough_space","message":"m"}', h,
+                           what="x")).__name__ == "ServerFullError"
+    e = map_status(503, b"overflow", h, what="x", body_complete=False)
+    assert isinstance(e, TransientError) and e.retry_after == 2.0 and e.cause == "503"
+    assert type(map_status(500, b"Internal Server Error", h, what="x")).__name__ == "AmbiguousError"
+    assert type(map_status(415, b'{"error_code":"invalid_media","message":"m"}', h,
+                           what="x")).__name__ == "InvalidMediaError"
+    nf = map_status(404, b'{"error_code":"project_not_found","message":"gone"}', h, what="project")
+    assert type(nf).__name__ == "TargetNotFoundError" and "gone" in str(nf)
+
+
+async def test_limiter_aimd_and_byte_budget():
+    changes: list[int] = []
+    now = [0.0]
+    lim = AdaptiveLimiter(8, initial=8, max_bytes=100, on_change=changes.append,
+                          clock=lambda: now[0], cooldown=1.0)
+    lim.on_overload()
+    lim.on_overload()                       # same congestion event: one cut
+    assert lim.limit == 4 and changes == [4]
+    now[0] = 2.0
+    lim.on_overload()
+    assert lim.limit == 2
+    for _ in range(10):
+        lim.on_success()
+    assert lim.limit >= 3
+    big = AdaptiveLimiter(4, initial=4, max_bytes=100)
+    await big.acquire(80)                   # one large file always goes
+    with anyio.move_on_after(0.05) as scope:
+        await big.acquire(80)               # a second would exceed the byte budget
+    assert scope.cancelled_caught and big.in_flight == 1
+    await big.acquire(10)                   # small ones still fit
+    assert big.in_flight == 2
+
+
+def _project(task_type: str, labels: list[Label]) -> Project:
+    return Project("p" * 24, "P", (Task("d", "Dataset", "dataset", ()),
+                                   Task("t", "T", task_type, tuple(labels))), ())
+
+
+def test_label_rules():
+    single = _project("classification", [Label("1", "cat", "g"), Label("2", "dog", "g")])
+    plan = plan_labels(single, {"cat", "DOG"})
+    assert plan.ids_for(("cat",)) == ("1",) and plan.ids_for(("DOG",)) == ("2",)
+    with pytest.raises(FileError, match="mutually exclusive"):
+        plan.ids_for(("cat", "DOG"))
+    with pytest.raises(LabelSetupError, match="zebra") as e:
+        plan_labels(single, {"cat", "zebra", "emu"})
+    assert "emu" in str(e.value) and "cat, dog" in str(e.value)
+    multi = _project("classification", [Label("1", "a", "ga"), Label("2", "b", "gb"),
+                                        Label("3", "No class", "empty", is_empty=True)])
+    mp = plan_labels(multi, {"a", "b", "No class"})
+    assert mp.ids_for(("a", "b")) == ("1", "2")
+    with pytest.raises(FileError, match="empty label"):
+        mp.ids_for(("a", "No class"))
+    anomaly = _project("anomaly", [Label("n", "Normal", "x"), Label("a", "Anomalous", "x", is_anomalous=True)])
+    assert plan_labels(anomaly, {"Normal"}).ids_for(("Normal",)) == ("n",)
+    with pytest.raises(LabelSetupError, match="labels none"):
+        plan_labels(_project("detection", [Label("1", "car", "g")]), {"car"})
+    assert plan_labels(_project("detection", []), set()).ids_for(()) == ()
+
+
+async def test_body_has_exact_content_length(tmp_path):
+    p = tmp_path / 'we"ird\nname.jpg'
+    p.write_bytes(b"x" * 3_000_001)
+    st = p.stat()
+    body = MultipartFileBody(str(p), p.name, st.st_size, st.st_mtime_ns, ("a" * 24,), chunk=1 << 16)
+    data = b"".join([c async for c in body.stream()])
+    assert len(data) == body.content_length
+    assert b'filename="we%22ird%0Aname.jpg"' in data
+    assert b'{"label_ids": ["' + b"a" * 24 + b'"]}' in data
+    assert data.endswith(f"--{body.boundary}--\r\n".encode()) and body.complete
+
+
+def test_secret_and_config_never_show_the_token(tmp_path):
+    tok = "geti_pat_" + "a" * 43 + "_" + "b" * 6
+    s = Secret(tok)
+    assert tok not in repr(s) and tok not in str(s) and s.get() == tok
+    (tmp_path / "d").mkdir()
+    cfg = build({"target.host": "geti.example", "target.project": "P", "target.token": tok},
+                env={}, sources=(tmp_path / "d",))
+    assert tok not in repr(cfg) and cfg.host == "https://geti.example"
+    f = tmp_path / "t"
+    f.write_text(f"export GETI_TOKEN='{tok}'\n")
+    assert read_token_file(f) == tok
+    f.write_text("A=1\nB=2\n")
+    with pytest.raises(ConfigError, match="neither a bare token"):
+        read_token_file(f)
