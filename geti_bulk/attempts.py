@@ -95,6 +95,8 @@ class FileUploader:
     def _done(self, job: FileJob, item: MediaItem, attempts: int, adopted: bool = False) -> None:
         self.tally.uploaded += 1
         self.tally.claimed.add(item.id)
+        if adopted and attempts:
+            self.tally.bytes_sent += job.size   # sent by this run; only the answer was lost
         if self.journal is not None:
             self.journal.record_uploaded(job, item.id, attempts)
         self.reporter.emit(FileDone(job.key, job.size, item.id, attempts, adopted))

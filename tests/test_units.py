@@ -135,3 +135,13 @@ def test_secret_and_config_never_show_the_token(tmp_path):
     f.write_text("A=1\nB=2\n")
     with pytest.raises(ConfigError, match="neither a bare token"):
         read_token_file(f)
+
+
+def test_config_example_documents_only_real_keys():
+    from pathlib import Path
+
+    from geti_bulk.config import KEYS, read_toml
+
+    example = Path(__file__).resolve().parents[1] / "config.example.toml"
+    values = read_toml(example)          # raises on any unknown key
+    assert set(values) == set(KEYS)      # and documents every key
