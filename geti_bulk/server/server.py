@@ -21,6 +21,8 @@ class LocalGeti:
     """A Geti 2.x-compatible server on a local port (see ``ServerConfig``)."""
 
     def __init__(self, config: ServerConfig) -> None:
+        if not config.token.strip():
+            raise ValueError("the server needs a non-empty token")
         self.config = config
         specs = load_seed_file(config.seed_file) if config.seed_file else None
         self.world: World = build_world(config.seed, specs)

@@ -79,3 +79,10 @@ async def test_admin_refuses_geti_token(api: Api) -> None:
                               headers={"x-admin-token": "wrong"})
     assert reply.status == 403
     assert (await api.admin("GET", "/_admin/stats")).status == 200
+
+
+async def test_refusal_of_a_large_body_is_still_readable(api: Api) -> None:
+    """The gateway answers before reading the body; the client must still see the 401."""
+    reply = await api.upload(image_bytes() + bytes(32 << 20), "big.jpg", auth=False,
+                             headers={"x-api-key": generate_pat()})
+    assert (reply.status, reply.text) == (401, "Invalid authorization token")

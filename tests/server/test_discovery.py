@@ -218,3 +218,14 @@ async def test_unknown_project_404_and_id_normalised(api: Api) -> None:
     assert set(reply.json()) == set(fixture)
     pid = api.projects["Pets classification"]["id"]
     assert (await api.get(f"{api.ws_path}/projects/{pid.upper()}")).status == 200
+
+
+async def test_latency_is_added_to_api_requests(make_geti: MakeGeti) -> None:
+    import time
+
+    api = await make_geti(latency_ms=200)
+    started = time.monotonic()
+    assert (await api.get("/api/v1/product_info")).status == 200
+    assert time.monotonic() - started >= 0.2
+    stats = (await api.admin("GET", "/_admin/stats")).json()
+    assert stats["requests"] == 1

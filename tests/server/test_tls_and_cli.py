@@ -127,3 +127,17 @@ async def test_seed_file(make_geti: MakeGeti, tmp_path: Path) -> None:
     assert [d["name"] for d in mine["datasets"]] == ["Train", "Extra"]
     assert [d["use_for_training"] for d in mine["datasets"]] == [True, False]
     assert [lab["name"] for lab in api.project("Boxes")["labels"]] == ["box", "No object"]
+
+
+def test_empty_token_is_refused(tmp_path: Path) -> None:
+    import pytest
+
+    from geti_bulk.server import LocalGeti, ServerConfig
+
+    with pytest.raises(ValueError, match="non-empty token"):
+        LocalGeti(ServerConfig(data_dir=tmp_path, token="  "))
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    proc = _start(["--data-dir", str(tmp_path / "d"), "--token-file", str(empty)])
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 2 and "non-empty token" in err
