@@ -80,6 +80,17 @@ def folder_label_names(roots: Iterable[Path], opts: ScanOptions) -> set[str]:
     return names
 
 
+def key_text(s: str) -> str:
+    """A journal key part that encodes as UTF-8. Unlike `safe_text` it stays distinct for
+    names that differ only in undecodable bytes (`caf\\xe9` vs `caf\\xe8`, not two `caf\ufffd`),
+    so two such files never share one journal row."""
+    try:
+        s.encode("utf-8")
+        return s
+    except UnicodeEncodeError:
+        return os.fsencode(s).decode("utf-8", "backslashreplace")
+
+
 def _special_kind(mode: int) -> str:
     if stat.S_ISFIFO(mode):
         return "a FIFO"
@@ -105,14 +116,18 @@ def _job(path: str, key: str, st: os.stat_result, labels: tuple[str, ...]) -> Fi
 
 def walk(root: Path, opts: ScanOptions) -> Iterator[FileJob]:
     """Depth-first walk with an explicit stack (no recursion limit), sorted for stable order."""
-    root_name = safe_text(root.resolve().name or "root")
+    root_name = key_text(root.resolve().name or "root")
     try:
         rst = root.stat()
     except OSError as err:
         yield FileJob(path=str(root), key=root_name, problem=f"cannot read source: {err.strerror}")
         return
     if not stat.S_ISDIR(rst.st_mode):
-        yield _job(str(root), safe_text(root.name), rst, ())
+        if not stat.S_ISREG(rst.st_mode):   # a FIFO given as a source must not be opened
+            yield FileJob(path=str(root), key=key_text(root.name),
+                          problem=f"{_special_kind(rst.st_mode)}, not a file")
+            return
+        yield _job(str(root), key_text(root.name), rst, ())
         return
     seen = {(rst.st_dev, rst.st_ino)}
     stack: list[tuple[str, list[str]]] = [(str(root), [])]
@@ -122,7 +137,7 @@ def walk(root: Path, opts: ScanOptions) -> Iterator[FileJob]:
             with os.scandir(d) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as err:
-            yield FileJob(path=d, key="/".join([root_name, *map(safe_text, parts)]) + "/",
+            yield FileJob(path=d, key="/".join([root_name, *map(key_text, parts)]) + "/",
                           problem=f"cannot read folder: {err.strerror}")
             continue
         subdirs: list[tuple[str, list[str]]] = []
@@ -130,7 +145,7 @@ def walk(root: Path, opts: ScanOptions) -> Iterator[FileJob]:
             if not opts.include_hidden and e.name.startswith("."):
                 continue
             rel_parts = [*parts, e.name]
-            rel = "/".join(safe_text(p) for p in rel_parts)
+            rel = "/".join(key_text(p) for p in rel_parts)
             key = f"{root_name}/{rel}"
             try:
                 is_link = e.is_symlink()
