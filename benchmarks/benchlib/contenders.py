@@ -1,0 +1,145 @@
+"""How to start each contender: its command line and environment for one run."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .server import TARGET_PROJECT, LocalServer, Tls, geti_bulk_exe
+
+HERE = Path(__file__).resolve().parent.parent / "contenders"
+
+
+@dataclass
+class RunContext:
+    """Everything a contender needs for one measured run."""
+
+    server: LocalServer
+    folder: Path
+    run_dir: Path
+    token: str
+    tls: Tls | None
+    limit: int = 0                  # only the first N files (sequential contenders)
+    files: list[Path] = field(default_factory=list)   # for curl: the exact files
+    journal: Path | None = None     # geti-bulk: a prepared journal to resume from
+
+
+@dataclass(frozen=True)
+class Contender:
+    name: str
+    describe: str
+    argv: Callable[[RunContext], list[str]]
+    limited: bool = False          # honours RunContext.limit
+
+    def env(self, ctx: RunContext) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items()
+               if k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
+        env.update(GETI_TOKEN=ctx.token, NO_PROXY="127.0.0.1,localhost",
+                   XDG_STATE_HOME=str(ctx.run_dir / "state"), PYTHONDONTWRITEBYTECODE="1")
+        for k in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE", "GETI_CA_BUNDLE"):
+            env.pop(k, None)
+        if ctx.tls is not None:
+            env["REQUESTS_CA_BUNDLE"] = str(ctx.tls.bundle)
+            env["SSL_CERT_FILE"] = str(ctx.tls.bundle)
+        return env
+
+
+def _script(name: str, *extra: str) -> Callable[[RunContext], list[str]]:
+    def argv(ctx: RunContext) -> list[str]:
+        cmd = [sys.executable, str(HERE / name), "--url", ctx.server.upload_url(), *extra]
+        if ctx.limit:
+            cmd += ["--limit", str(ctx.limit)]
+        return [*cmd, str(ctx.folder)]
+    return argv
+
+
+def _geti_bulk(*extra: str, pty: bool = False) -> Callable[[RunContext], list[str]]:
+    def argv(ctx: RunContext) -> list[str]:
+        cmd = [geti_bulk_exe(), "upload", str(ctx.folder), "--project", TARGET_PROJECT,
+               "--host", ctx.server.base_url, "--labels", "none"]
+        if "--progress" not in extra:
+            cmd += ["--progress", "none"]
+        if ctx.tls is not None:
+            cmd += ["--ca-bundle", str(ctx.tls.bundle)]
+        if ctx.journal is not None:
+            cmd += ["--journal", str(ctx.journal)]
+        cmd += extra
+        if pty:   # a real pseudo-terminal, so rich renders as it would for a user
+            return ["script", "-qefc", shlex.join(cmd), "/dev/null"]
+        return cmd
+    return argv
+
+
+def _curl(ctx: RunContext) -> list[str]:
+    """One curl process, one request per file (``--next``), headers read from a file."""
+    header_file = ctx.run_dir / "curl-headers"
+    fd = os.open(header_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"x-api-key: {ctx.token}\n")
+    cmd = ["curl"]
+    url = ctx.server.upload_url()
+    for i, path in enumerate(ctx.files):
+        if i:
+            cmd.append("--next")
+        cmd += ["-sS", "--fail", "-o", "/dev/null", "-H", f"@{header_file}",
+                "-F", f"file=@{path}", url]
+        if ctx.tls is not None:
+            cmd += ["--cacert", str(ctx.tls.bundle)]
+    return cmd
+
+
+def _sdk(ctx: RunContext) -> list[str]:
+    cmd = [sys.executable, str(HERE / "geti_sdk_upload.py"), "--url", ctx.server.base_url,
+           "--project", TARGET_PROJECT]
+    if ctx.limit:
+        cmd += ["--limit", str(ctx.limit)]
+    return [*cmd, str(ctx.folder)]
+
+
+def sdk_available() -> bool:
+    return importlib.util.find_spec("geti_sdk") is not None
+
+
+def curl_available() -> bool:
+    return shutil.which("curl") is not None
+
+
+def script_available() -> bool:
+    if shutil.which("script") is None:
+        return False
+    probe = subprocess.run(["script", "-qefc", "true", "/dev/null"], capture_output=True)
+    return probe.returncode == 0
+
+
+CONTENDERS: dict[str, Contender] = {c.name: c for c in [
+    Contender("tutorial_requests", "requests.post(files=open(...)) per file, no session",
+              _script("tutorial_requests.py"), limited=True),
+    Contender("tutorial_toolbelt", "requests-toolbelt MultipartEncoder, sequential, no session",
+              _script("tutorial_toolbelt.py"), limited=True),
+    Contender("sdk_like_threads", "5 threads, one requests.Session, files read whole",
+              _script("sdk_like_threads.py"), limited=True),
+    Contender("geti_sdk", "the Geti SDK's ImageClient.upload_folder (5 threads)", _sdk,
+              limited=True),
+    Contender("bare_aiohttp", "bare aiohttp, 8 workers, exact Content-Length, 1 MiB reads",
+              _script("bare_aiohttp.py")),
+    Contender("curl", "curl -F file=@..., one request per file (--next)", _curl),
+    Contender("geti-bulk", "geti-bulk upload, defaults (--progress none)", _geti_bulk()),
+    Contender("geti-bulk c=1", "geti-bulk --concurrency 1", _geti_bulk("--concurrency", "1")),
+    Contender("geti-bulk c=4", "geti-bulk --concurrency 4", _geti_bulk("--concurrency", "4")),
+    Contender("geti-bulk c=16", "geti-bulk --concurrency 16",
+              _geti_bulk("--concurrency", "16")),
+    Contender("geti-bulk no-journal", "geti-bulk --no-journal", _geti_bulk("--no-journal")),
+    Contender("geti-bulk rich", "geti-bulk --progress rich under a pseudo-terminal",
+              _geti_bulk("--progress", "rich", pty=True)),
+    Contender("geti-bulk fixed c=16", "geti-bulk --fixed-concurrency --concurrency 16",
+              _geti_bulk("--fixed-concurrency", "--concurrency", "16")),
+    Contender("geti-bulk resume", "geti-bulk rerun against a journal with nothing left to do",
+              _geti_bulk()),
+]}

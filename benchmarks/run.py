@@ -1,0 +1,288 @@
+"""Benchmarks for geti-bulk against the usual ways of uploading to Geti.
+
+    python benchmarks/run.py [--quick] [--out DIR] [--scenarios small tiny ...] [--repeats N]
+
+Starts the local Geti server (``geti-bulk serve --discard``) in its own process, fresh
+for every measured run; generates deterministic datasets (cached under ``<out>/data``);
+runs every contender in its own process, alternating and repeated; prints a Markdown
+table of medians and ratios and writes ``results.json``, ``results.md`` and
+``results.png`` to the out folder. See benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from benchlib import data, plan, report  # noqa: E402
+from benchlib.contenders import (  # noqa: E402
+    CONTENDERS,
+    RunContext,
+    curl_available,
+    script_available,
+    sdk_available,
+)
+from benchlib.measure import run_measured  # noqa: E402
+from benchlib.resume import build_journal, fresh_copy  # noqa: E402
+from benchlib.server import LocalServer, make_tls, make_token, server_name  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run of everything with tiny counts and 1 repeat (< 2 min)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default: benchmarks/results/<timestamp>); datasets "
+                        "are cached in <out>/data, so reuse a folder to skip generation")
+    p.add_argument("--scenarios", nargs="+", default=list(plan.SCENARIOS),
+                   choices=plan.SCENARIOS, metavar="NAME",
+                   help=f"any of: {' '.join(plan.SCENARIOS)} (default: all)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="runs per contender (default 3, quick 1); some slow cases run once")
+    p.add_argument("--server-decode", action="store_true",
+                   help="let the server fully decode images up to 1 MiB, as Geti does "
+                        "(default: header check only, so the server's CPU stays small)")
+    p.add_argument("--data", type=Path, default=None,
+                   help="dataset cache folder (default: <out>/data)")
+    return p.parse_args(argv)
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import aiohttp
+
+    return {"nproc": os.cpu_count(), "cpu": model or platform.processor(),
+            "python": platform.python_version(), "aiohttp": aiohttp.__version__,
+            "platform": platform.platform(), "geti_bulk": _git_revision()}
+
+
+def _git_revision() -> str:
+    """The commit the numbers belong to, and whether geti_bulk/ had local changes."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=HERE.parent, capture_output=True,
+                                  text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    rev = git("rev-parse", "--short", "HEAD") or "unknown"
+    return rev + (" + uncommitted changes in geti_bulk/" if git("status", "--porcelain",
+                                                                "geti_bulk") else "")
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.quick = bool(args.quick)
+        self.sizes = plan.QUICK if self.quick else plan.FULL
+        self.repeats = args.repeats or (1 if self.quick else 3)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.out: Path = (args.out or HERE / "results" / stamp).resolve()
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.data_dir: Path = (args.data or self.out / "data").resolve()
+        self.records: list[dict[str, Any]] = []
+        self.skipped: list[str] = []
+        self.tls = make_tls(self.out / "tls")
+        self.token, self.token_file = make_token(self.out / "secrets")
+        self._datasets: dict[str, Path] = {}
+        self.timeout = 120 if self.quick else 900
+        self.server = server_name(args.server_decode)
+
+    # --- datasets ------------------------------------------------------------------
+
+    def dataset(self, name: str) -> Path:
+        if name not in self._datasets:
+            t = time.perf_counter()
+            s = self.sizes
+            if name == "small":
+                path = data.small(self.data_dir, s.small)
+            elif name == "tiny":
+                path = data.tiny(self.data_dir, s.tiny)
+            elif name == "medium":
+                path = data.padded_jpegs(self.data_dir, "medium", *s.medium)
+            elif name == "large":
+                path = data.padded_jpegs(self.data_dir, "large", *s.large)
+            elif name == "resume":
+                path = data.resume_tree(self.data_dir, s.resume_rows)
+            else:
+                raise ValueError(name)
+            self._datasets[name] = path
+            files, size = data.listing(path)
+            print(f"# dataset {name}: {files:,} files, {size / 1e6:,.1f} MB in {path} "
+                  f"(ready in {time.perf_counter() - t:.1f} s)", flush=True)
+        return self._datasets[name]
+
+    def folder_for(self, case: plan.Case, contender: str) -> Path:
+        folder = self.dataset(case.dataset)
+        n = case.limits.get(contender) or case.subset
+        return data.subset(folder, n) if n else folder
+
+    # --- running ---------------------------------------------------------------------
+
+    def available(self, case: plan.Case) -> list[str]:
+        out = []
+        for name in case.contenders:
+            why = None
+            if name == "geti_sdk" and not sdk_available():
+                why = "geti-sdk is not importable here (pip install geti-sdk to include it)"
+            elif name == "geti_sdk" and case.transport == "http":
+                continue   # the SDK rewrites http:// to https://; it runs in the HTTPS cases
+            elif name == "curl" and not curl_available():
+                why = "curl is not installed"
+            elif name == "geti-bulk rich" and not script_available():
+                why = "script(1) is not available to provide a pseudo-terminal"
+            if why:
+                line = f"{name}: skipped: {why}"
+                if line not in self.skipped:
+                    self.skipped.append(line)
+                    print(f"# {line}", flush=True)
+                continue
+            out.append(name)
+        return out
+
+    def run_case(self, case: plan.Case) -> None:
+        names = self.available(case)
+        repeats = min(case.repeats or self.repeats, self.repeats)
+        journal = None
+        if case.dataset == "resume":
+            t = time.perf_counter()
+            journal = build_journal(self.dataset("resume"),
+                                    self.data_dir / f"resume-{self.sizes.resume_rows}.sqlite")
+            print(f"# journal {journal.name} ready in {time.perf_counter() - t:.1f} s",
+                  flush=True)
+        for name in names:
+            data.warm(self.folder_for(case, name))
+        for rep in range(repeats):
+            order = names if rep % 2 == 0 else names[::-1]
+            for name in order:
+                self.records.append(self.run_one(case, name, rep, journal))
+                self.save()
+
+    def run_one(self, case: plan.Case, name: str, rep: int,
+                journal: Path | None) -> dict[str, Any]:
+        contender = CONTENDERS[name]
+        folder = self.folder_for(case, name)
+        files, size = data.listing(folder)
+        run_dir = self.out / "runs" / _slug(case.key) / f"{_slug(name)}-{rep + 1}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        server = LocalServer(self.out / "server-data", self.token_file,
+                             tls=self.tls if case.transport == "https" else None,
+                             latency_ms=case.latency_ms, faults=case.faults,
+                             max_inflight=case.max_inflight, seed=0,
+                             decode=self.args.server_decode)
+        with server:
+            ctx = RunContext(server=server, folder=folder, run_dir=run_dir, token=self.token,
+                             tls=server.tls, files=data.files(folder))
+            if journal is not None:
+                ctx.journal = fresh_copy(journal, run_dir)
+            argv = contender.argv(ctx)
+            env = contender.env(ctx)
+            (run_dir / "argv.json").write_text(json.dumps(argv))
+            server.mark()
+            m = run_measured(argv, env, run_dir, timeout=self.timeout, cwd=run_dir)
+            server_cpu = server.cpu_since_start()
+            stats = server.stats()
+        if journal is not None:
+            ctx.journal.unlink(missing_ok=True)   # 100+ MB each; the numbers are kept
+        rec = {
+            "case": case.key, "scenario": case.scenario, "transport": case.transport,
+            "contender": name, "repeat": rep + 1, "files": files, "bytes": size,
+            "wall_s": m.wall_s, "files_per_s": files / m.wall_s,
+            "mb_per_s": size / 1e6 / m.wall_s, "peak_rss_mb": m.peak_rss_mb,
+            "cpu_s": m.cpu_s, "server_cpu_s": server_cpu, "exit_code": m.exit_code,
+            "timed_out": m.timed_out, "stored": stats["media_total"],
+            "duplicates": stats["duplicates"], "faults": stats["faults"],
+            "peak_inflight": stats["peak_inflight"], "uploads_received": stats["uploads_received"],
+            "latency_ms": case.latency_ms, "fault_spec": case.faults,
+            "max_inflight": case.max_inflight,
+        }
+        if m.exit_code != 0:
+            rec["stderr_tail"] = m.stderr_tail[-600:]
+        print(f"[{case.key}] {name} #{rep + 1}: {files:,} files {m.wall_s:.2f} s "
+              f"{rec['files_per_s']:,.0f} files/s {rec['mb_per_s']:,.1f} MB/s "
+              f"rss {m.peak_rss_mb:,.0f} MB cpu {m.cpu_s:.2f} s srv-cpu {server_cpu:.2f} s "
+              f"stored {rec['stored']} dups {rec['duplicates']} exit {m.exit_code}"
+              + (" TIMEOUT" if m.timed_out else ""), flush=True)
+        return rec
+
+    # --- output ------------------------------------------------------------------------
+
+    def save(self) -> None:
+        doc = {"command": " ".join(["python", "benchmarks/run.py", *sys.argv[1:]]),
+               "date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "machine": machine(),
+               "server": self.server, "quick": self.quick, "repeats": self.repeats,
+               "sizes": self.sizes.__dict__, "skipped": self.skipped, "runs": self.records}
+        (self.out / "results.json").write_text(json.dumps(doc, indent=1))
+
+    def finish(self, cases: list[plan.Case], elapsed: float) -> str:
+        refs = {c.key: c.reference for c in cases}
+        bytes_metric = {c.key: c.bytes_metric for c in cases}
+        m = machine()
+        head = [
+            "# geti-bulk benchmark results", "",
+            f"- command: `{' '.join(['python', 'benchmarks/run.py', *sys.argv[1:]])}`",
+            f"- date: {time.strftime('%Y-%m-%d %H:%M %Z')}; total {elapsed / 60:.1f} min",
+            f"- machine: {m['nproc']} CPUs, {m['cpu']}; Python {m['python']}, "
+            f"aiohttp {m['aiohttp']}",
+            f"- geti-bulk revision: {m['geti_bulk']}",
+            f"- server: {self.server}, fresh process per run, same host",
+            f"- medians of up to {self.repeats} runs (the runs column); "
+            "the last column is the reference's rate ÷ this row's rate (files/s, or MB/s "
+            "for medium/large): above 1× the reference is faster",
+        ]
+        head += [f"- {line}" for line in self.skipped]
+        table = report.markdown(self.records, refs, bytes_metric)
+        text = "\n".join(head) + "\n\n" + table
+        (self.out / "results.md").write_text(text)
+        report.chart(self.records, refs, bytes_metric, self.out / "results.png",
+                     f"geti-bulk benchmarks ({m['nproc']} CPUs, {m['cpu']}); "
+                     f"server: {self.server.split(' (')[0]}")
+        return text
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    start = time.perf_counter()
+    bench = Bench(args)
+    cases = plan.cases(args.scenarios, bench.sizes, bench.quick)
+    m = machine()
+    print(f"# geti-bulk benchmarks ({'quick' if bench.quick else 'full'}): {m['nproc']} CPUs, "
+          f"{m['cpu']}; out {bench.out}", flush=True)
+    print(f"# server: {bench.server}", flush=True)
+    for case in cases:
+        bench.run_case(case)
+    text = bench.finish(cases, time.perf_counter() - start)
+    print()
+    print(text)
+    print(f"# raw results: {bench.out / 'results.json'}; chart: {bench.out / 'results.png'}")
+    print(f"# total {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
