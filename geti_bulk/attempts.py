@@ -14,8 +14,6 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-import aiofiles
-
 from geti_bulk import media
 from geti_bulk.concurrency import AdaptiveLimiter
 from geti_bulk.errors import AmbiguousError, FatalError, FileError, TransientError
@@ -28,7 +26,7 @@ from geti_bulk.events import (
     FileStarted,
     Reporter,
 )
-from geti_bulk.geti.body import MultipartFileBody
+from geti_bulk.geti.body import MultipartFileBody, open_binary
 from geti_bulk.geti.client import GetiClient, Target
 from geti_bulk.geti.models import MediaItem
 from geti_bulk.jobs import FileJob
@@ -119,8 +117,11 @@ class FileUploader:
 
     async def _read_head(self, job: FileJob) -> bytes:
         try:
-            async with aiofiles.open(job.path, "rb") as f:
+            f, raw = await open_binary(job.path)
+            try:
                 return bytes(await f.read(min(job.size, max(self.chunk_size, media.HEAD_BYTES))))
+            finally:
+                raw.close()
         except OSError as e:
             raise FileError(f"cannot read file: {e.strerror or e}") from None
 

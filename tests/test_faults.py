@@ -120,7 +120,6 @@ async def test_outage_stops_the_run_instead_of_a_retry_storm(server, token, tmp_
     policy = RetryPolicy(max_attempts=100, outage_after=20, budget_floor=1000)
     result, _ = await upload(make_cfg(server, token, tmp_path, (data,)), policy=policy)
     assert result.exit_code == 3 and "keeps failing" in result.fatal
-    stats = server.info  # noqa: F841
     assert sum(result.retries.values()) < 40
 
 
@@ -137,4 +136,5 @@ async def test_overload_mode_adaptive_concurrency_backs_off(tmp_path, token):
         assert srv.store.count() == 60 and srv.store.duplicate_groups() == []
     from geti_bulk.events import ConcurrencyChanged
     levels = [e.limit for e in rec.events if isinstance(e, ConcurrencyChanged)]
-    assert levels and min(levels) <= 2
+    # the limit was cut (multiplicative decrease) on the server's 503s
+    assert any(b < a for a, b in zip([4, *levels], levels, strict=False))

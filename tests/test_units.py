@@ -114,7 +114,13 @@ async def test_body_has_exact_content_length(tmp_path):
     p.write_bytes(b"x" * 3_000_001)
     st = p.stat()
     body = MultipartFileBody(str(p), p.name, st.st_size, st.st_mtime_ns, ("a" * 24,), chunk=1 << 16)
-    data = b"".join([c async for c in body.stream()])
+    chunks: list[bytes] = []
+
+    async def write(c: bytes) -> None:
+        chunks.append(c)
+
+    await body.write_to(write)
+    data = b"".join(chunks)
     assert len(data) == body.content_length
     assert b'filename="we%22ird%0Aname.jpg"' in data
     assert b'{"label_ids": ["' + b"a" * 24 + b'"]}' in data

@@ -9,16 +9,48 @@ boundary, so the server never receives a complete (wrong) body.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, BinaryIO
 
 import aiofiles
+import aiofiles.threadpool
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.payload import Payload
 
 from geti_bulk.errors import FileChangedError
 
 CHUNK = 1 << 20
+
+
+async def open_binary(path: str) -> tuple[Any, BinaryIO]:
+    """`aiofiles.open(path, "rb")` that cannot leak: if the caller is cancelled while the
+    executor thread opens the file, the file is closed when the open completes. Returns
+    the aiofiles wrapper and the raw file, which the caller closes synchronously in a
+    `finally` (closing a file opened for reading does no I/O worth a thread hop, and a
+    synchronous close also runs when a never-resumed task is destroyed)."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[BinaryIO] = loop.run_in_executor(None, _open_rb, path)
+    try:
+        raw = await asyncio.shield(fut)
+    except asyncio.CancelledError:
+        fut.add_done_callback(_close_result)
+        raise
+    return aiofiles.threadpool.wrap(raw, loop=loop), raw
+
+
+def _open_rb(path: str) -> BinaryIO:
+    return open(path, "rb")
+
+
+def _close_result(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled() and fut.exception() is None:
+        fut.result().close()
+
+
 
 
 def _quote(name: str) -> str:
@@ -71,27 +103,54 @@ class MultipartFileBody:
         if self.on_progress is not None:
             self.on_progress(n)
 
-    async def stream(self) -> AsyncIterator[bytes]:
-        yield self.preamble
+    async def write_to(self, write: Callable[[bytes], Awaitable[Any]]) -> None:
+        """Write the whole body. The file lives inside this one coroutine, so a cancelled
+        or failed request closes it (an async generator left suspended would not)."""
+        await write(self.preamble)
         remaining = self.size
-        async with aiofiles.open(self.path, "rb") as f:
+        f, raw = await open_binary(self.path)
+        try:
             if self.head:
                 head = self.head[:remaining]
                 await f.seek(len(head))
                 remaining -= len(head)
-                yield head
+                await write(head)
                 self._tick(len(head))
             while remaining > 0:
                 data = await f.read(min(self.chunk, remaining))
                 if not data:
                     raise self._changed(f"shrank to {self.size - remaining} bytes")
                 remaining -= len(data)
-                yield data
+                await write(data)
                 self._tick(len(data))
             if await f.read(1):
                 raise self._changed("grew")
             st = os.fstat(f.fileno())
             if st.st_size != self.size or st.st_mtime_ns != self.mtime_ns:
                 raise self._changed("size or modification time differs")
+        finally:
+            raw.close()
         self.complete = True
-        yield self.epilogue
+        await write(self.epilogue)
+
+    def payload(self) -> BodyPayload:
+        return BodyPayload(self)
+
+
+class BodyPayload(Payload):
+    """aiohttp payload of known size: aiohttp sends Content-Length, never chunked."""
+
+    def __init__(self, body: MultipartFileBody) -> None:
+        super().__init__(body, content_type=body.content_type)
+        self._size = body.content_length
+        self._body = body
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        raise TypeError("a streamed upload body cannot be decoded")
+
+    async def write(self, writer: AbstractStreamWriter) -> None:
+        await self._body.write_to(writer.write)
+
+    async def write_with_length(self, writer: AbstractStreamWriter,
+                                content_length: int | None) -> None:
+        await self._body.write_to(writer.write)

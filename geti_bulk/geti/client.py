@@ -309,7 +309,7 @@ class GetiClient:
                         user_progress(n)
 
                 body.on_progress = progress
-                async with self.session.post(url, data=body.stream(), headers=headers,
+                async with self.session.post(url, data=body.payload(), headers=headers,
                                              allow_redirects=False) as resp:
                     deadline.reschedule(loop.time() + self.api_timeout)
                     data = await resp.read()
