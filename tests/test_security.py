@@ -163,11 +163,6 @@ async def test_reprs_and_messages_hide_the_token(server, token, tmp_path):
     assert secret.get() == token
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "client.map_status copies the server's error message verbatim into AuthError/FileError/"
-    "TransientError messages; a body that echoes the x-api-key header puts the token into "
-    "RunResult.fatal, stderr, the report and the JSON stream. Fix: redact the token in "
-    "GetiClient (e.g. replace self._token.get() with '***' in every message it builds)"))
 async def test_a_server_echoing_the_token_in_an_error_does_not_leak_it(tmp_path):
     """A proxy or debug page may echo request headers in its error body; the message the
     user sees (and the report, and the JSON stream) must still not carry the token."""

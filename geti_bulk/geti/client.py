@@ -25,6 +25,7 @@ from geti_bulk.errors import (
     ConfigError,
     FatalError,
     FileError,
+    GetiBulkError,
     InvalidMediaError,
     LabelSetupError,
     ServerFullError,
@@ -180,8 +181,24 @@ class GetiClient:
             h["Authorization"] = f"Bearer {token}"
         return h
 
+    def _scrub(self, exc: Exception) -> Exception:
+        """Servers may echo request headers in error bodies: never pass the token on."""
+        token = self._token.get()
+        if token:
+            exc.args = tuple(a.replace(token, "***") if isinstance(a, str) else a
+                             for a in exc.args)
+        return exc
+
     async def _call(self, method: str, path: str, *, what: str,
                     params: dict[str, Any] | None = None, json_body: Any = None) -> Any:
+        try:
+            return await self._call_unscrubbed(method, path, what=what, params=params,
+                                               json_body=json_body)
+        except GetiBulkError as e:
+            raise self._scrub(e) from None
+
+    async def _call_unscrubbed(self, method: str, path: str, *, what: str,
+                               params: dict[str, Any] | None, json_body: Any) -> Any:
         url = self.host + path
         try:
             async with asyncio.timeout(self.api_timeout):
@@ -290,6 +307,12 @@ class GetiClient:
         return out
 
     async def upload(self, target: Target, kind: str, body: MultipartFileBody) -> MediaItem:
+        try:
+            return await self._upload(target, kind, body)
+        except GetiBulkError as e:
+            raise self._scrub(e) from None
+
+    async def _upload(self, target: Target, kind: str, body: MultipartFileBody) -> MediaItem:
         url = f"{self.host}{target.dataset_path}/media/{kind}s"
         headers = self._headers()
         headers["Content-Type"] = body.content_type
