@@ -250,7 +250,8 @@ async def test_find_by_name_over_255_characters_uses_contains_and_filters_exactl
     p = write(tmp_path / "short.jpg", image_bytes(64, 64))
     st = p.stat()
     long_name = "é" * 300
-    names = [long_name, long_name + "x", "y" + long_name, long_name[:-1], "short"]
+    names = [long_name, long_name + "x", "y" + long_name, long_name[:-1], "short",
+             "b" * 255, "b" * 256, "b" * 257]
     async with geti(server, token) as (client, target):
         ids = {}
         for n in names:
@@ -263,7 +264,8 @@ async def test_find_by_name_over_255_characters_uses_contains_and_filters_exactl
                 pass
         found = await client.find_by_name(target, long_name, "image")
         assert [m.id for m in found] == [ids[long_name]]
-        assert [m.id for m in await client.find_by_name(target, "short", "image")] == [ids["short"]]
+        for n in ("short", long_name[:-1], "b" * 255, "b" * 256, "b" * 257):   # both sides of 255
+            assert [m.id for m in await client.find_by_name(target, n, "image")] == [ids[n]]
         assert await client.find_by_name(target, long_name, "video") == []
 
 
