@@ -30,6 +30,7 @@ class AdaptiveLimiter:
         self._clock = clock
         self._cooldown = cooldown
         self._last_cut = -1e9
+        self._slow_start = adaptive   # like TCP: grow fast until the first congestion signal
 
     @property
     def limit(self) -> int:
@@ -63,12 +64,15 @@ class AdaptiveLimiter:
 
     def on_success(self) -> None:
         if self.adaptive:
-            self._set(self._limit + 1.0 / self._limit)   # additive: +1 per window
+            # slow start doubles the limit per window of successes; after the first
+            # congestion signal, additive increase: +1 per window
+            self._set(self._limit + (1.0 if self._slow_start else 1.0 / self._limit))
 
     def on_overload(self) -> None:
         """Multiplicative decrease, at most once per cooldown (one congestion event)."""
         if not self.adaptive:
             return
+        self._slow_start = False
         now = self._clock()
         if now - self._last_cut >= self._cooldown:
             self._last_cut = now

@@ -151,3 +151,22 @@ def test_config_example_documents_only_real_keys():
     example = Path(__file__).resolve().parents[1] / "config.example.toml"
     values = read_toml(example)          # raises on any unknown key
     assert set(values) == set(KEYS)      # and documents every key
+
+
+def test_limiter_slow_start_until_first_congestion():
+    lim = AdaptiveLimiter(16, initial=2)
+    for _ in range(2):
+        lim.on_success()
+    assert lim.limit == 4                  # doubled in one window
+    for _ in range(4):
+        lim.on_success()
+    assert lim.limit == 8
+    lim.on_overload()
+    assert lim.limit == 4
+    for _ in range(4):
+        lim.on_success()
+    assert lim.limit == 5                  # additive after congestion: +1 per window
+    fixed = AdaptiveLimiter(6, adaptive=False)
+    fixed.on_overload()
+    fixed.on_success()
+    assert fixed.limit == 6
