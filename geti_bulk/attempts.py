@@ -9,6 +9,7 @@ asked by name before the file is sent again (GETI_API.md §3.4, §3.6).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 from collections.abc import Awaitable, Callable
@@ -16,7 +17,13 @@ from dataclasses import dataclass, field
 
 from geti_bulk import media
 from geti_bulk.concurrency import AdaptiveLimiter
-from geti_bulk.errors import AmbiguousError, FatalError, FileError, TransientError
+from geti_bulk.errors import (
+    AmbiguousError,
+    FatalError,
+    FileChangedError,
+    FileError,
+    TransientError,
+)
 from geti_bulk.events import (
     BytesSent,
     FileDone,
@@ -116,14 +123,20 @@ class FileUploader:
         return True
 
     async def _read_head(self, job: FileJob) -> bytes:
+        """The first chunk (all of a small file), checked against what the scan saw."""
         try:
             f, raw = await open_binary(job.path)
             try:
-                return bytes(await f.read(min(job.size, max(self.chunk_size, media.HEAD_BYTES))))
+                head = bytes(await f.read(min(job.size, max(self.chunk_size, media.HEAD_BYTES))))
+                st = os.fstat(raw.fileno())
             finally:
                 raw.close()
         except OSError as e:
             raise FileError(f"cannot read file: {e.strerror or e}") from None
+        if st.st_size != job.size or st.st_mtime_ns != job.mtime_ns:
+            raise FileChangedError("file changed since it was scanned (size or modification "
+                                   "time differ); not uploaded")
+        return head
 
     async def _check(self, job: FileJob) -> tuple[tuple[str, ...], bytes]:
         if job.problem:
@@ -157,6 +170,20 @@ class FileUploader:
     async def process(self, job: FileJob) -> None:
         if self._settled(job):
             return
+        # the durable `sending` mark (a group commit) overlaps the local checks; it is
+        # awaited before the first byte goes out. A file that then fails or is skipped
+        # gets its final row after it, in order.
+        mark: asyncio.Future[None] | None = None
+        if self.journal is not None and not self.dry_run and not job.problem:
+            mark = asyncio.ensure_future(self.journal.mark_sending(job))
+            mark.add_done_callback(_retrieve)
+        try:
+            await self._process(job, mark)
+        finally:
+            if mark is not None and not mark.done():
+                mark.cancel()
+
+    async def _process(self, job: FileJob, mark: asyncio.Future[None] | None) -> None:
         try:
             label_ids, head = await self._check(job)
         except FileError as e:
@@ -170,12 +197,12 @@ class FileUploader:
             shown = f" with labels {', '.join(job.labels)}" if label_ids else ""
             self._skip(job, f"dry run: would upload as {job.kind}{shown}", record=False)
             return
-        await self._attempts(job, label_ids, head)
+        await self._attempts(job, label_ids, head, mark)
 
-    async def _attempts(self, job: FileJob, label_ids: tuple[str, ...], head: bytes) -> None:
+    async def _attempts(self, job: FileJob, label_ids: tuple[str, ...], head: bytes,
+                        mark: asyncio.Future[None] | None) -> None:
         assert job.kind is not None
         uncertain = job.prior_state == "sending" or job.prior_uncertain
-        marked = False
         attempt = 0
         self.budget.file_started()
         while True:
@@ -188,10 +215,12 @@ class FileUploader:
                         return
                     uncertain = False
                 attempt += 1
-                if not marked and self.journal is not None:
-                    await self.journal.mark_sending(job)
-                    marked = True
-                item = await self._send_once(job, label_ids, head if attempt == 1 else None, attempt)
+                if mark is not None:
+                    await mark          # durable before the first byte is sent
+                # a small file read whole at check time is sent from memory on every
+                # attempt (bounded: one chunk per worker); a large one is re-read
+                reuse = attempt == 1 or len(head) == job.size
+                item = await self._send_once(job, label_ids, head if reuse else None, attempt)
             except FileError as e:
                 self._fail(job, str(e), attempts=attempt, status=_status_of(e))
                 return
@@ -270,6 +299,11 @@ class FileUploader:
             return await self._reconcile(job)
         except TransientError:
             return None   # stays `uncertain` in the journal; the next run asks again
+
+
+def _retrieve(fut: asyncio.Future[None]) -> None:
+    if not fut.cancelled():
+        fut.exception()   # an error is re-raised where the mark is awaited
 
 
 def _same_size(job: FileJob, item: MediaItem) -> bool:

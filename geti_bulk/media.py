@@ -38,13 +38,13 @@ def media_kind(filename: str) -> MediaKind | None:
 
 # What the multipart body does to a file name (RFC 7578 §4.2, as browsers do; must match
 # `geti.body._quote`): the server stores the name as it arrives, escapes included.
-_WIRE_ESCAPES = {ord('"'): "%22", ord("\r"): "%0D", ord("\n"): "%0A"}
+WIRE_ESCAPES = {ord('"'): "%22", ord("\r"): "%0D", ord("\n"): "%0A"}
 
 
 def media_name(filename: str) -> str:
     """The name Geti stores: basename as sent on the wire, without extension, stripped
     (§4.1). A local `a"b.jpg` is stored as `a%22b`: reconciliation must ask for that."""
-    return os.path.splitext(os.path.basename(filename).translate(_WIRE_ESCAPES))[0].strip()
+    return os.path.splitext(os.path.basename(filename).translate(WIRE_ESCAPES))[0].strip()
 
 
 def stored_extension(ext: str) -> str:

@@ -22,6 +22,7 @@ from aiohttp.abc import AbstractStreamWriter
 from aiohttp.payload import Payload
 
 from geti_bulk.errors import FileChangedError
+from geti_bulk.media import WIRE_ESCAPES
 
 CHUNK = 1 << 20
 
@@ -54,8 +55,9 @@ def _close_result(fut: asyncio.Future[Any]) -> None:
 
 
 def _quote(name: str) -> str:
-    # RFC 7578 §4.2: percent-encode the characters that would break the header.
-    return name.replace("\\", "\\\\").replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
+    # RFC 7578 §4.2: percent-encode what would break the header; `media.media_name`
+    # predicts the stored name from the same table
+    return name.replace("\\", "\\\\").translate(WIRE_ESCAPES)
 
 
 class MultipartFileBody:
@@ -107,6 +109,16 @@ class MultipartFileBody:
         """Write the whole body. The file lives inside this one coroutine, so a cancelled
         or failed request closes it (an async generator left suspended would not)."""
         await write(self.preamble)
+        if self.head is not None and len(self.head) >= self.size:
+            # the whole file was read (and checked against its stat) before: no reopen
+            await write(self.head[:self.size])
+            self._tick(self.size)
+        else:
+            await self._write_file(write)
+        self.complete = True
+        await write(self.epilogue)
+
+    async def _write_file(self, write: Callable[[bytes], Awaitable[Any]]) -> None:
         remaining = self.size
         f, raw = await open_binary(self.path)
         try:
@@ -125,13 +137,11 @@ class MultipartFileBody:
                 self._tick(len(data))
             if await f.read(1):
                 raise self._changed("grew")
-            st = os.fstat(f.fileno())
+            st = os.fstat(raw.fileno())
             if st.st_size != self.size or st.st_mtime_ns != self.mtime_ns:
                 raise self._changed("size or modification time differs")
         finally:
             raw.close()
-        self.complete = True
-        await write(self.epilogue)
 
     def payload(self) -> BodyPayload:
         return BodyPayload(self)
