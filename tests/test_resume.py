@@ -139,17 +139,21 @@ def _verify_exactly_once(server, data: Path, journal: Path, report: Path) -> Non
 
 async def test_sigkill_at_random_points_then_rerun_is_exactly_once(server, token, tmp_path):
     data = tmp_path / "data"
-    await asyncio.to_thread(make_labelled_tree, data, ["cat", "dog", "horse"], 1500,
+    await asyncio.to_thread(make_labelled_tree, data, ["cat", "dog", "horse"], 2500,
                             size=(48, 40), noise=0.3)
     server.set_faults(spec="stored500=0.03,reset=0.03,503=0.03")
     rng = random.Random(11)
     cmd = _cli(server, data, tmp_path)
+    killed = 0
     for i in range(4):
         proc = await _spawn(cmd, token, tmp_path / f"report-{i}.jsonl")
         await asyncio.sleep(rng.uniform(0.8, 2.0))
         if proc.returncode is None:
             proc.kill()                                    # SIGKILL: no cleanup at all
+            killed += 1
         await asyncio.wait_for(proc.communicate(), 30)
+    assert killed >= 3, "the kills must land mid-run to test anything"
+    assert 0 < server.store.count() < 2500
     final = tmp_path / "report-final.jsonl"
     proc = await _spawn(cmd, token, final)
     out, _ = await asyncio.wait_for(proc.communicate(), 110)
