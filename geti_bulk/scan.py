@@ -133,50 +133,53 @@ def walk(root: Path, opts: ScanOptions) -> Iterator[FileJob]:
     stack: list[tuple[str, list[str]]] = [(str(root), [])]
     while stack:
         d, parts = stack.pop()
+        subdirs: list[tuple[str, list[str]]] = []
         try:
+            # files stream in directory order (a folder of a million files is never held
+            # in memory); subfolders are walked afterwards in name order
             with os.scandir(d) as it:
-                entries = sorted(it, key=lambda e: e.name)
+                for e in it:
+                    yield from _entry(e, parts, root_name, opts, seen, subdirs)
         except OSError as err:
             yield FileJob(path=d, key="/".join([root_name, *map(key_text, parts)]) + "/",
                           problem=f"cannot read folder: {err.strerror}")
-            continue
-        subdirs: list[tuple[str, list[str]]] = []
-        for e in entries:
-            if not opts.include_hidden and e.name.startswith("."):
-                continue
-            rel_parts = [*parts, e.name]
-            rel = "/".join(key_text(p) for p in rel_parts)
-            key = f"{root_name}/{rel}"
-            try:
-                is_link = e.is_symlink()
-                if is_link and not opts.follow_symlinks:
-                    continue
-                st = e.stat(follow_symlinks=True)
-            except OSError as err:
-                if _wanted(rel, opts):
-                    why = "broken symlink" if e.is_symlink() else f"cannot stat: {err.strerror}"
-                    if err.errno == 40:  # ELOOP
-                        why = "symlink loop"
-                    yield FileJob(path=e.path, key=key, problem=why)
-                continue
-            if stat.S_ISDIR(st.st_mode):
-                ident = (st.st_dev, st.st_ino)
-                if ident in seen:
-                    yield FileJob(path=e.path, key=key + "/",
-                                  problem="symlink loop: folder already visited, not followed")
-                    continue
-                if opts.exclude and _matches(rel + "/", opts.exclude):
-                    continue
-                seen.add(ident)
-                subdirs.append((e.path, rel_parts))
-                continue
-            if not _wanted(rel, opts):
-                continue
-            if not stat.S_ISREG(st.st_mode):
-                yield FileJob(path=e.path, key=key, problem=f"{_special_kind(st.st_mode)}, not a file")
-                continue
-            yield _job(e.path, key, st, folder_label(rel_parts, opts))
+        subdirs.sort(key=lambda s: s[0])
         stack.extend(reversed(subdirs))
+
+
+def _entry(e: os.DirEntry[str], parts: list[str], root_name: str, opts: ScanOptions,
+           seen: set[tuple[int, int]], subdirs: list[tuple[str, list[str]]]) -> Iterator[FileJob]:
+    if not opts.include_hidden and e.name.startswith("."):
+        return
+    rel_parts = [*parts, e.name]
+    rel = "/".join(key_text(p) for p in rel_parts)
+    key = f"{root_name}/{rel}"
+    try:
+        if e.is_symlink() and not opts.follow_symlinks:
+            return
+        st = e.stat(follow_symlinks=True)
+    except OSError as err:
+        if _wanted(rel, opts):
+            why = "broken symlink" if e.is_symlink() else f"cannot stat: {err.strerror}"
+            if err.errno == 40:  # ELOOP
+                why = "symlink loop"
+            yield FileJob(path=e.path, key=key, problem=why)
+        return
+    if stat.S_ISDIR(st.st_mode):
+        ident = (st.st_dev, st.st_ino)
+        if ident in seen:
+            yield FileJob(path=e.path, key=key + "/",
+                          problem="symlink loop: folder already visited, not followed")
+        elif not (opts.exclude and _matches(rel + "/", opts.exclude)):
+            seen.add(ident)
+            subdirs.append((e.path, rel_parts))
+        return
+    if not _wanted(rel, opts):
+        return
+    if not stat.S_ISREG(st.st_mode):
+        yield FileJob(path=e.path, key=key, problem=f"{_special_kind(st.st_mode)}, not a file")
+        return
+    yield _job(e.path, key, st, folder_label(rel_parts, opts))
 
 
 # --- manifests -------------------------------------------------------------------

@@ -20,7 +20,7 @@ ALLOWED = {
     "journal": {"jobs"},
     "report": {"events"},
     "config": {"errors", "geti.client"},
-    "geti": {"errors", "geti"},
+    "geti": {"errors", "geti", "media"},
     "display": {"events", "display"},
     "attempts": {"media", "concurrency", "errors", "events", "geti", "jobs", "journal",
                  "labels", "retry"},
