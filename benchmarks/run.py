@@ -103,6 +103,7 @@ class Bench:
         self.data_dir: Path = (args.data or self.out / "data").resolve()
         self.records: list[dict[str, Any]] = []
         self.skipped: list[str] = []
+        self.errors: list[str] = []
         self.tls = make_tls(self.out / "tls")
         self.token, self.token_file = make_token(self.out / "secrets")
         self._datasets: dict[str, Path] = {}
@@ -191,7 +192,8 @@ class Bench:
                              latency_ms=case.latency_ms, faults=case.faults,
                              max_inflight=case.max_inflight, seed=0,
                              decode=self.args.server_decode)
-        with server:
+        server.start()
+        try:
             ctx = RunContext(server=server, folder=folder, run_dir=run_dir, token=self.token,
                              tls=server.tls, files=data.files(folder))
             if journal is not None:
@@ -199,10 +201,21 @@ class Bench:
             argv = contender.argv(ctx)
             env = contender.env(ctx)
             (run_dir / "argv.json").write_text(json.dumps(argv))
+            busy0 = _busy_cpu_seconds()
             server.mark()
             m = run_measured(argv, env, run_dir, timeout=self.timeout, cwd=run_dir)
-            server_cpu = server.cpu_since_start()
-            stats = server.stats()
+            busy = _busy_cpu_seconds() - busy0
+            if server.alive():
+                server_cpu = server.cpu_since_start()
+                stats = server.stats()
+            else:   # recorded, reported, and the harness exits 1 at the end
+                self.errors.append(f"{case.key} {name} #{rep + 1}: the server died; "
+                                   f"see {run_dir / 'server.log'}")
+                server_cpu = 0.0
+                stats = {"media_total": -1, "duplicates": -1, "faults": {},
+                         "peak_inflight": 0, "uploads_received": 0}
+        finally:
+            server.stop(keep_log=run_dir / "server.log")
         if journal is not None:
             ctx.journal.unlink(missing_ok=True)   # 100+ MB each; the numbers are kept
         rec = {
@@ -216,6 +229,9 @@ class Bench:
             "peak_inflight": stats["peak_inflight"], "uploads_received": stats["uploads_received"],
             "latency_ms": case.latency_ms, "fault_spec": case.faults,
             "max_inflight": case.max_inflight,
+            # CPU the machine spent on anything but this contender and the server
+            # (the harness's sampler, and other people's work): interference
+            "other_cpu_s": max(0.0, busy - m.cpu_s - server_cpu),
         }
         if m.exit_code != 0:
             rec["stderr_tail"] = m.stderr_tail[-600:]
@@ -252,6 +268,7 @@ class Bench:
             "for medium/large): above 1× the reference is faster",
         ]
         head += [f"- {line}" for line in self.skipped]
+        head += [f"- **ERROR** {line}" for line in self.errors]
         table = report.markdown(self.records, refs, bytes_metric)
         text = "\n".join(head) + "\n\n" + table
         (self.out / "results.md").write_text(text)
@@ -259,6 +276,13 @@ class Bench:
                      f"geti-bulk benchmarks ({m['nproc']} CPUs, {m['cpu']}); "
                      f"server: {self.server.split(' (')[0]}")
         return text
+
+
+def _busy_cpu_seconds() -> float:
+    import psutil
+
+    t = psutil.cpu_times()
+    return float(t.user + t.nice + t.system + t.irq + t.softirq + getattr(t, "steal", 0.0))
 
 
 def _slug(text: str) -> str:
@@ -281,7 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     print(f"# raw results: {bench.out / 'results.json'}; chart: {bench.out / 'results.png'}")
     print(f"# total {time.perf_counter() - start:.0f} s")
-    return 0
+    for error in bench.errors:
+        print(f"# ERROR: {error}", file=sys.stderr)
+    return 1 if bench.errors else 0
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ def _geti_bulk(*extra: str, pty: bool = False) -> Callable[[RunContext], list[st
         if ctx.tls is not None:
             cmd += ["--ca-bundle", str(ctx.tls.bundle)]
         if ctx.journal is not None:
-            cmd += ["--journal", str(ctx.journal)]
+            cmd += ["--journal", str(ctx.journal), "--report", str(ctx.run_dir / "report.jsonl")]
         cmd += extra
         if pty:   # a real pseudo-terminal, so rich renders as it would for a user
             return ["script", "-qefc", shlex.join(cmd), "/dev/null"]

@@ -23,12 +23,14 @@ class Sizes:
     resume_rows: int
     slow_subset: int               # files for sequential clients where they take minutes
     latency_subset: int            # files for every client in the 50 ms latency cases
+    overload_subset: int
 
 
-FULL = Sizes(small=2000, medium=(20, 50 * 1000**2), large=(2, 1 << 30), tiny=100_000,
-             resume_rows=1_000_000, slow_subset=300, latency_subset=1000)
+FULL = Sizes(small=2000, medium=(20, 50 * 1000**2), large=(2, 1 << 30), tiny=10_000,
+             resume_rows=1_000_000, slow_subset=200, latency_subset=500,
+             overload_subset=1000)
 QUICK = Sizes(small=60, medium=(2, 8 * 1000**2), large=(1, 48 << 20), tiny=400,
-              resume_rows=5000, slow_subset=30, latency_subset=40)
+              resume_rows=5000, slow_subset=30, latency_subset=40, overload_subset=60)
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ def _expand(scenario: str, s: Sizes, quick: bool, sweep: tuple[str, ...]) -> lis
         slow = {c: s.slow_subset for c in SEQUENTIAL}
         return [
             Case("small", "small, 0 ms", "http", "small", (*base, *sweep)),
-            Case("small", "small, 0 ms", "https", "small", base, limits=slow),
+            Case("small", "small, 0 ms", "https", "small", base, limits=slow, repeats=2),
             Case("small", "small, 50 ms latency", "http", "small", (*base, *sweep),
                  subset=s.latency_subset, latency_ms=50,
                  limits={**slow, "geti-bulk c=1": s.slow_subset}, repeats=1),
@@ -78,9 +80,14 @@ def _expand(scenario: str, s: Sizes, quick: bool, sweep: tuple[str, ...]) -> lis
         contenders = (*base, "curl")
         if scenario == "large":   # the sweep that matters for big files is 1 vs many streams
             contenders += ("geti-bulk c=1",)
-        return [Case(scenario, scenario, t, scenario, contenders, bytes_metric=True,
-                     repeats=1 if scenario == "large" else None)
-                for t in ("http", "https")]
+        return [Case(scenario, scenario, "http", scenario, contenders, bytes_metric=True,
+                     repeats=1 if scenario == "large" else 2),
+                # over TLS the sequential requests clients tell nothing new about big files
+                Case(scenario, scenario, "https", scenario,
+                     contenders if scenario == "medium" else tuple(
+                         c for c in contenders if c not in ("tutorial_requests",
+                                                            "sdk_like_threads")),
+                     bytes_metric=True, repeats=1 if scenario == "large" else 2)]
     if scenario == "tiny":
         return [Case("tiny", "tiny", "http", "tiny",
                      ("sdk_like_threads", "bare_aiohttp", "geti-bulk"), repeats=1)]
@@ -99,5 +106,5 @@ def _expand(scenario: str, s: Sizes, quick: bool, sweep: tuple[str, ...]) -> lis
     if scenario == "overload":
         return [Case("overload", "overload (max-inflight 4, 20 ms)", "http", "small",
                      ("geti-bulk", "geti-bulk fixed c=16"), latency_ms=20, max_inflight=4,
-                     repeats=1 if not quick else None)]
+                     subset=s.overload_subset, repeats=1)]
     raise ValueError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")

@@ -100,6 +100,12 @@ def _notes(case: str, by_contender: dict[str, list[Record]]) -> list[str]:
             out.append(f"Cost of {what}: {(a['wall_s'] - b['wall_s']) / n * 1e3:+.3f} ms wall "
                        f"and {(a['cpu_s'] - b['cpu_s']) / n * 1e3:+.3f} ms CPU per file "
                        f"(medians, {n:,} files).")
+    other = [r["other_cpu_s"] for runs in by_contender.values() for r in runs
+             if "other_cpu_s" in r]
+    wall = [r["wall_s"] for runs in by_contender.values() for r in runs if "other_cpu_s" in r]
+    if other and sum(wall) > 0 and sum(other) / sum(wall) > 0.1:
+        out.append(f"Interference: other processes used {sum(other) / sum(wall):.2f} CPU "
+                   f"cores on average during these runs (max {max(other):.1f} CPU s in one run).")
     if "geti-bulk resume" in by_contender:
         s = summarize(by_contender["geti-bulk resume"])
         out.append(f"Resume with nothing to do: {s['wall_s']:.1f} s wall, {s['cpu_s']:.1f} s CPU, "

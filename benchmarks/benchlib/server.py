@@ -168,7 +168,8 @@ class LocalServer:
         """Start counting server CPU from now."""
         self._cpu0 = self.cpu_seconds()
 
-    def stop(self) -> None:
+    def stop(self, keep_log: Path | None = None) -> None:
+        """Stop the server; its log is copied to ``keep_log`` first, if given."""
         if self.proc is None:
             return
         if self.proc.poll() is None:
@@ -181,6 +182,8 @@ class LocalServer:
         if self.proc.stdout is not None:
             self.proc.stdout.close()
         self.proc = None
+        if keep_log is not None and (self.data_dir / "server.log").is_file():
+            shutil.copyfile(self.data_dir / "server.log", keep_log)
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def __enter__(self) -> LocalServer:
@@ -188,3 +191,6 @@ class LocalServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None

@@ -3,7 +3,8 @@
 ``Geti(host, token)`` then ``ImageClient.upload_folder(folder, max_threads=5)``: the
 SDK's own upload path (GETI_API.md §6, §11). The SDK speaks HTTPS only and verifies the
 server against ``REQUESTS_CA_BUNDLE``. It needs a project name (``--project``) instead
-of an upload URL; ``--url`` gives the server's base URL.
+of an upload URL; ``--url`` gives the server's base URL. Written against geti-sdk
+2.13's API and not run here (the SDK was not installed in this environment).
 """
 
 from __future__ import annotations
@@ -24,14 +25,15 @@ def main() -> int:
     args = p.parse_args()
 
     from geti_sdk import Geti
-    from geti_sdk.rest_clients import ImageClient, ProjectClient
+    from geti_sdk.rest_clients import ImageClient
 
     geti = Geti(host=args.url, token=token(), verify_certificate=True)
-    projects = ProjectClient(session=geti.session, workspace_id=geti.workspace_id)
-    project = projects.get_project_by_name(args.project)
+    project = geti.get_project(project_name=args.project)
     images = ImageClient(session=geti.session, workspace_id=geti.workspace_id, project=project)
-    uploaded = images.upload_folder(args.folder, max_threads=args.concurrency)
-    return finish(len(uploaded), 0)
+    # returns every image in the dataset after the upload; the folder is all there is
+    media = images.upload_folder(args.folder, n_images=args.limit or -1,
+                                 max_threads=args.concurrency)
+    return finish(len(media), 0)
 
 
 if __name__ == "__main__":
