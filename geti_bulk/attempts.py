@@ -10,6 +10,7 @@ asked by name before the file is sent again (GETI_API.md §3.4, §3.6).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import random
 from collections.abc import Awaitable, Callable
@@ -59,7 +60,8 @@ class FileUploader:
                  limiter: AdaptiveLimiter, policy: RetryPolicy, budget: RetryBudget,
                  reporter: Reporter, journal: Journal | None, *, chunk_size: int = 1 << 20,
                  existing: ExistingIndex | None = None, reupload_changed: bool = False,
-                 dry_run: bool = False, rng: random.Random | None = None,
+                 dry_run: bool = False, hash_content: bool = False,
+                 rng: random.Random | None = None,
                  sleep: Callable[[float], Awaitable[None]] | None = None) -> None:
         import anyio
 
@@ -75,6 +77,7 @@ class FileUploader:
         self.existing = existing
         self.reupload_changed = reupload_changed
         self.dry_run = dry_run
+        self.hash_content = hash_content
         self.rng = rng or random.Random()
         self.sleep = sleep or anyio.sleep
         self.tally = Tally()
@@ -97,23 +100,32 @@ class FileUploader:
             self.tally.claimed.add(media_id)
         self.reporter.emit(FileSkipped(job.key, reason, job.size, media_id))
 
-    def _done(self, job: FileJob, item: MediaItem, attempts: int, adopted: bool = False) -> None:
+    def _done(self, job: FileJob, item: MediaItem, attempts: int, adopted: bool = False,
+              sha256: str | None = None) -> None:
         self.tally.uploaded += 1
         self.tally.claimed.add(item.id)
         if adopted and attempts:
             self.tally.bytes_sent += job.size   # sent by this run; only the answer was lost
         if self.journal is not None:
-            self.journal.record_uploaded(job, item.id, attempts)
+            self.journal.record_uploaded(job, item.id, attempts, sha256)
         self.reporter.emit(FileDone(job.key, job.size, item.id, attempts, adopted))
 
     # --- checks before any byte is sent ------------------------------------------------
 
-    def _settled(self, job: FileJob) -> bool:
+    async def _settled(self, job: FileJob) -> bool:
         """Journal says this file is already done: skip it without asking the server."""
         if job.prior_state not in ("uploaded", "skipped") or not job.prior_media_id:
             return False
         if job.prior_size == job.size and job.prior_mtime_ns == job.mtime_ns:
             self._skip(job, "already uploaded (journal)", job.prior_media_id, record=False)
+            return True
+        if (self.hash_content and job.prior_sha256 and job.prior_size == job.size
+                and await _hash_file(job.path) == job.prior_sha256):
+            # same bytes under a new mtime (a restore, a copy): remember the new stat
+            if self.journal is not None:
+                self.journal.record_uploaded(job, job.prior_media_id, 0, job.prior_sha256)
+            self._skip(job, "already uploaded (journal; same content, new mtime)",
+                       job.prior_media_id, record=False)
             return True
         if self.reupload_changed:
             return False
@@ -168,7 +180,7 @@ class FileUploader:
     # --- the attempt loop ---------------------------------------------------------------
 
     async def process(self, job: FileJob) -> None:
-        if self._settled(job):
+        if await self._settled(job):
             return
         # the durable `sending` mark (a group commit) overlaps the local checks; it is
         # awaited before the first byte goes out. A file that then fails or is skipped
@@ -220,7 +232,8 @@ class FileUploader:
                 # a small file read whole at check time is sent from memory on every
                 # attempt (bounded: one chunk per worker); a large one is re-read
                 reuse = attempt == 1 or len(head) == job.size
-                item = await self._send_once(job, label_ids, head if reuse else None, attempt)
+                item, digest = await self._send_once(job, label_ids, head if reuse else None,
+                                                     attempt)
             except FileError as e:
                 self._fail(job, str(e), attempts=attempt, status=_status_of(e))
                 return
@@ -230,7 +243,7 @@ class FileUploader:
                 assert item is not None
                 self.limiter.on_success()
                 self.budget.succeeded()
-                self._done(job, item, attempt)
+                self._done(job, item, attempt, sha256=digest)
                 return
             uncertain = uncertain or isinstance(error, AmbiguousError)
             if error.cause in OVERLOAD_CAUSES:
@@ -256,7 +269,7 @@ class FileUploader:
             await self.sleep(delay)
 
     async def _send_once(self, job: FileJob, label_ids: tuple[str, ...], head: bytes | None,
-                         attempt: int) -> MediaItem:
+                         attempt: int) -> tuple[MediaItem, str | None]:
         assert job.kind is not None
         await self.limiter.acquire(job.size)
         emit = self.reporter.emit
@@ -266,7 +279,8 @@ class FileUploader:
             emit(BytesSent(key, n))
 
         body = MultipartFileBody(job.path, job.filename, job.size, job.mtime_ns, label_ids,
-                                 head=head, on_progress=progress, chunk=self.chunk_size)
+                                 head=head, on_progress=progress, chunk=self.chunk_size,
+                                 hasher=hashlib.sha256() if self.hash_content else None)
         emit(FileStarted(key, job.size, attempt))
         try:
             item = await self.client.upload(self.target, job.kind, body)
@@ -277,7 +291,7 @@ class FileUploader:
         finally:
             await self.limiter.release(job.size)
         self.tally.bytes_sent += body.sent
-        return item
+        return item, body.hasher.hexdigest() if body.hasher is not None else None
 
     async def _reconcile(self, job: FileJob) -> MediaItem | None:
         """Is this file already stored (by an attempt whose answer was lost)?"""
@@ -319,6 +333,22 @@ def _status_of(e: FileError) -> int | None:
         if f": {code} " in text or text.startswith(code):
             return int(code)
     return None
+
+
+async def _hash_file(path: str) -> str | None:
+    import anyio
+
+    def digest() -> str | None:
+        h = hashlib.sha256()
+        try:
+            with open(path, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+        except OSError:
+            return None
+        return h.hexdigest()
+
+    return await anyio.to_thread.run_sync(digest)
 
 
 async def _probe_whole_image(path: str) -> str | None:

@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip files already in the dataset (same name, extension and size)")
     g.add_argument("--reupload-changed", action="store_true", default=None,
                    help="upload files that changed since the journal saw them uploaded")
+    g.add_argument("--hash", action="store_true", default=None,
+                   help="keep a sha256 of each uploaded file in the journal, so a file whose "
+                        "mtime changed but whose content did not is not uploaded again")
     g = up.add_argument_group("how")
     g.add_argument("--concurrency", type=int,
                    help="most uploads in flight (default 8) [env GETI_BULK_CONCURRENCY]")
@@ -107,6 +110,7 @@ def _flags(a: argparse.Namespace) -> dict[str, Any]:
         "upload.labels": a.labels, "upload.include": a.include, "upload.exclude": a.exclude,
         "upload.follow_symlinks": a.follow_symlinks, "upload.include_hidden": a.include_hidden,
         "upload.skip_existing": a.skip_existing, "upload.reupload_changed": a.reupload_changed,
+        "upload.hash": a.hash,
         "upload.concurrency": a.concurrency,
         "upload.adaptive": False if a.fixed_concurrency else None,
         "upload.max_inflight_mb": a.max_inflight_mb, "upload.max_attempts": a.max_attempts,

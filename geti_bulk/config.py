@@ -39,6 +39,7 @@ KEYS: dict[str, tuple[type | tuple[type, ...], Any, str | None]] = {
     "upload.max_attempts": (int, 8, None),
     "upload.skip_existing": (bool, False, None),
     "upload.reupload_changed": (bool, False, None),
+    "upload.hash": (bool, False, None),
     "upload.journal": (str, "", "GETI_BULK_JOURNAL"),
     "upload.report": (str, "", None),
     "upload.chunk_kb": (int, 1024, None),
@@ -72,6 +73,7 @@ class UploadConfig:
     max_attempts: int = 8
     skip_existing: bool = False
     reupload_changed: bool = False
+    hash_content: bool = False         # keep a sha256 per uploaded file in the journal
     journal: Path | None = None        # None: the default path for the target
     use_journal: bool = True
     report: Path | None = None
@@ -207,7 +209,7 @@ def build(flags: Mapping[str, Any], env: Mapping[str, str] | None = None,
         concurrency=v["upload.concurrency"], adaptive=v["upload.adaptive"],
         max_inflight_bytes=v["upload.max_inflight_mb"] << 20,
         max_attempts=v["upload.max_attempts"], skip_existing=v["upload.skip_existing"],
-        reupload_changed=v["upload.reupload_changed"],
+        reupload_changed=v["upload.reupload_changed"], hash_content=v["upload.hash"],
         journal=Path(v["upload.journal"]).expanduser() if v["upload.journal"] else None,
         use_journal=use_journal,
         report=Path(v["upload.report"]).expanduser() if v["upload.report"] else None,

@@ -30,6 +30,7 @@ class FileJob:
     prior_size: int | None = None
     prior_mtime_ns: int | None = None
     prior_uncertain: bool = False
+    prior_sha256: str | None = None
 
     @property
     def filename(self) -> str:

@@ -36,19 +36,21 @@ CREATE TABLE IF NOT EXISTS files (
     reason TEXT,
     uncertain INTEGER NOT NULL DEFAULT 0,
     attempts INTEGER NOT NULL DEFAULT 0,
-    updated REAL NOT NULL
+    updated REAL NOT NULL,
+    sha256 TEXT
 );
 CREATE INDEX IF NOT EXISTS files_media ON files(media_id);
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 """
 
 UPSERT = """
-INSERT INTO files (key, path, size, mtime_ns, state, media_id, reason, uncertain, attempts, updated)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO files (key, path, size, mtime_ns, state, media_id, reason, uncertain, attempts, updated,
+                   sha256)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT(key) DO UPDATE SET path=excluded.path, size=excluded.size,
   mtime_ns=excluded.mtime_ns, state=excluded.state, media_id=excluded.media_id,
   reason=excluded.reason, uncertain=excluded.uncertain, attempts=excluded.attempts,
-  updated=excluded.updated
+  updated=excluded.updated, sha256=excluded.sha256
 """
 
 
@@ -73,6 +75,7 @@ class PriorState:
     size: int
     mtime_ns: int
     uncertain: bool
+    sha256: str | None = None
 
 
 _Op = tuple[str, tuple[Any, ...], "asyncio.Future[Any] | None", Callable[[sqlite3.Cursor], Any] | None]
@@ -84,6 +87,9 @@ class Journal:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = connect(path)
         self._conn.executescript(SCHEMA)
+        columns = {r[1] for r in self._conn.execute("PRAGMA table_info(files)")}
+        if "sha256" not in columns:   # a journal from before content hashes
+            self._conn.execute("ALTER TABLE files ADD COLUMN sha256 TEXT")
         if target:
             self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('target', ?)", (target,))
         self._q: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
@@ -159,16 +165,17 @@ class Journal:
     # --- writes -----------------------------------------------------------------
 
     def _row(self, job: FileJob, state: str, media_id: str | None, reason: str | None,
-             uncertain: bool, attempts: int) -> tuple[Any, ...]:
+             uncertain: bool, attempts: int, sha256: str | None = None) -> tuple[Any, ...]:
         return (job.key, job.path if _utf8(job.path) else job.key, job.size, job.mtime_ns, state,
-                media_id, reason, int(uncertain), attempts, time.time())
+                media_id, reason, int(uncertain), attempts, time.time(), sha256)
 
     async def mark_sending(self, job: FileJob) -> None:
         """Durable before the first byte is sent (group commit with other workers)."""
         await self._put_wait(UPSERT, self._row(job, "sending", None, None, True, 0))
 
-    def record_uploaded(self, job: FileJob, media_id: str, attempts: int) -> None:
-        self._put(UPSERT, self._row(job, "uploaded", media_id, None, False, attempts))
+    def record_uploaded(self, job: FileJob, media_id: str, attempts: int,
+                        sha256: str | None = None) -> None:
+        self._put(UPSERT, self._row(job, "uploaded", media_id, None, False, attempts, sha256))
 
     def record_failed(self, job: FileJob, reason: str, attempts: int, uncertain: bool) -> None:
         self._put(UPSERT, self._row(job, "failed", None, reason, uncertain, attempts))
@@ -211,9 +218,9 @@ class JournalReader:
             chunk = keys[i:i + 500]
             marks = ",".join("?" * len(chunk))
             for row in self._c().execute(
-                    f"SELECT key, state, media_id, size, mtime_ns, uncertain FROM files WHERE key IN ({marks})",
-                    chunk):
-                out[row[0]] = PriorState(row[1], row[2], row[3], row[4], bool(row[5]))
+                    f"SELECT key, state, media_id, size, mtime_ns, uncertain, sha256 FROM files "
+                    f"WHERE key IN ({marks})", chunk):
+                out[row[0]] = PriorState(row[1], row[2], row[3], row[4], bool(row[5]), row[6])
         return out
 
     def counts(self) -> dict[str, int]:

@@ -207,6 +207,7 @@ class Run:
         up = FileUploader(client, target, plan, limiter, self.policy, budget, reporter, journal,
                           chunk_size=cfg.chunk_size, existing=existing,
                           reupload_changed=cfg.reupload_changed, dry_run=cfg.dry_run,
+                          hash_content=cfg.hash_content,
                           rng=self.rng, sleep=self.sleep)
         reporter.emit(RunStarted(target.describe(), limiter.limit, cfg.dry_run))
         send, receive = anyio.create_memory_object_stream[FileJob](QUEUE_SIZE)
@@ -313,7 +314,8 @@ def _with_journal(batch: list[FileJob], reader: JournalReader | None) -> list[Fi
         out.append(FileJob(path=job.path, key=job.key, size=job.size, mtime_ns=job.mtime_ns,
                            kind=job.kind, labels=job.labels, problem=job.problem,
                            prior_state=p.state, prior_media_id=p.media_id, prior_size=p.size,
-                           prior_mtime_ns=p.mtime_ns, prior_uncertain=p.uncertain))
+                           prior_mtime_ns=p.mtime_ns, prior_uncertain=p.uncertain,
+                           prior_sha256=p.sha256))
     return out
 
 

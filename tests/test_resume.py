@@ -193,3 +193,32 @@ async def test_ctrl_c_finishes_in_flight_then_rerun_completes(tmp_path, token):
         out, _ = await asyncio.wait_for(proc.communicate(), 100)
         assert proc.returncode == 0, out.decode()[-2000:]
         _verify_exactly_once(srv, data, tmp_path / "journal.sqlite", tmp_path / "r3.jsonl")
+
+
+async def test_hash_recognises_same_content_under_a_new_mtime(server, token, tmp_path):
+    from dataclasses import replace
+
+    from geti_bulk.sampledata import image_bytes
+
+    data = tmp_path / "data"
+    make_labelled_tree(data, ["cat"], 3)
+    cfg = make_cfg(server, token, tmp_path, (data,), hash_content=True)
+    await upload(cfg)
+    states = journal_states(tmp_path / "journal.sqlite")
+    with sqlite3.connect(tmp_path / "journal.sqlite") as c:
+        hashes = dict(c.execute("SELECT key, sha256 FROM files"))
+    files = sorted((data / "cat").iterdir())
+    assert all(hashes[f"data/cat/{p.name}"] == sha256(p) for p in files)
+    same, changed = files[0], files[1]
+    os.utime(same, ns=(same.stat().st_atime_ns, same.stat().st_mtime_ns + 10**9))
+    changed.write_bytes(image_bytes(64, 64, seed=1234))
+    result, rec = await upload(cfg)
+    reasons = {e.path.split("/")[-1]: e.reason for e in rec.events if isinstance(e, FileSkipped)}
+    assert reasons[same.name] == "already uploaded (journal; same content, new mtime)"
+    assert "changed since it was uploaded" in reasons[changed.name]
+    assert server.store.count() == 3 and result.exit_code == 0
+    # the new mtime was remembered: the third run skips it on size and mtime alone
+    _, rec = await upload(replace(cfg, hash_content=False))
+    reasons = {e.path.split("/")[-1]: e.reason for e in rec.events if isinstance(e, FileSkipped)}
+    assert reasons[same.name] == "already uploaded (journal)"
+    assert states  # the first run's rows existed before the changes

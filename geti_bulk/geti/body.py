@@ -65,13 +65,15 @@ class MultipartFileBody:
 
     def __init__(self, path: str, filename: str, size: int, mtime_ns: int,
                  label_ids: Sequence[str] = (), *, head: bytes | None = None,
-                 on_progress: Callable[[int], None] | None = None, chunk: int = CHUNK) -> None:
+                 on_progress: Callable[[int], None] | None = None, chunk: int = CHUNK,
+                 hasher: Any = None) -> None:
         self.path = path
         self.size = size
         self.mtime_ns = mtime_ns
         self.chunk = chunk
         self.head = head
         self.on_progress = on_progress
+        self.hasher = hasher               # hashlib object fed every file byte sent, if given
         self.sent = 0                      # file bytes handed to the transport
         self.failure: FileChangedError | None = None
         self.complete = False              # closing boundary handed to the transport
@@ -100,7 +102,10 @@ class MultipartFileBody:
         self.failure = FileChangedError(f"file changed while being sent ({why}); not uploaded")
         return self.failure
 
-    def _tick(self, n: int) -> None:
+    def _tick(self, data: bytes) -> None:
+        n = len(data)
+        if self.hasher is not None:
+            self.hasher.update(data)
         self.sent += n
         if self.on_progress is not None:
             self.on_progress(n)
@@ -112,7 +117,7 @@ class MultipartFileBody:
         if self.head is not None and len(self.head) >= self.size:
             # the whole file was read (and checked against its stat) before: no reopen
             await write(self.head[:self.size])
-            self._tick(self.size)
+            self._tick(self.head[:self.size])
         else:
             await self._write_file(write)
         self.complete = True
@@ -127,14 +132,14 @@ class MultipartFileBody:
                 await f.seek(len(head))
                 remaining -= len(head)
                 await write(head)
-                self._tick(len(head))
+                self._tick(head)
             while remaining > 0:
                 data = await f.read(min(self.chunk, remaining))
                 if not data:
                     raise self._changed(f"shrank to {self.size - remaining} bytes")
                 remaining -= len(data)
                 await write(data)
-                self._tick(len(data))
+                self._tick(data)
             if await f.read(1):
                 raise self._changed("grew")
             st = os.fstat(raw.fileno())
