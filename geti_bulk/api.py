@@ -20,6 +20,7 @@ def upload(paths: list[str | Path] | tuple[str | Path, ...] = (), *, project: st
     """
     from geti_bulk import config
     from geti_bulk.pipeline import Run
+    from geti_bulk.scan import check_manifests
 
     flags: dict[str, Any] = {"target.host": host, "target.project": project, "target.token": token}
     for key, value in options.items():
@@ -33,4 +34,5 @@ def upload(paths: list[str | Path] | tuple[str | Path, ...] = (), *, project: st
                        manifests=tuple(Path(m) for m in manifests),
                        dry_run=bool(options.get("dry_run", False)),
                        use_journal=bool(options.get("use_journal", True)))
+    check_manifests(cfg.manifests)
     return asyncio.run(Run(cfg, reporter or RecordingReporter()).execute())

@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--journal", help="journal file (default: one per host/project/dataset "
                                      "under $XDG_STATE_HOME/geti-bulk) [env GETI_BULK_JOURNAL]")
     g.add_argument("--no-journal", action="store_true", help="do not keep a journal (no resume)")
-    g.add_argument("--report", help="JSON-lines report of every file (default: next to the journal)")
+    g.add_argument("--report", help="JSON-lines report of every file (default: next to the "
+                                    "journal; with --no-journal, in the current folder)")
     g.add_argument("--dry-run", action="store_true",
                    help="resolve the target, check labels and files, send no media")
     g = up.add_argument_group("output")
@@ -86,14 +87,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-q", "--quiet", action="store_true", help="only failures and the summary")
     g.add_argument("-v", "--verbose", action="store_true", help="also show retries")
 
-    st = sub.add_parser("status", help="show a journal's counts and failures")
+    st = sub.add_parser("status", help="show a journal's counts and failures",
+                        description="Show what a journal holds: files uploaded, skipped, "
+                                    "failed and still marked sending, and the failures.")
     st.add_argument("journal", type=Path, nargs="?", help="journal file")
     st.add_argument("--all", action="store_true", help="list every journal under the state folder")
 
     sub.add_parser("serve", help="run the Geti-compatible local server (see `serve --help`)",
                    add_help=False)
-    demo = sub.add_parser("demo", help="start the local server, make a labelled dataset and upload it")
-    demo.add_argument("--files", type=int, default=120, help="how many images (default 120)")
+    demo = sub.add_parser("demo", help="start the local server, make a labelled dataset and upload it",
+                          description="Start the local Geti server in this process, generate "
+                                      "a labelled dataset of real images, upload it with the "
+                                      "live display, and verify every stored byte.")
+    demo.add_argument("--files", type=int, default=300, help="how many images (default 300)")
     demo.add_argument("--faults", default="503=0.05,stored500=0.02,reset=0.02",
                       help="faults the local server injects (default shows retries)")
     demo.add_argument("--latency-ms", type=int, default=40)
@@ -127,6 +133,7 @@ def cmd_upload(a: argparse.Namespace) -> int:
     from geti_bulk import config
     from geti_bulk.display import make_reporter
     from geti_bulk.pipeline import Run
+    from geti_bulk.scan import check_manifests
 
     if a.token:
         _warn("--token is visible to other users in the process list; "
@@ -134,6 +141,7 @@ def cmd_upload(a: argparse.Namespace) -> int:
     cfg = config.build(_flags(a), config_file=a.config, sources=tuple(a.paths),
                        manifests=tuple(a.manifest), dry_run=a.dry_run, verbose=a.verbose,
                        quiet=a.quiet, use_journal=not a.no_journal)
+    check_manifests(cfg.manifests)
     if cfg.insecure:
         _warn(f"TLS certificate verification is off for {cfg.host} (--insecure)")
     reporter = make_reporter(cfg.progress, stream=sys.stdout, verbose=cfg.verbose, quiet=cfg.quiet)

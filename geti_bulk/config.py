@@ -187,7 +187,8 @@ def build(flags: Mapping[str, Any], env: Mapping[str, str] | None = None,
         raise ConfigError("token: no Geti token; set GETI_TOKEN, or pass --token-file FILE "
                           "(or target.token_file in the config)")
     if not v["target.project"]:
-        raise ConfigError("project: name the project with --project (or target.project)")
+        raise ConfigError("project: name the project with --project, GETI_PROJECT or "
+                          "target.project in the config")
     if not sources and not manifests:
         raise ConfigError("sources: give at least one folder or file, or --manifest FILE")
     for s in sources:
@@ -196,6 +197,7 @@ def build(flags: Mapping[str, Any], env: Mapping[str, str] | None = None,
     for m in manifests:
         if not m.is_file():
             raise ConfigError(f"manifest: {m} is not a readable file")
+
     ca = v["target.ca_bundle"] or None
     if ca and not Path(ca).is_file():
         raise ConfigError(f"target -> ca_bundle: {ca} is not a file")

@@ -68,7 +68,7 @@ async def _demo(work: Path, files: int, faults: str, latency_ms: int, progress: 
         return result.exit_code if not missing else 1
 
 
-def run_demo(*, files: int = 120, faults: str = "", latency_ms: int = 0, progress: str = "auto",
+def run_demo(*, files: int = 300, faults: str = "", latency_ms: int = 0, progress: str = "auto",
              keep: Path | None = None) -> int:
     work = keep or Path(tempfile.mkdtemp(prefix="geti-bulk-demo-"))
     work.mkdir(parents=True, exist_ok=True)

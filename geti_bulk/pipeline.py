@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import signal
 import time
@@ -85,6 +86,8 @@ class Run:
         self.policy = policy or RetryPolicy(max_attempts=cfg.max_attempts)
         self.stopping: str | None = None
         self._scope: anyio.CancelScope | None = None
+        self._workers_started = False
+        self.queued = 0
         self.result = RunResult()
         self.target: Target | None = None
 
@@ -101,12 +104,14 @@ class Run:
             self._scope.cancel()
 
     def on_sigint(self) -> None:
-        """First Ctrl-C: finish in-flight uploads; second: cancel them."""
+        """First Ctrl-C: finish in-flight uploads; second: cancel them. Before any upload
+        has started (still resolving the target, planning labels) there is nothing to
+        finish, so the first one cancels."""
         self.result.interrupted = True
-        if self.stopping is None:
-            self.request_stop("interrupted (Ctrl-C): finishing uploads in flight, "
-                              "Ctrl-C again to cancel them")
+        if self.stopping is None and self._workers_started:
+            self.request_stop("interrupted (Ctrl-C)")
         else:
+            self.request_stop("interrupted (Ctrl-C)")
             self.cancel()
 
     # --- the run ----------------------------------------------------------------------
@@ -115,7 +120,8 @@ class Run:
         start = time.monotonic()
         with self._signals(handle_signals):
             try:
-                await self._execute()
+                with anyio.CancelScope() as self._scope:
+                    await self._execute()
             except GetiBulkError as e:
                 self.result.fatal = str(e)
             except OSError as e:
@@ -214,7 +220,7 @@ class Run:
         fatal: FatalError | None = None
         try:
             async with anyio.create_task_group() as tg:
-                self._scope = tg.cancel_scope
+                self._workers_started = True
                 tg.start_soon(self._produce, send, journal.reader() if journal else None, reporter)
                 for _ in range(cfg.concurrency):
                     tg.start_soon(self._work, receive.clone(), up)
@@ -235,7 +241,9 @@ class Run:
             t = up.tally
             r = self.result
             r.uploaded, r.skipped, r.failed = t.uploaded, t.skipped, t.failed
-            r.not_started, r.bytes_sent = t.not_started, t.bytes_sent
+            # everything the scan handed over that did not end as a row
+            r.not_started = max(t.not_started, self.queued - (t.uploaded + t.skipped + t.failed))
+            r.bytes_sent = t.bytes_sent
             r.retries = dict(budget.by_cause)
             r.peak_concurrency = limiter.peak
         if fatal is not None:
@@ -253,8 +261,6 @@ class Run:
                     await up.process(job)
                 except FatalError as e:
                     self.request_stop(str(e))
-                    assert self._scope is not None
-                    self._scope.cancel()
                     raise
 
     async def _produce(self, send: MemoryObjectSendStream[FileJob], reader: JournalReader | None,
@@ -269,6 +275,7 @@ class Run:
                         if self.stopping:
                             break
                         files += 1
+                        self.queued = files
                         total += job.size
                         reporter.emit(FileQueued(job.key, job.size))
                         await send.send(job)
@@ -328,10 +335,13 @@ def _leaves(eg: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
 
 
 def _default_report_path(journal: Journal | None) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    """Next to the journal (or in the current folder without one), unique per run."""
+    now = time.time()
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + f"-{int(now * 1000) % 1000:03d}"
+    name = f"-report-{stamp}-{os.getpid()}.jsonl"
     if journal is not None:
-        return journal.path.parent.parent / "reports" / f"{journal.path.stem}-{stamp}.jsonl"
-    return Path(f"geti-bulk-report-{stamp}.jsonl")
+        return journal.path.with_name(journal.path.stem + name)
+    return Path("geti-bulk" + name)
 
 
 async def run_upload(cfg: UploadConfig, reporter: Reporter, *, handle_signals: bool = False,

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from geti_bulk.errors import ConfigError
 from geti_bulk.jobs import FileJob, safe_text
 from geti_bulk.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, media_kind
 
@@ -239,6 +240,17 @@ def read_manifest(path: Path) -> Iterator[ManifestRow]:
             yield ManifestRow(n, p, _split_labels(clean.get("labels", clean.get("label"))))
 
 
+def check_manifests(paths: Iterable[Path]) -> None:
+    """A manifest that is wrong as a whole (not one row) is a usage error."""
+    for path in paths:
+        if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
+            continue
+        for row in read_manifest(path):
+            if row.line == 1 and row.problem:
+                raise ConfigError(f"manifest: {row.problem}")
+            break
+
+
 def manifest_label_names(path: Path) -> set[str]:
     return {lab for row in read_manifest(path) for lab in row.labels}
 
@@ -247,7 +259,10 @@ def manifest_jobs(path: Path, opts: ScanOptions) -> Iterator[FileJob]:
     base = path.resolve().parent
     for row in read_manifest(path):
         if row.problem:
-            yield FileJob(path=str(path), key=f"{path.name}:{row.line}", problem=row.problem)
+            # the key names the line; the reason says what is wrong with it
+            where = f"{path.name}:{row.line}"
+            yield FileJob(path=str(path), key=where,
+                          problem=row.problem.removeprefix(where + ": "))
             continue
         p = Path(row.path)
         full = p if p.is_absolute() else base / p

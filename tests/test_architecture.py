@@ -16,7 +16,7 @@ ALLOWED = {
     "retry": {"errors"},
     "concurrency": set(),
     "labels": {"errors", "geti.models"},
-    "scan": {"jobs", "media"},
+    "scan": {"errors", "jobs", "media"},
     "journal": {"jobs"},
     "report": {"events"},
     "config": {"errors", "geti.client"},

@@ -126,6 +126,10 @@ async def test_fatal_errors_exit_3_with_one_readable_line(server, token, tmp_pat
     code, _, err = await run_cli("upload", str(data), "--host", "http://127.0.0.1:9",
                                  "--project", "x", "--progress", "none", token=token)
     assert code == 3 and "cannot connect to http://127.0.0.1:9" in err
+    bare = server.base_url.removeprefix("http://")       # https assumed, server speaks http
+    code, _, err = await run_cli("upload", str(data), "--host", bare, "--project", "x",
+                                 "--progress", "none", token=token)
+    assert code == 3 and "does not speak TLS on that port" in err and f"http://{bare}" in err
 
 
 async def test_dry_run_and_status(server, token, tmp_path):

@@ -399,16 +399,23 @@ async def test_manifest_bad_rows_point_at_the_line(server, token, tmp_path):
                   '["imgs/ok.jpg"]\n')              # line 5: not an object
     nohdr = tmp_path / "nohdr.csv"
     nohdr.write_text("file,label\nimgs/ok.jpg,cat\n")
+    from geti_bulk.errors import ConfigError
+    from geti_bulk.scan import check_manifests
+    with pytest.raises(ConfigError, match="nohdr.csv:1: CSV header needs a 'path' column "
+                                          r"\(found: file, label\)"):
+        check_manifests([csv, jl, nohdr])
+    check_manifests([csv, jl])   # bad rows are per-file failures, not a usage error
     result, rec = await bounded_upload(make_cfg(server, token, tmp_path,
-                                                manifests=(csv, jl, nohdr)))
-    reasons = sorted(e.reason for e in rec.events if isinstance(e, FileFailed))
+                                                manifests=(csv, jl)))
+    # the row's line is its path (`list.csv:3`) or in its reason (`list.csv:4: cannot …`)
+    reasons = sorted(f"{e.path}: {e.reason}" if ":" in e.path else e.reason
+                     for e in rec.events if isinstance(e, FileFailed))
     expected_starts = ["list.csv:3: empty path",
                        "list.csv:4: cannot read imgs/missing.jpg: No such file or directory",
                        "list.csv:5: not a regular file, not a file",
                        "more.jsonl:2: not JSON",
                        'more.jsonl:3: needs a non-empty "path" string',
-                       'more.jsonl:5: needs a non-empty "path" string',
-                       "nohdr.csv:1: CSV header needs a 'path' column (found: file, label)"]
+                       'more.jsonl:5: needs a non-empty "path" string']
     assert len(reasons) == len(expected_starts)
     for got, want in zip(reasons, sorted(expected_starts), strict=True):
         assert got.startswith(want), (got, want)

@@ -70,7 +70,8 @@ async def test_in_flight_file_from_a_killed_run_is_reconciled_not_resent(server,
     for p in sorted((data / "cat").iterdir()):
         st = p.stat()
         job = FileJob(str(p), f"data/cat/{p.name}", st.st_size, st.st_mtime_ns, "image", ("cat",))
-        j._conn.execute("INSERT INTO files VALUES (?,?,?,?, 'sending', NULL, NULL, 1, 0, 0)",
+        j._conn.execute("INSERT INTO files (key, path, size, mtime_ns, state, uncertain, "
+                        "attempts, updated) VALUES (?,?,?,?, 'sending', 1, 0, 0)",
                         (job.key, job.path, job.size, job.mtime_ns))
     j._conn.close()
     result, rec = await upload(make_cfg(server, token, tmp_path, (data,)))
@@ -222,3 +223,53 @@ async def test_hash_recognises_same_content_under_a_new_mtime(server, token, tmp
     reasons = {e.path.split("/")[-1]: e.reason for e in rec.events if isinstance(e, FileSkipped)}
     assert reasons[same.name] == "already uploaded (journal)"
     assert states  # the first run's rows existed before the changes
+
+
+async def test_ctrl_c_while_still_resolving_the_target_stops_at_once(tmp_path, token):
+    from geti_bulk.server import LocalGeti, ServerConfig
+
+    data = tmp_path / "data"
+    make_labelled_tree(data, ["cat"], 3)
+    srv = LocalGeti(ServerConfig(data_dir=tmp_path / "srv", token=token, latency_ms=3000))
+    async with srv:
+        proc = await _spawn(_cli(srv, data, tmp_path), token, tmp_path / "r.jsonl")
+        await asyncio.sleep(1.0)
+        t0 = asyncio.get_running_loop().time()
+        proc.send_signal(signal.SIGINT)
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == 130, out.decode()[-1500:]
+        assert asyncio.get_running_loop().time() - t0 < 2.5   # not after the 3 s answer
+        assert srv.store.count() == 0
+
+
+async def test_double_ctrl_c_counts_what_was_not_started(tmp_path, token):
+    from geti_bulk.server import LocalGeti, ServerConfig
+
+    data = tmp_path / "data"
+    await asyncio.to_thread(make_labelled_tree, data, ["cat", "dog"], 200, size=(48, 40))
+    srv = LocalGeti(ServerConfig(data_dir=tmp_path / "srv", token=token, latency_ms=50))
+    async with srv:
+        proc = await _spawn(_cli(srv, data, tmp_path), token, tmp_path / "r.jsonl")
+        await asyncio.sleep(1.2)
+        proc.send_signal(signal.SIGINT)
+        await asyncio.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        text = out.decode()
+        assert proc.returncode == 130
+        line = next(ln for ln in text.splitlines() if ln.startswith("not started:"))
+        uploaded = int(next(ln for ln in text.splitlines() if ln.startswith("uploaded:")).split()[1])
+        assert 0 < int(line.split()[-1]) and uploaded < 200
+
+
+async def test_default_report_sits_next_to_a_custom_journal_and_is_unique(server, token, tmp_path):
+    data = tmp_path / "data"
+    make_labelled_tree(data, ["cat"], 2)
+    jdir = tmp_path / "jdir"
+    jdir.mkdir()
+    cfg = make_cfg(server, token, tmp_path, (data,), journal=jdir / "j.sqlite", report=None)
+    first, _ = await upload(cfg)
+    second, _ = await upload(cfg)
+    assert first.report_path.parent == jdir and second.report_path.parent == jdir
+    assert first.report_path != second.report_path
+    assert first.report_path.name.startswith("j-report-")

@@ -363,7 +363,11 @@ def _parse_qs(query: str) -> list[tuple[str, str]]:
 
 def map_network_error(e: BaseException, host: str, *, body_complete: bool) -> Exception:
     if isinstance(e, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
-        return FatalError(f"TLS verification failed for {host}: {getattr(e, 'certificate_error', e)}"
+        detail = str(getattr(e, "certificate_error", e))
+        if "WRONG_VERSION_NUMBER" in detail or "record layer failure" in detail:
+            return FatalError(f"{host} does not speak TLS on that port; if it is plain HTTP, "
+                              f"write the host as http://{host.split('://', 1)[-1]}")
+        return FatalError(f"TLS verification failed for {host}: {detail}"
                           "; pass --ca-bundle FILE (or --insecure to skip verification)")
     if isinstance(e, aiohttp.InvalidURL):
         return ConfigError(f"host: invalid URL {host!r}")

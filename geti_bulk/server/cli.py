@@ -21,27 +21,42 @@ from .server import LocalGeti
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="geti-bulk serve", description="Run a local Geti 2.x-compatible server."
+        prog="geti-bulk serve",
+        description="Run a local Geti 2.x-compatible server (for rehearsals, tests and "
+                    "benchmarks). Prints one JSON line (URL, ids, admin token; never the token) "
+                    "then serves until Ctrl-C or SIGTERM. Token: --token-file, GETI_TOKEN, or "
+                    "generated into DATA_DIR/token.",
     )
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1: loopback only)")
     p.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    p.add_argument("--data-dir", type=Path, required=True)
+    p.add_argument("--data-dir", type=Path, required=True,
+                   help="where media blobs and the SQLite metadata live")
     token = p.add_mutually_exclusive_group()
     token.add_argument("--token", help="the valid PAT (visible in the process list!)")
     token.add_argument("--token-file", type=Path, help="file holding the valid PAT")
     p.add_argument("--admin-token", help="token for /_admin/* (generated if absent)")
-    p.add_argument("--faults", default="", help="e.g. 503=0.05,reset=0.02,stored500=0.02")
-    p.add_argument("--latency-ms", type=int, default=0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-inflight", type=int, default=0)
-    p.add_argument("--tls-cert", type=Path)
-    p.add_argument("--tls-key", type=Path)
-    p.add_argument("--seed-file", type=Path)
+    p.add_argument("--faults", default="",
+                   help="kind=probability list applied to uploads, e.g. "
+                        "503=0.05,reset=0.02,stored500=0.02. Kinds: 502 503 504 429 (gateway, "
+                        "plain text, no Retry-After), 429ra 503ra (with Retry-After: 1), reset "
+                        "(connection cut mid-body), stored500 (stored, then 500), slow")
+    p.add_argument("--latency-ms", type=int, default=0,
+                   help="delay added before answering every API request")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seeds the ids of the seeded projects and the fault generator")
+    p.add_argument("--max-inflight", type=int, default=0,
+                   help="overload mode: 503 to uploads beyond N in flight (0: off)")
+    p.add_argument("--tls-cert", type=Path, help="PEM certificate: serve HTTPS")
+    p.add_argument("--tls-key", type=Path, help="PEM private key for --tls-cert")
+    p.add_argument("--seed-file", type=Path,
+                   help="JSON file describing the projects to seed instead of the defaults")
     p.add_argument("--discard", action="store_true", help="hash bytes, do not keep them")
     p.add_argument("--disk-full", action="store_true", help="every upload answers 507")
-    p.add_argument("--max-upload-bytes", type=int, default=int(4.7 * 1024**3))
+    p.add_argument("--max-upload-bytes", type=int, default=int(4.7 * 1024**3),
+                   help="413 above this size (default: Geti's 4.7 GiB)")
     p.add_argument("--no-decode", action="store_true", help="check image headers only")
-    p.add_argument("--slow-ms", type=int, default=2000)
+    p.add_argument("--slow-ms", type=int, default=2000, help="delay of the 'slow' fault")
     return p
 
 
@@ -96,13 +111,13 @@ def serve_main(argv: list[str] | None = None) -> int:
         )
         server = LocalGeti(config)
     except (OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"geti-bulk serve: error: {exc}", file=sys.stderr)
         return 2
     server.token_file = str(token_file) if token_file else None
     try:
         asyncio.run(_serve(server))
     except OSError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"geti-bulk serve: error: {exc}", file=sys.stderr)
         return 1
     return 0
 
