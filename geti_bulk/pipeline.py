@@ -37,7 +37,7 @@ from geti_bulk.events import (
     RunStopping,
     ScanDone,
 )
-from geti_bulk.geti.client import GetiClient, Target, make_ssl
+from geti_bulk.geti.client import GetiClient, Target, env_proxy, make_ssl
 from geti_bulk.jobs import FileJob
 from geti_bulk.journal import Journal, JournalReader, default_journal_path
 from geti_bulk.labels import LabelPlan, plan_labels
@@ -159,10 +159,10 @@ class Run:
             connector = aiohttp.TCPConnector(limit=cfg.concurrency + 4,
                                              ssl=make_ssl(cfg.ca_bundle, cfg.insecure))
             session = aiohttp.ClientSession(
-                connector=connector, trust_env=True,
+                connector=connector, trust_env=False,
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, connect=60))
         try:
-            client = GetiClient(session, cfg.host, cfg.token)
+            client = GetiClient(session, cfg.host, cfg.token, proxy=env_proxy(cfg.host))
             self.target = target = await client.resolve(cfg.project, cfg.dataset, cfg.workspace)
             plan = await anyio.to_thread.run_sync(self._plan_labels, target)
             existing = await self._existing(client, target) if cfg.skip_existing else None

@@ -170,3 +170,16 @@ def test_limiter_slow_start_until_first_congestion():
     fixed.on_overload()
     fixed.on_success()
     assert fixed.limit == 6
+
+
+def test_proxy_comes_from_the_environment_once(monkeypatch):
+    from geti_bulk.geti.client import env_proxy
+
+    for var in ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    assert env_proxy("https://geti.example.com") is None
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp:3128")
+    assert env_proxy("https://geti.example.com") == "http://proxy.corp:3128"
+    assert env_proxy("http://geti.example.com") is None            # only https is proxied
+    monkeypatch.setenv("NO_PROXY", "geti.example.com")
+    assert env_proxy("https://geti.example.com") is None

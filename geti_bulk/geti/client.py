@@ -11,6 +11,7 @@ import json
 import re
 import ssl
 import time
+import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -91,6 +92,15 @@ def normalize_host(host: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+def env_proxy(host: str) -> str | None:
+    """The proxy the environment names for `host` (HTTPS_PROXY, NO_PROXY, ...), looked up
+    once per run: aiohttp's trust_env would look it up in a thread for every request."""
+    parts = urlsplit(host)
+    if parts.hostname is None or urllib.request.proxy_bypass(parts.hostname):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
+
+
 def make_ssl(ca_bundle: str | None, insecure: bool) -> ssl.SSLContext | bool:
     if insecure:
         return False
@@ -160,9 +170,11 @@ class GetiClient:
 
     def __init__(self, session: aiohttp.ClientSession, host: str, token: Secret, *,
                  api_timeout: float = 300.0, stall_timeout: float = 120.0,
-                 response_timeout: float = 960.0, video_response_timeout: float = 3660.0) -> None:
+                 response_timeout: float = 960.0, video_response_timeout: float = 3660.0,
+                 proxy: str | None = None) -> None:
         self.session = session
         self.host = normalize_host(host)
+        self.proxy = proxy
         self._token = token
         self.api_timeout = api_timeout
         self.stall_timeout = stall_timeout
@@ -203,7 +215,7 @@ class GetiClient:
         try:
             async with asyncio.timeout(self.api_timeout):
                 async with self.session.request(method, url, params=params, json=json_body,
-                                                headers=self._headers(),
+                                                headers=self._headers(), proxy=self.proxy,
                                                 allow_redirects=False) as resp:
                     body = await resp.read()
                     status, headers = resp.status, resp.headers
@@ -333,7 +345,7 @@ class GetiClient:
 
                 body.on_progress = progress
                 async with self.session.post(url, data=body.payload(), headers=headers,
-                                             allow_redirects=False) as resp:
+                                             proxy=self.proxy, allow_redirects=False) as resp:
                     deadline.reschedule(loop.time() + self.api_timeout)
                     data = await resp.read()
                     status, rheaders = resp.status, resp.headers
