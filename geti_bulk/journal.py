@@ -92,7 +92,9 @@ class Journal:
             self._conn.execute("ALTER TABLE files ADD COLUMN sha256 TEXT")
         if target:
             self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('target', ?)", (target,))
-        self._q: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
+        self._q: queue.SimpleQueue[list[_Op] | None] = queue.SimpleQueue()
+        self._pending: list[_Op] = []
+        self._flush_scheduled = False
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.writes = 0
@@ -107,6 +109,7 @@ class Journal:
         self._thread.start()
 
     async def close(self) -> None:
+        self._flush()
         if self._thread is not None:
             self._q.put(None)
             await asyncio.to_thread(self._thread.join)
@@ -116,12 +119,12 @@ class Journal:
     def _writer(self) -> None:
         conn = self._conn
         while True:
-            op = self._q.get()
-            if op is None:
+            first = self._q.get()
+            if first is None:
                 return
-            batch = [op]
+            batch = list(first)
             stop = False
-            while len(batch) < 2000:
+            while len(batch) < 5000:
                 try:
                     nxt = self._q.get_nowait()
                 except queue.Empty:
@@ -129,7 +132,7 @@ class Journal:
                 if nxt is None:
                     stop = True
                     break
-                batch.append(nxt)
+                batch.extend(nxt)
             results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
             try:
                 conn.execute("BEGIN")
@@ -145,21 +148,32 @@ class Journal:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 results = [(fut, None, e) for _, _, fut, _ in batch if fut is not None]
-            loop = self._loop
-            if loop is not None:
-                for fut, value, err in results:
-                    loop.call_soon_threadsafe(_settle, fut, value, err)
+            if results and self._loop is not None:
+                self._loop.call_soon_threadsafe(_settle_all, results)   # one wake-up
             if stop:
                 return
 
     def _put(self, sql: str, args: tuple[Any, ...]) -> None:
-        self._q.put((sql, args, None, None))
+        """A result: kept on the loop and handed to the writer with the next mark, or
+        within 50 ms (a lost result is recovered by reconciliation, not by this write)."""
+        self._pending.append((sql, args, None, None))
+        if not self._flush_scheduled and self._loop is not None:
+            self._flush_scheduled = True
+            self._loop.call_later(0.05, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._pending:
+            ops, self._pending = self._pending, []
+            self._q.put(ops)
 
     async def _put_wait(self, sql: str, args: tuple[Any, ...],
                         reader: Callable[[sqlite3.Cursor], Any] | None = None) -> Any:
         assert self._loop is not None
         fut: asyncio.Future[Any] = self._loop.create_future()
-        self._q.put((sql, args, fut, reader))
+        ops, self._pending = self._pending, []
+        ops.append((sql, args, fut, reader))
+        self._q.put(ops)
         return await fut
 
     # --- writes -----------------------------------------------------------------
@@ -239,13 +253,14 @@ class JournalReader:
             self._conn = None
 
 
-def _settle(fut: asyncio.Future[Any], value: Any, err: BaseException | None) -> None:
-    if fut.done():
-        return
-    if err is not None:
-        fut.set_exception(err)
-    else:
-        fut.set_result(value)
+def _settle_all(results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for fut, value, err in results:
+        if fut.done():
+            continue
+        if err is not None:
+            fut.set_exception(err)
+        else:
+            fut.set_result(value)
 
 
 def _utf8(s: str) -> bool:
