@@ -34,7 +34,7 @@ from geti_bulk.events import (
     FileStarted,
     Reporter,
 )
-from geti_bulk.geti.body import MultipartFileBody, open_binary
+from geti_bulk.geti.body import MultipartFileBody
 from geti_bulk.geti.client import GetiClient, Target
 from geti_bulk.geti.models import MediaItem
 from geti_bulk.jobs import FileJob
@@ -135,17 +135,16 @@ class FileUploader:
         return True
 
     async def _read_head(self, job: FileJob) -> bytes:
-        """The first chunk (all of a small file), checked against what the scan saw."""
+        """The first chunk (all of a small file), checked against what the scan saw: one
+        thread hop that opens, reads, stats and closes (a thread wake-up costs ~0.1 ms here)."""
+        import anyio
+
+        n = min(job.size, max(self.chunk_size, media.HEAD_BYTES))
         try:
-            f, raw = await open_binary(job.path)
-            try:
-                head = bytes(await f.read(min(job.size, max(self.chunk_size, media.HEAD_BYTES))))
-                st = os.fstat(raw.fileno())
-            finally:
-                raw.close()
+            head, size, mtime_ns = await anyio.to_thread.run_sync(_read_head_sync, job.path, n)
         except OSError as e:
             raise FileError(f"cannot read file: {e.strerror or e}") from None
-        if st.st_size != job.size or st.st_mtime_ns != job.mtime_ns:
+        if size != job.size or mtime_ns != job.mtime_ns:
             raise FileChangedError("file changed since it was scanned (size or modification "
                                    "time differ); not uploaded")
         return head
@@ -313,6 +312,13 @@ class FileUploader:
             return await self._reconcile(job)
         except TransientError:
             return None   # stays `uncertain` in the journal; the next run asks again
+
+
+def _read_head_sync(path: str, n: int) -> tuple[bytes, int, int]:
+    with open(path, "rb") as f:
+        head = f.read(n)
+        st = os.fstat(f.fileno())
+    return head, st.st_size, st.st_mtime_ns
 
 
 def _retrieve(fut: asyncio.Future[None]) -> None:

@@ -95,6 +95,7 @@ class Journal:
         self._q: queue.SimpleQueue[list[_Op] | None] = queue.SimpleQueue()
         self._pending: list[_Op] = []
         self._flush_scheduled = False
+        self._soon = False
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.writes = 0
@@ -169,12 +170,19 @@ class Journal:
 
     async def _put_wait(self, sql: str, args: tuple[Any, ...],
                         reader: Callable[[sqlite3.Cursor], Any] | None = None) -> Any:
+        """Waits for the commit. Requests made in the same loop iteration (workers
+        marking files together) travel to the writer as one batch: one thread wake-up."""
         assert self._loop is not None
         fut: asyncio.Future[Any] = self._loop.create_future()
-        ops, self._pending = self._pending, []
-        ops.append((sql, args, fut, reader))
-        self._q.put(ops)
+        self._pending.append((sql, args, fut, reader))
+        if not self._soon:
+            self._soon = True
+            self._loop.call_soon(self._flush_soon)
         return await fut
+
+    def _flush_soon(self) -> None:
+        self._soon = False
+        self._flush()
 
     # --- writes -----------------------------------------------------------------
 
