@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import os
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -231,6 +232,7 @@ class FileUploader:
                 # a small file read whole at check time is sent from memory on every
                 # attempt (bounded: one chunk per worker); a large one is re-read
                 reuse = attempt == 1 or len(head) == job.size
+                t_sent = time.monotonic()
                 item, digest = await self._send_once(job, label_ids, head if reuse else None,
                                                      attempt)
             except FileError as e:
@@ -240,7 +242,7 @@ class FileUploader:
                 error = e
             if error is None:
                 assert item is not None
-                self.limiter.on_success()
+                self.limiter.on_success(time.monotonic() - t_sent)
                 self.budget.succeeded()
                 self._done(job, item, attempt, sha256=digest)
                 return

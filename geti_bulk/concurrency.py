@@ -15,7 +15,7 @@ class AdaptiveLimiter:
     def __init__(self, ceiling: int, *, initial: int | None = None, adaptive: bool = True,
                  max_bytes: int = 256 << 20, floor: int = 1,
                  on_change: Callable[[int], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic, cooldown: float = 1.0) -> None:
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.ceiling = max(1, ceiling)
         self.floor = max(1, min(floor, self.ceiling))
         self.adaptive = adaptive
@@ -28,9 +28,9 @@ class AdaptiveLimiter:
         self._cond = anyio.Condition()
         self._on_change = on_change
         self._clock = clock
-        self._cooldown = cooldown
         self._last_cut = -1e9
         self._slow_start = adaptive   # like TCP: grow fast until the first congestion signal
+        self._rtt: float | None = None   # smoothed seconds per upload
 
     @property
     def limit(self) -> int:
@@ -62,18 +62,34 @@ class AdaptiveLimiter:
         if self.limit != old and self._on_change is not None:
             self._on_change(self.limit)
 
-    def on_success(self) -> None:
-        if self.adaptive:
-            # slow start doubles the limit per window of successes; after the first
-            # congestion signal, additive increase: +1 per window
-            self._set(self._limit + (1.0 if self._slow_start else 1.0 / self._limit))
+    def _window(self) -> float:
+        """One congestion event lasts about two round trips: cut once per event."""
+        return max(0.05, 2.0 * (self._rtt if self._rtt is not None else 0.5))
 
-    def on_overload(self) -> None:
-        """Multiplicative decrease, at most once per cooldown (one congestion event)."""
+    def _probe_delay(self) -> float:
+        """After a cut, hold the level for ~10 round trips before probing upwards, so a
+        steady server sees one probe (and at most one 503) per period, not one per window."""
+        return max(0.2, 10.0 * (self._rtt if self._rtt is not None else 0.05))
+
+    def on_success(self, rtt: float | None = None) -> None:
+        if rtt is not None:
+            self._rtt = rtt if self._rtt is None else 0.9 * self._rtt + 0.1 * rtt
         if not self.adaptive:
             return
-        self._slow_start = False
+        if self._slow_start:
+            self._set(self._limit + 1.0)        # doubles per window of successes
+        elif self._clock() - self._last_cut >= self._probe_delay():
+            self._set(self._limit + 1.0 / self._limit)   # additive: +1 per window
+
+    def on_overload(self) -> None:
+        """Multiplicative decrease, once per congestion event: halve on the first signal
+        (slow start overshoots), then 0.85 (a level found to work is kept near)."""
+        if not self.adaptive:
+            return
         now = self._clock()
-        if now - self._last_cut >= self._cooldown:
-            self._last_cut = now
-            self._set(self._limit / 2)
+        if now - self._last_cut < self._window():
+            return
+        beta = 0.5 if self._slow_start else 0.85
+        self._slow_start = False
+        self._last_cut = now
+        self._set(self._limit * beta)

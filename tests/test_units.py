@@ -63,16 +63,20 @@ async def test_limiter_aimd_and_byte_budget():
     changes: list[int] = []
     now = [0.0]
     lim = AdaptiveLimiter(8, initial=8, max_bytes=100, on_change=changes.append,
-                          clock=lambda: now[0], cooldown=1.0)
+                          clock=lambda: now[0])
+    lim.on_success(0.1)                     # rtt 0.1 s: a congestion event lasts 0.2 s
     lim.on_overload()
     lim.on_overload()                       # same congestion event: one cut
-    assert lim.limit == 4 and changes == [4]
-    now[0] = 2.0
+    assert lim.limit == 4 and changes == [4]   # the first cut ends slow start: halve
+    now[0] = 0.3
     lim.on_overload()
-    assert lim.limit == 2
-    for _ in range(10):
-        lim.on_success()
-    assert lim.limit >= 3
+    assert lim.limit == 3                   # later cuts keep 85 %
+    lim.on_success(0.1)
+    assert lim.limit == 3                   # holds the level for ~10 round trips
+    now[0] = 1.4
+    for _ in range(4):
+        lim.on_success(0.1)
+    assert lim.limit == 4                   # then probes upwards, +1 per window
     big = AdaptiveLimiter(4, initial=4, max_bytes=100)
     await big.acquire(80)                   # one large file always goes
     with anyio.move_on_after(0.05) as scope:
@@ -154,17 +158,19 @@ def test_config_example_documents_only_real_keys():
 
 
 def test_limiter_slow_start_until_first_congestion():
-    lim = AdaptiveLimiter(16, initial=2)
+    now = [0.0]
+    lim = AdaptiveLimiter(16, initial=2, clock=lambda: now[0])
     for _ in range(2):
-        lim.on_success()
+        lim.on_success(0.01)
     assert lim.limit == 4                  # doubled in one window
     for _ in range(4):
-        lim.on_success()
+        lim.on_success(0.01)
     assert lim.limit == 8
     lim.on_overload()
     assert lim.limit == 4
+    now[0] = 10.0
     for _ in range(5):
-        lim.on_success()
+        lim.on_success(0.01)
     assert lim.limit == 5                  # additive after congestion: about +1 per window
     fixed = AdaptiveLimiter(6, adaptive=False)
     fixed.on_overload()
