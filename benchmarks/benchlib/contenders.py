@@ -29,6 +29,7 @@ class RunContext:
     limit: int = 0                  # only the first N files (sequential contenders)
     files: list[Path] = field(default_factory=list)   # for curl: the exact files
     journal: Path | None = None     # geti-bulk: a prepared journal to resume from
+    source: Path | None = None      # a geti_bulk export to run instead of the installed one
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,11 @@ class Contender:
                    XDG_STATE_HOME=str(ctx.run_dir / "state"), PYTHONDONTWRITEBYTECODE="1")
         for k in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE", "GETI_CA_BUNDLE"):
             env.pop(k, None)
+        env.pop("PYTHONPATH", None)
+        if ctx.source is not None:
+            env["PYTHONPATH"] = str(ctx.source)
+        env.setdefault("TERM", "xterm-256color")
+        env.update(COLUMNS="120", LINES="40")   # the pty of `script` has no size
         if ctx.tls is not None:
             env["REQUESTS_CA_BUNDLE"] = str(ctx.tls.bundle)
             env["SSL_CERT_FILE"] = str(ctx.tls.bundle)

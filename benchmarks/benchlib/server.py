@@ -87,7 +87,7 @@ class LocalServer:
 
     def __init__(self, data_dir: Path, token_file: Path, *, tls: Tls | None = None,
                  latency_ms: int = 0, faults: str = "", max_inflight: int = 0,
-                 seed: int = 0, decode: bool = False) -> None:
+                 seed: int = 0, decode: bool = False, source: Path | None = None) -> None:
         self.data_dir = data_dir
         self.token_file = token_file
         self.tls = tls
@@ -104,6 +104,7 @@ class LocalServer:
             self.argv += ["--max-inflight", str(max_inflight)]
         if tls is not None:
             self.argv += ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key)]
+        self.source = source      # a geti_bulk export to run instead of the installed one
         self.proc: subprocess.Popen[bytes] | None = None
         self.info: dict[str, Any] = {}
         self._cpu0 = 0.0
@@ -113,8 +114,11 @@ class LocalServer:
             shutil.rmtree(self.data_dir)
         self.data_dir.mkdir(parents=True)
         env = {k: v for k, v in os.environ.items() if k != "GETI_TOKEN"}
+        if self.source is not None:
+            env["PYTHONPATH"] = str(self.source)
         with open(self.data_dir / "server.log", "wb") as log:
-            self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=log, env=env)
+            self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=log, env=env,
+                                         cwd=self.data_dir)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line:
