@@ -189,3 +189,37 @@ def test_proxy_comes_from_the_environment_once(monkeypatch):
     assert env_proxy("http://geti.example.com") is None            # only https is proxied
     monkeypatch.setenv("NO_PROXY", "geti.example.com")
     assert env_proxy("https://geti.example.com") is None
+
+
+def test_fast_header_parser_agrees_with_pillow():
+    import io
+    import random
+
+    from PIL import Image
+
+    from geti_bulk.media import check_image_head, fast_image_size
+
+    rng = random.Random(5)
+    for _ in range(60):
+        w, h = rng.randint(1, 700), rng.randint(1, 700)
+        buf = io.BytesIO()
+        if rng.random() < 0.5:
+            Image.new("RGB", (w, h)).save(buf, "JPEG", progressive=rng.random() < 0.5,
+                                          exif=b"Exif\x00\x00" + bytes(rng.randint(0, 3000)))
+        else:
+            Image.new("RGB", (w, h)).save(buf, "PNG")
+        data = buf.getvalue()
+        assert fast_image_size(data) == Image.open(io.BytesIO(data)).size
+    assert fast_image_size(b"\xff\xd8garbage") is None          # Pillow decides then
+    assert "not a readable image" in check_image_head(b"\xff\xd8garbage", "x.jpg")
+    assert "16x16" in check_image_head(_png(16, 16), "x.png")
+
+
+def _png(w: int, h: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("L", (w, h)).save(buf, "PNG")
+    return buf.getvalue()

@@ -113,13 +113,16 @@ class MultipartFileBody:
     async def write_to(self, write: Callable[[bytes], Awaitable[Any]]) -> None:
         """Write the whole body. The file lives inside this one coroutine, so a cancelled
         or failed request closes it (an async generator left suspended would not)."""
-        await write(self.preamble)
         if self.head is not None and len(self.head) >= self.size:
-            # the whole file was read (and checked against its stat) before: no reopen
-            await write(self.head[:self.size])
-            self._tick(self.head[:self.size])
-        else:
-            await self._write_file(write)
+            # the whole file was read (and checked against its stat) before: no reopen,
+            # and one write (one send) for the whole small body
+            data = self.head[:self.size]
+            self._tick(data)
+            self.complete = True
+            await write(self.preamble + data + self.epilogue)
+            return
+        await write(self.preamble)
+        await self._write_file(write)
         self.complete = True
         await write(self.epilogue)
 
