@@ -11,7 +11,8 @@ from geti_bulk.concurrency import AdaptiveLimiter
 from geti_bulk.config import build, read_token_file
 from geti_bulk.errors import ConfigError, FileError, LabelSetupError, TransientError
 from geti_bulk.geti.body import MultipartFileBody
-from geti_bulk.geti.client import Secret, map_status, parse_retry_after
+from geti_bulk.geti.client import Secret
+from geti_bulk.geti.mapping import map_status, parse_retry_after
 from geti_bulk.geti.models import Label, Project, Task
 from geti_bulk.labels import plan_labels
 from geti_bulk.retry import RetryBudget, RetryPolicy
