@@ -138,8 +138,11 @@ def chart(records: list[Record], reference_of: dict[str, str],
         ax.set_title(case, fontsize=9)
         ax.set_xlabel("MB/s" if rate == "mb_per_s" else "files/s", fontsize=8)
         ax.tick_params(labelsize=7)
-        for y, v in enumerate(values):
-            ax.text(v, y, f" {_num(v)}", va="center", fontsize=7)
+        for y, (c, v) in enumerate(zip(names, values, strict=True)):
+            s = summarize(by_contender[c])
+            short = s["stored"] != str(s["files"]) and c != "geti-bulk resume"
+            extra = f"  stored {s['stored']}/{s['files']:,}, dups {s['duplicates']}" if short else ""
+            ax.text(v, y, f" {_num(v)}{extra}", va="center", fontsize=7)
         ax.margins(x=0.18)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")

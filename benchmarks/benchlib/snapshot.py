@@ -22,6 +22,8 @@ def export_head(repo: Path, dest: Path) -> tuple[Path | None, str]:
     """(folder to put on PYTHONPATH, description); (None, …) when not a git checkout."""
     try:
         rev = _git(repo, "rev-parse", "--short", "HEAD").decode().strip()
+        # the last commit that changed the package says more than HEAD
+        last = _git(repo, "log", "-1", "--format=%h %cs", "--", "geti_bulk").decode().strip()
         dirty = bool(_git(repo, "status", "--porcelain", "geti_bulk").strip())
         folder = dest / f"geti_bulk-{rev}"
         if not (folder / "geti_bulk" / "__init__.py").is_file():
@@ -31,4 +33,4 @@ def export_head(repo: Path, dest: Path) -> tuple[Path | None, str]:
     except (OSError, subprocess.SubprocessError):
         return None, "working tree (not a git checkout)"
     note = " (uncommitted changes in geti_bulk/ not measured)" if dirty else ""
-    return folder, f"{rev}, exported from HEAD{note}"
+    return folder, f"HEAD {rev} exported (geti_bulk/ last changed in {last}){note}"
