@@ -59,7 +59,7 @@ class Tally:
 class FileUploader:
     def __init__(self, client: GetiClient, target: Target, labels: LabelPlan,
                  limiter: AdaptiveLimiter, policy: RetryPolicy, budget: RetryBudget,
-                 reporter: Reporter, journal: Journal | None, *, chunk_size: int = 1 << 20,
+                 reporter: Reporter, journal: Journal | None, *, chunk_size: int = 4 << 20,
                  existing: ExistingIndex | None = None, reupload_changed: bool = False,
                  dry_run: bool = False, hash_content: bool = False,
                  rng: random.Random | None = None,
@@ -113,12 +113,20 @@ class FileUploader:
 
     # --- checks before any byte is sent ------------------------------------------------
 
+    def settle_from_journal(self, job: FileJob) -> bool:
+        """The journal says this file is uploaded and it has not changed: skip it here,
+        without a worker, a thread hop or a request (the common case of a resume)."""
+        if (job.prior_state in ("uploaded", "skipped") and job.prior_media_id
+                and job.prior_size == job.size and job.prior_mtime_ns == job.mtime_ns):
+            self._skip(job, "already uploaded (journal)", job.prior_media_id, record=False)
+            return True
+        return False
+
     async def _settled(self, job: FileJob) -> bool:
         """Journal says this file is already done: skip it without asking the server."""
         if job.prior_state not in ("uploaded", "skipped") or not job.prior_media_id:
             return False
-        if job.prior_size == job.size and job.prior_mtime_ns == job.mtime_ns:
-            self._skip(job, "already uploaded (journal)", job.prior_media_id, record=False)
+        if self.settle_from_journal(job):
             return True
         if (self.hash_content and job.prior_sha256 and job.prior_size == job.size
                 and await _hash_file(job.path) == job.prior_sha256):

@@ -221,7 +221,8 @@ class Run:
         try:
             async with anyio.create_task_group() as tg:
                 self._workers_started = True
-                tg.start_soon(self._produce, send, journal.reader() if journal else None, reporter)
+                tg.start_soon(self._produce, send, journal.reader() if journal else None,
+                              reporter, up)
                 for _ in range(cfg.concurrency):
                     tg.start_soon(self._work, receive.clone(), up)
                 receive.close()
@@ -264,7 +265,7 @@ class Run:
                     raise
 
     async def _produce(self, send: MemoryObjectSendStream[FileJob], reader: JournalReader | None,
-                       reporter: Reporter) -> None:
+                       reporter: Reporter, up: FileUploader) -> None:
         batches_send, batches = anyio.create_memory_object_stream[list[FileJob]](4)
         files = total = 0
         async with send, anyio.create_task_group() as tg:
@@ -278,6 +279,8 @@ class Run:
                         self.queued = files
                         total += job.size
                         reporter.emit(FileQueued(job.key, job.size))
+                        if job.prior_state is not None and up.settle_from_journal(job):
+                            continue
                         await send.send(job)
             if not self.stopping:
                 reporter.emit(ScanDone(files, total))

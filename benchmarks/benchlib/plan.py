@@ -105,6 +105,7 @@ def _expand(scenario: str, s: Sizes, quick: bool, sweep: tuple[str, ...]) -> lis
                      ("geti-bulk", "geti-bulk rich"))]
     if scenario == "overload":
         return [Case("overload", "overload (max-inflight 4, 20 ms)", "http", "small",
-                     ("geti-bulk", "geti-bulk fixed c=16"), latency_ms=20, max_inflight=4,
+                     ("geti-bulk", "geti-bulk c=16", "geti-bulk fixed c=16"), latency_ms=20,
+                     max_inflight=4,
                      subset=s.overload_subset, repeats=1)]
     raise ValueError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")
