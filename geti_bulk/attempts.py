@@ -59,7 +59,7 @@ class Tally:
 class FileUploader:
     def __init__(self, client: GetiClient, target: Target, labels: LabelPlan,
                  limiter: AdaptiveLimiter, policy: RetryPolicy, budget: RetryBudget,
-                 reporter: Reporter, journal: Journal | None, *, chunk_size: int = 4 << 20,
+                 reporter: Reporter, journal: Journal | None, *, chunk_size: int = 1 << 20,
                  existing: ExistingIndex | None = None, reupload_changed: bool = False,
                  dry_run: bool = False, hash_content: bool = False,
                  rng: random.Random | None = None,

@@ -42,7 +42,7 @@ KEYS: dict[str, tuple[type | tuple[type, ...], Any, str | None]] = {
     "upload.hash": (bool, False, None),
     "upload.journal": (str, "", "GETI_BULK_JOURNAL"),
     "upload.report": (str, "", None),
-    "upload.chunk_kb": (int, 4096, None),
+    "upload.chunk_kb": (int, 1024, None),
     "output.progress": (str, "auto", None),
 }
 CHOICES = {"upload.labels": ("folders", "none"),
@@ -77,7 +77,7 @@ class UploadConfig:
     journal: Path | None = None        # None: the default path for the target
     use_journal: bool = True
     report: Path | None = None
-    chunk_size: int = 4 << 20
+    chunk_size: int = 1 << 20
     dry_run: bool = False
     progress: str = "auto"
     verbose: bool = False

@@ -24,7 +24,7 @@ from aiohttp.payload import Payload
 from geti_bulk.errors import FileChangedError
 from geti_bulk.media import WIRE_ESCAPES
 
-CHUNK = 4 << 20   # each read is a thread hop (~0.1 ms here): few, large reads
+CHUNK = 1 << 20   # each read is a thread hop (~0.1 ms here); 1 MiB measured best (STYLE.md)
 
 
 async def open_binary(path: str) -> tuple[Any, BinaryIO]:
