@@ -6,6 +6,7 @@ real upload service decodes whole images in a 3 GiB pod; its own web UI throttle
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 
 import anyio
@@ -31,6 +32,7 @@ class AdaptiveLimiter:
         self._last_cut = -1e9
         self._slow_start = adaptive   # like TCP: grow fast until the first congestion signal
         self._rtt: float | None = None   # smoothed seconds per upload
+        self._recent: deque[bool] = deque(maxlen=20)   # last answers: True = overload signal
 
     @property
     def limit(self) -> int:
@@ -74,6 +76,7 @@ class AdaptiveLimiter:
     def on_success(self, rtt: float | None = None) -> None:
         if rtt is not None:
             self._rtt = rtt if self._rtt is None else 0.9 * self._rtt + 0.1 * rtt
+        self._recent.append(False)
         if not self.adaptive:
             return
         if self._slow_start:
@@ -82,9 +85,15 @@ class AdaptiveLimiter:
             self._set(self._limit + 1.0 / self._limit)   # additive: +1 per window
 
     def on_overload(self) -> None:
-        """Multiplicative decrease, once per congestion event: halve on the first signal
-        (slow start overshoots), then 0.85 (a level found to work is kept near)."""
+        """Multiplicative decrease, once per congestion event, when the recent answers show
+        congestion (at least 2, and a quarter, of the last 20): a stray 503 from a gateway
+        blip must not collapse the rate, a saturated server answers many. Halve on the
+        first event (slow start overshoots), then keep 85 %."""
+        self._recent.append(True)
         if not self.adaptive:
+            return
+        bad = sum(self._recent)
+        if bad < 2 or bad < 0.25 * len(self._recent):
             return
         now = self._clock()
         if now - self._last_cut < self._window():
@@ -92,4 +101,5 @@ class AdaptiveLimiter:
         beta = 0.5 if self._slow_start else 0.85
         self._slow_start = False
         self._last_cut = now
+        self._recent.clear()           # the next cut needs fresh evidence
         self._set(self._limit * beta)

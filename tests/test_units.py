@@ -67,9 +67,12 @@ async def test_limiter_aimd_and_byte_budget():
                           clock=lambda: now[0])
     lim.on_success(0.1)                     # rtt 0.1 s: a congestion event lasts 0.2 s
     lim.on_overload()
+    assert lim.limit == 8                   # one stray 503 is not congestion
+    lim.on_overload()
     lim.on_overload()                       # same congestion event: one cut
     assert lim.limit == 4 and changes == [4]   # the first cut ends slow start: halve
     now[0] = 0.3
+    lim.on_overload()
     lim.on_overload()
     assert lim.limit == 3                   # later cuts keep 85 %
     lim.on_success(0.1)
@@ -78,6 +81,12 @@ async def test_limiter_aimd_and_byte_budget():
     for _ in range(4):
         lim.on_success(0.1)
     assert lim.limit == 4                   # then probes upwards, +1 per window
+    for _ in range(19):
+        lim.on_success(0.1)
+    now[0] = 5.0
+    lim.on_overload()
+    lim.on_overload()                       # 2 of the last 20: below a quarter, no cut
+    assert lim.limit >= 4
     big = AdaptiveLimiter(4, initial=4, max_bytes=100)
     await big.acquire(80)                   # one large file always goes
     with anyio.move_on_after(0.05) as scope:
@@ -167,6 +176,8 @@ def test_limiter_slow_start_until_first_congestion():
     for _ in range(4):
         lim.on_success(0.01)
     assert lim.limit == 8
+    lim.on_overload()
+    lim.on_overload()
     lim.on_overload()
     assert lim.limit == 4
     now[0] = 10.0
