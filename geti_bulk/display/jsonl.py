@@ -2,7 +2,7 @@
 
 Every line is `{"event": <name>, "ts": <unix time, float seconds>, ...fields}` where
 `<name>` is the event class in snake_case and the fields are the dataclass fields, by
-name. Strings are JSON-escaped (non-ASCII as `\\uXXXX`); `reason`, `message`, `cause`,
+name. Strings are JSON-escaped (non-ASCII as `\\u00e9`-style escapes); `reason`, `message`, `cause`,
 `fatal` and `target` pass through a credential mask. Each line is flushed at once.
 
     event               fields

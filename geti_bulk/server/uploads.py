@@ -258,7 +258,7 @@ def _resolve_labels(project: Project, label_ids: list[str]) -> tuple[str, ...]:
             f"Labels with the following IDs were not found in the project: {{{listed}}}",
         )
     if project.task_type not in GLOBAL_TASK_TYPES:
-        # NotImplementedError in Geti, which has no handler for it → plain 500
+        # an unhandled exception in Geti (no handler is registered for it) → plain 500
         raise PlainError()
     result: list[str] = []
     for label_id in label_ids:  # ancestors of hierarchical labels are added
