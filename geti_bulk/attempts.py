@@ -27,6 +27,7 @@ from geti_bulk.errors import (
     TransientError,
 )
 from geti_bulk.events import (
+    JOURNAL_SKIP,
     BytesSent,
     FileDone,
     FileFailed,
@@ -118,7 +119,7 @@ class FileUploader:
         without a worker, a thread hop or a request (the common case of a resume)."""
         if (job.prior_state in ("uploaded", "skipped") and job.prior_media_id
                 and job.prior_size == job.size and job.prior_mtime_ns == job.mtime_ns):
-            self._skip(job, "already uploaded (journal)", job.prior_media_id, record=False)
+            self._skip(job, JOURNAL_SKIP, job.prior_media_id, record=False)
             return True
         return False
 

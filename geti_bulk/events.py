@@ -71,6 +71,9 @@ class FileFailed:
     status: int | None = None
 
 
+JOURNAL_SKIP = "already uploaded (journal)"   # FileSkipped.reason on a resume
+
+
 @dataclass(frozen=True, slots=True)
 class FileSkipped:
     path: str

@@ -164,3 +164,19 @@ async def test_video_goes_to_the_videos_endpoint(server, token, tmp_path):
                                  "--progress", "none", token=token)
     assert code == 0, err
     assert sorted(r.type for r in server.store.list_media()) == ["image", "video"]
+
+
+async def test_a_resume_prints_one_line_for_journal_skips_not_one_per_file(server, token, tmp_path):
+    data = tmp_path / "data"
+    make_labelled_tree(data, ["cat", "dog"], 12)
+    args = ("upload", str(data), *common(server, tmp_path), "--progress", "plain")
+    code, _, _ = await run_cli(*args, token=token)
+    assert code == 0
+    code, out, _ = await run_cli(*args, token=token)
+    assert code == 0
+    assert not [ln for ln in out.splitlines() if ln.startswith("skipped data/")]
+    assert "skipped 12 files: already uploaded (journal); each is in the report" in out
+    rows = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert len(rows) == 12 and {r["status"] for r in rows} == {"skipped"}   # all in the report
+    code, out, _ = await run_cli(*args, "-v", token=token)
+    assert out.count("skipped data/") == 12                              # per file when verbose

@@ -6,6 +6,9 @@ Line formats (stable; `<path>` and `<reason>` have control characters escaped):
     scan done: <files> files, <size>
     uploaded <path> <bytes> <media_id>[ (adopted)][ after <n> attempts]
     skipped <path>: <reason>
+    skipped <n> files: already uploaded (journal); each is in the report
+                                        (once, before the summary, instead of a line per
+                                         file a resume skips; per file with verbose)
     FAILED <path>: <reason>
     retry <n> <path>: <cause> (waiting <seconds> s)          verbose only
     concurrency: <n>                                         verbose only
@@ -28,6 +31,7 @@ from types import TracebackType
 from typing import TextIO
 
 from geti_bulk.events import (
+    JOURNAL_SKIP,
     ConcurrencyChanged,
     Event,
     FileDone,
@@ -59,6 +63,7 @@ class PlainReporter:
         self._tally = Tally()
         self._mark_time = clock()
         self._mark_bytes = 0
+        self._journal_skips = 0
 
     def start(self) -> None:
         """Nothing to start; present so every reporter has the same lifecycle."""
@@ -78,7 +83,16 @@ class PlainReporter:
         if isinstance(event, RunStarted):
             self._mark_time = self._clock()   # progress intervals count from the start
         if isinstance(event, RunFinished):
+            if self._journal_skips:
+                self._write(f"skipped {self._journal_skips} files: {JOURNAL_SKIP}; "
+                            "each is in the report")
             self._write(*plain_summary(event, self._tally.failures))
+            return
+        if (isinstance(event, FileSkipped) and event.reason == JOURNAL_SKIP
+                and not self.verbose):
+            self._journal_skips += 1      # a resume of 500,000 files is not 500,000 lines
+            if not self.quiet:
+                self._maybe_progress()
             return
         line = self._line(event)
         if line is not None and (not self.quiet or isinstance(event, FileFailed)):
