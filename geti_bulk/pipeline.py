@@ -140,8 +140,12 @@ class Run:
             yield
             return
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGINT, self.on_sigint)
-        loop.add_signal_handler(signal.SIGTERM, self.on_sigint)
+        try:
+            loop.add_signal_handler(signal.SIGINT, self.on_sigint)
+            loop.add_signal_handler(signal.SIGTERM, self.on_sigint)
+        except NotImplementedError:   # Windows' event loops: Ctrl-C stays KeyboardInterrupt
+            yield
+            return
         try:
             yield
         finally:
