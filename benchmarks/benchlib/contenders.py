@@ -101,8 +101,14 @@ def _curl(ctx: RunContext) -> list[str]:
     return cmd
 
 
+def sdk_python() -> str:
+    """The interpreter that runs the Geti SDK contender: GETI_BULK_SDK_PYTHON names a
+    separate venv with `geti-sdk` (its dependencies are heavy), else this one."""
+    return os.environ.get("GETI_BULK_SDK_PYTHON") or sys.executable
+
+
 def _sdk(ctx: RunContext) -> list[str]:
-    cmd = [sys.executable, str(HERE / "geti_sdk_upload.py"), "--url", ctx.server.base_url,
+    cmd = [sdk_python(), str(HERE / "geti_sdk_upload.py"), "--url", ctx.server.base_url,
            "--project", TARGET_PROJECT]
     if ctx.limit:
         cmd += ["--limit", str(ctx.limit)]
@@ -110,7 +116,10 @@ def _sdk(ctx: RunContext) -> list[str]:
 
 
 def sdk_available() -> bool:
-    return importlib.util.find_spec("geti_sdk") is not None
+    if sdk_python() == sys.executable:
+        return importlib.util.find_spec("geti_sdk") is not None
+    probe = subprocess.run([sdk_python(), "-c", "import geti_sdk"], capture_output=True)
+    return probe.returncode == 0
 
 
 def curl_available() -> bool:

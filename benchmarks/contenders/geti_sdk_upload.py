@@ -3,8 +3,8 @@
 ``Geti(host, token)`` then ``ImageClient.upload_folder(folder, max_threads=5)``: the
 SDK's own upload path (GETI_API.md §6, §11). The SDK speaks HTTPS only and verifies the
 server against ``REQUESTS_CA_BUNDLE``. It needs a project name (``--project``) instead
-of an upload URL; ``--url`` gives the server's base URL. Written against geti-sdk
-2.13's API and not run here (the SDK was not installed in this environment).
+of an upload URL; ``--url`` gives the server's base URL. Run with geti-sdk 2.13.1 from a
+separate venv named by ``GETI_BULK_SDK_PYTHON`` (its dependencies are heavy).
 """
 
 from __future__ import annotations
