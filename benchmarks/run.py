@@ -200,6 +200,7 @@ class Bench:
                              tls=self.tls if case.transport == "https" else None,
                              latency_ms=case.latency_ms, faults=case.faults,
                              max_inflight=case.max_inflight, seed=0,
+                             extra_args=case.server_args,
                              decode=self.args.server_decode, source=self.source)
         server.start()
         try:
@@ -221,7 +222,8 @@ class Bench:
                 self.errors.append(f"{case.key} {name} #{rep + 1}: the server died; "
                                    f"see {run_dir / 'server.log'}")
                 server_cpu = 0.0
-                stats = {"media_total": -1, "duplicates": -1, "faults": {},
+                stats = {"media_total": -1, "duplicates": -1, "faults": {}, "overload_503": 0,
+                         "restarts": 0,
                          "peak_inflight": 0, "uploads_received": 0}
         finally:
             server.stop(keep_log=run_dir / "server.log")
@@ -237,7 +239,8 @@ class Bench:
             "duplicates": stats["duplicates"], "faults": stats["faults"],
             "peak_inflight": stats["peak_inflight"], "uploads_received": stats["uploads_received"],
             "latency_ms": case.latency_ms, "fault_spec": case.faults,
-            "max_inflight": case.max_inflight,
+            "max_inflight": case.max_inflight, "server_args": list(case.server_args),
+            "overload_503": stats.get("overload_503", 0), "restarts": stats.get("restarts", 0),
             # CPU the machine spent on anything but this contender and the server
             # (the harness's sampler, and other people's work): interference
             "other_cpu_s": max(0.0, busy - m.cpu_s - server_cpu),

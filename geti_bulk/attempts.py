@@ -159,7 +159,8 @@ class FileUploader:
                                    "time differ); not uploaded")
         return head
 
-    async def _check(self, job: FileJob) -> tuple[tuple[str, ...], bytes]:
+    async def _check(self, job: FileJob) -> tuple[tuple[str, ...], bytes, int]:
+        """(label ids, the head read, the upload's weight in server memory) or FileError."""
         if job.problem:
             raise FileError(job.problem)
         kind = media.media_kind(job.filename)
@@ -169,12 +170,13 @@ class FileUploader:
                 raise FileError(reason)
         label_ids = self.labels.ids_for(job.labels)
         head = await self._read_head(job)
-        reason = media.check_head(head, job.filename, kind)
+        reason, dims = media.inspect_head(head, job.filename, kind)
         if reason and kind.kind == "image" and len(head) < job.size:
-            reason = await _probe_whole_image(job.path)   # a header larger than the head read
+            # a header larger than the head read
+            reason, dims = await _probe_whole_image(job.path, kind)
         if reason:
             raise FileError(reason)
-        return label_ids, head
+        return label_ids, head, media.server_memory(job.size, dims)
 
     def _already_there(self, job: FileJob) -> MediaItem | None:
         if self.existing is None or job.kind is None:
@@ -206,7 +208,7 @@ class FileUploader:
 
     async def _process(self, job: FileJob, mark: asyncio.Future[None] | None) -> None:
         try:
-            label_ids, head = await self._check(job)
+            label_ids, head, weight = await self._check(job)
         except FileError as e:
             self._fail(job, str(e))
             return
@@ -218,13 +220,14 @@ class FileUploader:
             shown = f" with labels {', '.join(job.labels)}" if label_ids else ""
             self._skip(job, f"dry run: would upload as {job.kind}{shown}", record=False)
             return
-        await self._attempts(job, label_ids, head, mark)
+        await self._attempts(job, label_ids, head, weight, mark)
 
-    async def _attempts(self, job: FileJob, label_ids: tuple[str, ...], head: bytes,
+    async def _attempts(self, job: FileJob, label_ids: tuple[str, ...], head: bytes, weight: int,
                         mark: asyncio.Future[None] | None) -> None:
         assert job.kind is not None
         uncertain = job.prior_state == "sending" or job.prior_uncertain
-        attempt = 0
+        attempt = 0      # uploads sent
+        failures = 0     # transient failures, of a send or of a reconcile query
         self.budget.file_started()
         while True:
             error: TransientError | None = None
@@ -241,9 +244,8 @@ class FileUploader:
                 # a small file read whole at check time is sent from memory on every
                 # attempt (bounded: one chunk per worker); a large one is re-read
                 reuse = attempt == 1 or len(head) == job.size
-                t_sent = time.monotonic()
-                item, digest = await self._send_once(job, label_ids, head if reuse else None,
-                                                     attempt)
+                item, digest, rtt, wait = await self._send_once(
+                    job, label_ids, head if reuse else None, weight, attempt)
             except FileError as e:
                 self._fail(job, str(e), attempts=attempt, status=_status_of(e))
                 return
@@ -251,10 +253,11 @@ class FileUploader:
                 error = e
             if error is None:
                 assert item is not None
-                self.limiter.on_success(time.monotonic() - t_sent)
+                self.limiter.on_success(rtt, wait)
                 self.budget.succeeded()
                 self._done(job, item, attempt, sha256=digest)
                 return
+            failures += 1
             uncertain = uncertain or isinstance(error, AmbiguousError)
             if error.cause in OVERLOAD_CAUSES:
                 self.limiter.on_overload()
@@ -263,9 +266,9 @@ class FileUploader:
                 raise FatalError(f"the server keeps failing ({self.budget.consecutive_failures} "
                                  f"failures in a row, last: {error}); stopped. Rerun the same "
                                  "command to resume")
-            if attempt >= self.policy.max_attempts or not self.budget.try_spend(error.cause):
-                why = ("retry budget used up" if attempt < self.policy.max_attempts
-                       else f"gave up after {attempt} attempts")
+            if failures >= self.policy.max_attempts or not self.budget.try_spend(error.cause):
+                why = ("retry budget used up" if failures < self.policy.max_attempts
+                       else f"gave up after {failures} failed tries ({attempt} sent)")
                 if uncertain:
                     item_or_none = await self._final_reconcile(job)
                     if item_or_none is not None:
@@ -274,14 +277,17 @@ class FileUploader:
                 self._fail(job, f"{why}: {error}", attempts=attempt, status=error.status,
                            uncertain=uncertain)
                 return
-            delay = self.policy.delay(error, attempt, self.rng)
-            self.reporter.emit(FileRetrying(job.key, attempt, error.cause, delay, str(error)))
+            delay = self.policy.delay(error, failures, self.rng)
+            self.reporter.emit(FileRetrying(job.key, failures, error.cause, delay, str(error)))
             await self.sleep(delay)
 
     async def _send_once(self, job: FileJob, label_ids: tuple[str, ...], head: bytes | None,
-                         attempt: int) -> tuple[MediaItem, str | None]:
+                         weight: int,
+                         attempt: int) -> tuple[MediaItem, str | None, float, float | None]:
+        """One upload: (item, sha256 if hashed, seconds in flight, the server's share)."""
         assert job.kind is not None
-        await self.limiter.acquire(job.size)
+        await self.limiter.acquire(weight)
+        t_sent = time.monotonic()
         emit = self.reporter.emit
         key = job.key
 
@@ -299,16 +305,23 @@ class FileUploader:
                 emit(BytesSent(key, -body.sent))     # the bar rewinds for the next attempt
             raise
         finally:
-            await self.limiter.release(job.size)
+            await self.limiter.release(weight)
         self.tally.bytes_sent += body.sent
-        return item, body.hasher.hexdigest() if body.hasher is not None else None
+        digest = body.hasher.hexdigest() if body.hasher is not None else None
+        return item, digest, time.monotonic() - t_sent, body.server_wait
 
     async def _reconcile(self, job: FileJob) -> MediaItem | None:
         """Is this file already stored (by an attempt whose answer was lost)?"""
         assert job.kind is not None
         name = media.media_name(job.filename)
         ext = media.stored_extension(os.path.splitext(job.filename)[1])
-        for item in await self.client.find_by_name(self.target, name, job.kind):
+        # the query goes to the same service as the uploads: it takes a slot too
+        await self.limiter.acquire(0)
+        try:
+            found = await self.client.find_by_name(self.target, name, job.kind)
+        finally:
+            await self.limiter.release(0)
+        for item in found:
             if item.extension != ext or not _same_size(job, item):
                 continue
             if item.id in self.tally.claimed:
@@ -368,7 +381,8 @@ async def _hash_file(path: str) -> str | None:
     return await anyio.to_thread.run_sync(digest)
 
 
-async def _probe_whole_image(path: str) -> str | None:
+async def _probe_whole_image(path: str, kind: media.MediaKind
+                             ) -> tuple[str | None, tuple[int, int] | None]:
     import anyio
 
-    return await anyio.to_thread.run_sync(media.check_image_head, path, path)
+    return await anyio.to_thread.run_sync(media.inspect_head, path, path, kind)

@@ -1,6 +1,19 @@
-"""Adaptive concurrency: AIMD on the number of uploads in flight, plus a budget of
-bytes in flight so that large files are not sent ten at a time (GETI_API.md §5: the
-real upload service decodes whole images in a 3 GiB pod; its own web UI throttles).
+"""Adaptive concurrency: how many uploads are in flight adapts to the server, within a
+ceiling and a budget of bytes in flight so that large files are not sent ten at a time
+(GETI_API.md §5: the real upload service decodes whole images in a 3 GiB pod and is
+OOM-killed when pushed; its own web UI throttles).
+
+Two signals, as in TCP Vegas/BBR next to Reno:
+
+* **delay**: the time the server takes to answer once the body is sent, averaged per
+  round (about one window of answers) and compared with the lowest round in the last
+  ``BASE_WINDOW`` seconds. Answers slowing down mean uploads queue in the server, which
+  holds them in memory: slow start ends, growth stops, and a strong rise steps the
+  level down. Every ``PROBE_EVERY`` seconds the level halves for two rounds, so the
+  base is measured afresh rather than learned from an already queued server.
+* **loss**: 503/502/504/429 and timeouts, when the recent answers show congestion,
+  cut multiplicatively, once per congestion event, then the level holds ~10 round
+  trips before probing upwards again.
 """
 
 from __future__ import annotations
@@ -10,6 +23,30 @@ from collections import deque
 from collections.abc import Callable
 
 import anyio
+
+BASE_WINDOW = 10.0      # seconds of rounds the base (lowest round mean) is taken from
+PROBE_EVERY = 10.0      # seconds between two base re-measurements
+ALPHA = 0.5             # uploads queued in the server: below, grow; above, slow start ends
+BETA = 1.5              # above this many queued, step down (one per round) ...
+WARM_UP_ROUNDS = 1      # the first round (new connections, a cold server) sets no base
+DELAY_FLOOR = 2.0       # ... but not below this on delay alone (mixed file sizes vary it)
+
+
+class _WindowMin:
+    """Minimum of the values seen in the last ``span`` seconds (monotonic deque)."""
+
+    def __init__(self, span: float) -> None:
+        self.span = span
+        self._q: deque[tuple[float, float]] = deque()
+
+    def add(self, now: float, value: float) -> float:
+        q = self._q
+        while q and q[-1][1] >= value:
+            q.pop()
+        q.append((now, value))
+        while q[0][0] < now - self.span:
+            q.popleft()
+        return q[0][1]
 
 
 class AdaptiveLimiter:
@@ -33,6 +70,19 @@ class AdaptiveLimiter:
         self._slow_start = adaptive   # like TCP: grow fast until the first congestion signal
         self._rtt: float | None = None   # smoothed seconds per upload
         self._recent: deque[bool] = deque(maxlen=20)   # last answers: True = overload signal
+        # delay signal
+        self._round_sum = 0.0
+        self._round_n = 0
+        self._round_load = 0.0         # sum of uploads in flight at each answer
+        self._base = _WindowMin(BASE_WINDOW)
+        self.queued = 0.0              # estimate of the uploads waiting in the server
+        self._delay_ok = True          # growth allowed by the delay signal
+        self._round_peak = 0           # most uploads in flight at once during the round
+        self._used = True              # ... reached the level: worth raising it
+        self._rounds = 0               # rounds measured so far
+        self._last_probe = clock()
+        self._probe_rounds = 0         # > 0: holding low to re-measure the base
+        self._probe_saved = 0.0
 
     @property
     def limit(self) -> int:
@@ -51,6 +101,7 @@ class AdaptiveLimiter:
             self.in_flight += 1
             self.bytes_in_flight += size
             self.peak = max(self.peak, self.in_flight)
+            self._round_peak = max(self._round_peak, self.in_flight)
 
     async def release(self, size: int) -> None:
         async with self._cond:
@@ -73,16 +124,65 @@ class AdaptiveLimiter:
         steady server sees one probe (and at most one 503) per period, not one per window."""
         return max(0.2, 10.0 * (self._rtt if self._rtt is not None else 0.05))
 
-    def on_success(self, rtt: float | None = None) -> None:
+    def on_success(self, rtt: float | None = None, wait: float | None = None) -> None:
+        """An upload succeeded: ``rtt`` from first byte to answer, ``wait`` from last
+        byte to answer (the server's part: queueing and processing)."""
         if rtt is not None:
             self._rtt = rtt if self._rtt is None else 0.9 * self._rtt + 0.1 * rtt
         self._recent.append(False)
         if not self.adaptive:
             return
+        if wait is not None:
+            self._sample(max(wait, 1e-6))
+        if self._probe_rounds or not self._used:
+            return   # a level the uploads do not reach says nothing about a higher one
         if self._slow_start:
-            self._set(self._limit + 1.0)        # doubles per window of successes
-        elif self._clock() - self._last_cut >= self._probe_delay():
+            if wait is None:      # no timing: grow per answer, x2 per round
+                self._set(self._limit + 1.0)
+            return                # with timing, slow start grows at the end of a round
+        elif self._delay_ok and self._clock() - self._last_cut >= self._probe_delay():
             self._set(self._limit + 1.0 / self._limit)   # additive: +1 per window
+
+    def _sample(self, wait: float) -> None:
+        self._round_sum += wait
+        self._round_n += 1
+        self._round_load += self.in_flight + 1    # this upload had not been released yet
+        if self._round_n < max(4, self.limit):
+            return
+        n = self._round_n
+        mean, load, peak = self._round_sum / n, self._round_load / n, self._round_peak
+        self._round_sum, self._round_n, self._round_load = 0.0, 0, 0.0
+        self._round_peak = self.in_flight
+        self._used = peak >= self.limit - 1
+        self._rounds += 1
+        now = self._clock()
+        if self._rounds <= WARM_UP_ROUNDS:
+            return
+        base = self._base.add(now, mean)
+        # Vegas: of the uploads in flight, how many are queued in the server?
+        self.queued = load * (1.0 - base / mean)
+        if self._probe_rounds:
+            self._probe_rounds -= 1
+            if not self._probe_rounds:
+                self._last_probe = now
+                self._set(self._probe_saved)
+            return
+        self._delay_ok = self.queued < ALPHA
+        if self._slow_start:
+            if self.queued > ALPHA:
+                self._slow_start = False          # the server queues: grow linearly now
+                self._last_cut = now
+                self._set(max(self._limit * 0.75, load))
+            elif self._rounds > WARM_UP_ROUNDS and self._used:
+                # +1 per round: a level is measured before the one above it is tried
+                # (the ceilings are tens, not TCP's thousands: no need to double)
+                self._set(self._limit + 1.0)
+        elif self.queued > BETA and self._limit > DELAY_FLOOR:
+            self._set(max(DELAY_FLOOR, min(self._limit, peak + 1.0) - 1.0))
+        if now - self._last_probe >= PROBE_EVERY:
+            self._probe_rounds = 2
+            self._probe_saved = self._limit
+            self._set(max(min(self._limit, DELAY_FLOOR), self._limit / 2))
 
     def on_overload(self) -> None:
         """Multiplicative decrease, once per congestion event, when the recent answers show
@@ -102,4 +202,7 @@ class AdaptiveLimiter:
         self._slow_start = False
         self._last_cut = now
         self._recent.clear()           # the next cut needs fresh evidence
+        if self._probe_rounds:         # a probe in progress: cut from the level it saved
+            self._probe_rounds = 0
+            self._limit = self._probe_saved
         self._set(self._limit * beta)

@@ -98,9 +98,16 @@ def fast_image_size(head: bytes) -> tuple[int, int] | None:
 def check_image_head(head: bytes | str, filename: str) -> str | None:
     """Read width/height from the header only (no full decode); `head` is the first
     bytes of the file or its path."""
+    dims = image_size(head, filename)
+    return dims if isinstance(dims, str) else _check_dimensions(*dims)
+
+
+def image_size(head: bytes | str, filename: str) -> tuple[int, int] | str:
+    """(width, height) from the header (`head`: the first bytes, or the file's path),
+    or why it cannot be read."""
     size = fast_image_size(head) if isinstance(head, bytes) else None
     if size is not None:
-        return _check_dimensions(*size)
+        return size
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -112,7 +119,7 @@ def check_image_head(head: bytes | str, filename: str) -> str | None:
         return f"not a readable image: {os.path.basename(filename)} has no image header Geti can decode"
     except Exception as e:  # Pillow raises many types on malformed headers
         return f"not a readable image: {type(e).__name__}: {e}"
-    return _check_dimensions(w, h)
+    return w, h
 
 
 def _check_dimensions(w: int, h: int) -> str | None:
@@ -138,6 +145,23 @@ def check_video_head(head: bytes, ext: str) -> str | None:
 
 
 def check_head(head: bytes, filename: str, kind: MediaKind) -> str | None:
+    return inspect_head(head, filename, kind)[0]
+
+
+def inspect_head(head: bytes | str, filename: str,
+                 kind: MediaKind) -> tuple[str | None, tuple[int, int] | None]:
+    """(why Geti would refuse the file, or None; an image's width and height)."""
     if kind.kind == "image":
-        return check_image_head(head, filename)
-    return check_video_head(head, kind.extension)
+        dims = image_size(head, filename)
+        if isinstance(dims, str):
+            return dims, None
+        return _check_dimensions(*dims), dims
+    if isinstance(head, str):
+        return None, None
+    return check_video_head(head, kind.extension), None
+
+
+def server_memory(size: int, dims: tuple[int, int] | None) -> int:
+    """What an upload weighs in the server's memory: Geti reads the file and decodes
+    a whole image (3 bytes a pixel, GETI_API.md §5), so the larger of the two."""
+    return max(size, dims[0] * dims[1] * 3) if dims else size

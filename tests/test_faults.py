@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -65,7 +66,7 @@ async def test_backoff_grows_with_full_jitter_and_gives_up(server, token, tmp_pa
                                policy=policy)
     assert (result.uploaded, result.failed, result.exit_code) == (0, 1, 1)
     [failed] = [e for e in rec.events if isinstance(e, FileFailed)]
-    assert "gave up after 4 attempts" in failed.reason and "503" in failed.reason
+    assert "gave up after 4 failed tries (4 sent)" in failed.reason and "503" in failed.reason
     assert len(sleeps.delays) == 3
     for attempt, d in enumerate(sleeps.delays, 1):
         assert 0 <= d <= min(3.0, 2 ** (attempt - 1))
@@ -123,18 +124,76 @@ async def test_outage_stops_the_run_instead_of_a_retry_storm(server, token, tmp_
     assert sum(result.retries.values()) < 40
 
 
-async def test_overload_mode_adaptive_concurrency_backs_off(tmp_path, token):
+async def test_oom_overload_adaptive_concurrency_cuts_and_every_file_lands(tmp_path, token):
+    """A server that holds 2 uploads and is OOM-killed by a third (down 300 ms): the
+    limit is cut on the 503s, and every file is still stored exactly once."""
+    from geti_bulk.events import ConcurrencyChanged
     from geti_bulk.server import LocalGeti, ServerConfig
 
     data = tmp_path / "data"
     make_labelled_tree(data, ["cat", "dog"], 60)
     srv = LocalGeti(ServerConfig(data_dir=tmp_path / "srv", token=token, max_inflight=2,
-                                 latency_ms=20))
+                                 restart_ms=300, latency_ms=20))
     async with srv:
-        result, rec = await upload(make_cfg(srv, token, tmp_path, (data,), concurrency=8))
+        result, rec = await upload(make_cfg(srv, token, tmp_path, (data,), concurrency=8),
+                                   sleep=asyncio.sleep)
         assert (result.uploaded, result.failed) == (60, 0)
         assert srv.store.count() == 60 and srv.store.duplicate_groups() == []
-    from geti_bulk.events import ConcurrencyChanged
+        assert srv.state.service.restarts >= 1
     levels = [e.limit for e in rec.events if isinstance(e, ConcurrencyChanged)]
     # the limit was cut (multiplicative decrease) on the server's 503s
     assert any(b < a for a, b in zip([4, *levels], levels, strict=False))
+
+
+async def test_delay_signal_keeps_adaptive_concurrency_below_an_oom(tmp_path, token):
+    """2 workers of 20 ms, 20 ms away: 4 in flight fill the server; it holds 8 and dies on
+    a 9th. Fixed concurrency 16 kills it; adaptive with the same ceiling sees the answers
+    slow down as uploads queue and stays below, without a single 503."""
+    from geti_bulk.server import LocalGeti, ServerConfig
+
+    data = tmp_path / "data"
+    make_labelled_tree(data, ["cat", "dog"], 100)
+    outcomes = {}
+    for adaptive in (False, True):
+        srv = LocalGeti(ServerConfig(data_dir=tmp_path / f"srv{adaptive}", token=token,
+                                     max_inflight=8, workers=2, service_ms=20,
+                                     restart_ms=300, latency_ms=20))
+        async with srv:
+            cfg = make_cfg(srv, token, tmp_path, (data,), concurrency=16, adaptive=adaptive,
+                           journal=tmp_path / f"j{adaptive}.sqlite")
+            result, _ = await upload(cfg, sleep=asyncio.sleep)
+            assert (result.uploaded, result.failed) == (100, 0)
+            assert srv.store.count() == 100 and srv.store.duplicate_groups() == []
+            outcomes[adaptive] = (srv.state.service.restarts, srv.state.service.answered_503)
+    assert outcomes[False][0] >= 1          # the fixed 16 did knock it over
+    assert outcomes[True] == (0, 0)         # adaptive never did
+
+
+async def test_large_images_go_one_at_a_time_by_their_decoded_size(tmp_path, token):
+    """A 4000x4000 PNG is a few KB on disk but 48 MB decoded in Geti's memory: with a
+    64 MiB budget only one is in flight at a time; with the default budget several are."""
+    import io
+
+    from PIL import Image
+
+    from geti_bulk.server import LocalGeti, ServerConfig
+
+    data = tmp_path / "big"
+    data.mkdir()
+    buf = io.BytesIO()
+    Image.new("L", (4000, 4000)).save(buf, "PNG")
+    for i in range(8):
+        (data / f"big{i}.png").write_bytes(buf.getvalue())
+    peaks = {}
+    for budget_mb in (64, 1024):
+        srv = LocalGeti(ServerConfig(data_dir=tmp_path / f"srv{budget_mb}", token=token,
+                                     latency_ms=30, decode_images=False))
+        async with srv:
+            cfg = make_cfg(srv, token, tmp_path, (data,), project="Vehicle detection",
+                           labels="none", max_inflight_bytes=budget_mb << 20,
+                           adaptive=False, journal=tmp_path / f"j{budget_mb}.sqlite")
+            result, _ = await upload(cfg)
+            assert (result.uploaded, result.failed) == (8, 0)
+            peaks[budget_mb] = srv.state.service.peak_inflight
+    assert peaks[64] == 1
+    assert peaks[1024] > 1

@@ -71,7 +71,7 @@ async def geti(server: Any, token: str) -> AsyncIterator[tuple[GetiClient, Targe
 async def settled(server: Any) -> None:
     """Wait until the server has finished every request it received (aborted ones too)."""
     for _ in range(200):
-        if server.state.inflight == 0:
+        if server.state.service.inflight == 0:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("server still busy")

@@ -235,3 +235,99 @@ def _png(w: int, h: int) -> bytes:
     buf = io.BytesIO()
     Image.new("L", (w, h)).save(buf, "PNG")
     return buf.getvalue()
+
+
+class _QueueingServer:
+    """Answers after `base` seconds while `knee` or fewer uploads are in flight; each
+    one beyond the knee waits `per_queued` more (it queues in the server's memory)."""
+
+    def __init__(self, lim: AdaptiveLimiter, now: list[float], base: float = 0.04,
+                 knee: int = 4, per_queued: float = 0.01) -> None:
+        self.lim, self.now, self.base, self.knee, self.per = lim, now, base, knee, per_queued
+
+    async def answers(self, count: int) -> list[int]:
+        """Keep the limiter full and answer `count` uploads; the limits seen."""
+        lim, seen = self.lim, []
+        for _ in range(count):
+            while lim.in_flight < lim.limit:
+                await lim.acquire(0)
+            load = lim.in_flight
+            await lim.release(0)
+            wait = self.base + max(0, load - self.knee) * self.per
+            self.now[0] += wait / load
+            lim.on_success(wait, wait)
+            seen.append(lim.limit)
+        return seen
+
+
+async def test_limiter_grows_while_answers_keep_pace_and_stops_at_the_knee():
+    now = [0.0]
+    lim = AdaptiveLimiter(16, clock=lambda: now[0])
+    seen = await _QueueingServer(lim, now, knee=6).answers(400)
+    assert max(seen) <= 8          # never more than ~2 queued in the server
+    assert seen[-1] >= 6           # yet the server is kept full
+    assert lim.queued < 2.0
+
+
+async def test_limiter_steps_down_when_answers_slow_down_but_not_below_the_floor():
+    now = [0.0]
+    lim = AdaptiveLimiter(16, initial=12, clock=lambda: now[0])
+    server = _QueueingServer(lim, now, knee=12)
+    await server.answers(100)             # learns the base at 12 in flight
+    assert lim.limit >= 12
+    server.knee = 3                       # the server slows down (fewer replicas, say)
+    seen = await server.answers(400)
+    assert seen[-1] <= 5                  # it came down to the new knee, a step at a time
+    assert not any(b > a + 1 for a, b in zip(seen, seen[1:], strict=False))
+    server.knee, server.per = 1, 0.2      # one at a time, and queueing hurts
+    seen = await server.answers(400)
+    assert min(seen) == 2 and max(seen[-50:]) <= 4   # delay alone never goes below 2
+
+
+async def test_limiter_does_not_grow_a_limit_the_uploads_do_not_reach():
+    now = [0.0]
+    lim = AdaptiveLimiter(16, clock=lambda: now[0])
+    for _ in range(200):                  # one upload at a time, however fast the answers
+        await lim.acquire(0)
+        await lim.release(0)
+        now[0] += 0.01
+        lim.on_success(0.01, 0.01)
+    assert lim.limit == 4
+
+
+async def test_limiter_remeasures_its_base_every_ten_seconds():
+    now = [0.0]
+    lim = AdaptiveLimiter(8, clock=lambda: now[0])
+    server = _QueueingServer(lim, now, knee=16)
+    seen = await server.answers(3000)     # 3000 x 40 ms / 8 in flight: 15 s
+    assert now[0] > 10.0
+    assert 4 in seen[seen.index(8):]      # halved for the probe ...
+    assert seen[-1] == 8                  # ... and back
+
+
+@pytest.mark.parametrize(("text", "maybe_stored"), [
+    ("no healthy upstream", False),
+    ("upstream connect error or disconnect/reset before headers. reset reason: overflow", False),
+    ("upstream connect error or disconnect/reset before headers. "
+     "reset reason: connection failure", False),
+    ("upstream connect error or disconnect/reset before headers. "
+     "reset reason: connection termination", True),     # the service died under it
+    ("Service Unavailable", True),
+])
+def test_a_503_that_never_reached_the_service_needs_no_reconcile(text, maybe_stored):
+    error = map_status(503, text.encode(), {}, what="dataset")
+    assert isinstance(error, TransientError)
+    assert (type(error).__name__ == "AmbiguousError") is maybe_stored
+
+
+def test_an_image_weighs_its_decoded_size_in_the_memory_budget():
+    from geti_bulk import media
+
+    kind = media.media_kind("x.png")
+    assert kind is not None
+    reason, dims = media.inspect_head(_png(7680, 40), "x.png", kind)
+    assert (reason, dims) == (None, (7680, 40))
+    assert media.server_memory(1000, dims) == 7680 * 40 * 3
+    assert media.server_memory(10**7, dims) == 10**7          # a file larger than decoded
+    assert media.server_memory(500, None) == 500               # a video: its size
+    assert media.inspect_head(_png(16, 16), "x.png", kind)[0] is not None   # too small

@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 SCENARIOS = ("small", "medium", "large", "tiny", "faults", "journal", "display", "overload")
 FAULT_SPEC = "503=0.05,reset=0.02,stored500=0.02"
 
+OVERLOAD_SERVER = ("--overload", "oom", "--restart-ms", "2000", "--workers", "2",
+                   "--service-ms", "20")
+
 SEQUENTIAL = ("tutorial_requests", "tutorial_toolbelt")
 REQUESTS_FAMILY = (*SEQUENTIAL, "sdk_like_threads", "geti_sdk")
 
@@ -45,6 +48,7 @@ class Case:
     latency_ms: int = 0
     faults: str = ""
     max_inflight: int = 0
+    server_args: tuple[str, ...] = ()   # more `geti-bulk serve` flags (the overload model)
     repeats: int | None = None     # None: --repeats
     reference: str = "geti-bulk"   # ratios are this contender vs each other one
     bytes_metric: bool = False     # MB/s matters more than files/s
@@ -104,8 +108,11 @@ def _expand(scenario: str, s: Sizes, quick: bool, sweep: tuple[str, ...]) -> lis
         return [Case("display", "display rich/none", "http", "small",
                      ("geti-bulk", "geti-bulk rich"))]
     if scenario == "overload":
-        return [Case("overload", "overload (max-inflight 4, 20 ms)", "http", "small",
-                     ("geti-bulk", "geti-bulk c=16", "geti-bulk fixed c=16"), latency_ms=20,
-                     max_inflight=4,
+        # a small upload service: 2 workers of 20 ms each, room for 6 uploads, OOM-killed
+        # (2 s down) by a 7th; 20 ms away. It peaks at 100 files/s from 4 in flight.
+        return [Case("overload", "overload (2 workers, holds 6, 20 ms)", "http", "small",
+                     ("geti-bulk", "geti-bulk c=16", "geti-bulk fixed c=4",
+                      "geti-bulk fixed c=8", "geti-bulk fixed c=16"), latency_ms=20,
+                     max_inflight=6, server_args=OVERLOAD_SERVER,
                      subset=s.overload_subset, repeats=1)]
     raise ValueError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")

@@ -36,7 +36,9 @@ def summarize(runs: list[Record]) -> dict[str, Any]:
         "stored": _span(r["stored"] for r in runs),
         "duplicates": _span(r["duplicates"] for r in runs),
         "exit": "/".join(sorted({str(r["exit_code"]) for r in runs})),
-        "server_503": _span(r["faults"].get("overload", 0) for r in runs),
+        "server_503": _span(r.get("overload_503", r["faults"].get("overload", 0))
+                            for r in runs),
+        "restarts": _span(r.get("restarts", 0) for r in runs),
     }
 
 
@@ -60,13 +62,12 @@ def markdown(records: list[Record], reference_of: dict[str, str],
         ref_name = reference_of.get(case, "geti-bulk")
         ref = summarize(by_contender[ref_name]) if ref_name in by_contender else None
         rate = "mb_per_s" if bytes_metric.get(case) else "files_per_s"
-        overload = any(r["faults"].get("overload") for runs in by_contender.values()
-                       for r in runs)
+        overload = any(r.get("max_inflight") for runs in by_contender.values() for r in runs)
         lines += [f"### {case}", ""]
         head = ["contender", "files", "runs", "wall s", "files/s", "MB/s", "peak RSS MB",
                 "CPU s", "server CPU s", "stored", "dups", "exit"]
         if overload:
-            head.append("server 503s")
+            head += ["server 503s", "OOM restarts"]
         head.append(f"{ref_name} ×")
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "---|" * len(head))
@@ -80,7 +81,7 @@ def markdown(records: list[Record], reference_of: dict[str, str],
                    _num(s["mb_per_s"]), _num(s["peak_rss_mb"]), _num(s["cpu_s"]),
                    _num(s["server_cpu_s"]), s["stored"], s["duplicates"], s["exit"]]
             if overload:
-                row.append(s["server_503"])
+                row += [s["server_503"], s["restarts"]]
             row.append(ratio)
             lines.append("| " + " | ".join(row) + " |")
         lines += [""]

@@ -87,7 +87,8 @@ class LocalServer:
 
     def __init__(self, data_dir: Path, token_file: Path, *, tls: Tls | None = None,
                  latency_ms: int = 0, faults: str = "", max_inflight: int = 0,
-                 seed: int = 0, decode: bool = False, source: Path | None = None) -> None:
+                 seed: int = 0, decode: bool = False, source: Path | None = None,
+                 extra_args: tuple[str, ...] = ()) -> None:
         self.data_dir = data_dir
         self.token_file = token_file
         self.tls = tls
@@ -102,6 +103,7 @@ class LocalServer:
             self.argv += ["--faults", faults]
         if max_inflight:
             self.argv += ["--max-inflight", str(max_inflight)]
+        self.argv += list(extra_args)
         if tls is not None:
             self.argv += ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key)]
         self.source = source      # a geti_bulk export to run instead of the installed one

@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, BinaryIO
 
@@ -77,6 +78,8 @@ class MultipartFileBody:
         self.sent = 0                      # file bytes handed to the transport
         self.failure: FileChangedError | None = None
         self.complete = False              # closing boundary handed to the transport
+        self.done_at: float | None = None  # monotonic time the last byte was written
+        self.answered_at: float | None = None   # ... and the answer's headers arrived
         self.boundary = "getibulk" + secrets.token_hex(16)
         b = self.boundary
         parts = []
@@ -120,11 +123,20 @@ class MultipartFileBody:
             self._tick(data)
             self.complete = True
             await write(self.preamble + data + self.epilogue)
+            self.done_at = time.monotonic()
             return
         await write(self.preamble)
         await self._write_file(write)
         self.complete = True
         await write(self.epilogue)
+        self.done_at = time.monotonic()
+
+    @property
+    def server_wait(self) -> float | None:
+        """Seconds from the last byte written to the answer: the server's share."""
+        if self.done_at is None or self.answered_at is None:
+            return None
+        return self.answered_at - self.done_at
 
     async def _write_file(self, write: Callable[[bytes], Awaitable[Any]]) -> None:
         remaining = self.size

@@ -9,6 +9,7 @@ import asyncio
 import json
 import re
 import ssl
+import time
 import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -283,6 +284,7 @@ class GetiClient:
                 body.on_progress = progress
                 async with self.session.post(url, data=body.payload(), headers=headers,
                                              proxy=self.proxy, allow_redirects=False) as resp:
+                    body.answered_at = time.monotonic()
                     deadline.reschedule(loop.time() + self.api_timeout)
                     data = await resp.read()
                     status, rheaders = resp.status, resp.headers

@@ -54,6 +54,18 @@ def _error_fields(body: bytes) -> tuple[str, str]:
     return "", text[:300]
 
 
+_GATEWAY_REFUSALS = ("no healthy upstream", "reset reason: overflow",
+                     "reset reason: connection failure")
+
+
+def _never_reached(status: int, message: str) -> bool:
+    """An Envoy 503 that says the request never got to the upload service (circuit
+    breaker overflow, no healthy upstream, connect failure): nothing can be stored, so
+    there is nothing to reconcile. A "connection termination" (the service died under
+    the request) stays ambiguous."""
+    return status == 503 and message.strip().endswith(_GATEWAY_REFUSALS)
+
+
 def map_status(status: int, body: bytes, headers: Any, *, what: str,
                body_complete: bool = True) -> Exception:
     """Turn a non-2xx answer into the error the pipeline acts on."""
@@ -70,7 +82,8 @@ def map_status(status: int, body: bytes, headers: Any, *, what: str,
     if status == 507 or (status == 409 and code == "limit_reached"):
         return ServerFullError(f"the server has no room for more media ({shown})")
     if status in (408, 429) or status >= 500:
-        cls = AmbiguousError if (body_complete and status >= 500) else TransientError
+        maybe_stored = body_complete and status >= 500 and not _never_reached(status, message)
+        cls = AmbiguousError if maybe_stored else TransientError
         return cls(f"server answered {shown}", status=status,
                    retry_after=parse_retry_after(headers.get("Retry-After")))
     if status in (413, 415):

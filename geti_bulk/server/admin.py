@@ -28,8 +28,10 @@ def stats_of(state: ServerState) -> dict[str, Any]:
         "duplicates": sum(g["count"] - 1 for g in groups),
         "duplicate_groups": groups,
         "faults": dict(state.faults.counts),
-        "peak_inflight": state.peak_inflight,
-        "inflight": state.inflight,
+        "peak_inflight": state.service.peak_inflight,
+        "inflight": state.service.inflight,
+        "overload_503": state.service.answered_503,
+        "restarts": state.service.restarts,
         "uploads_received": state.uploads_received,
         "requests": state.requests,
     }

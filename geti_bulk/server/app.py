@@ -34,6 +34,10 @@ async def gateway(request: web.Request, handler: Handler) -> web.StreamResponse:
     refusal = auth.check(request, state.auth_rules)
     if refusal is not None:
         return refusal
+    if "/datasets/" in request.path:   # the resource service's routes: is it up?
+        down = state.service.unavailable()
+        if down is not None:
+            return down
     try:
         return await handler(request)
     except (GetiError, PlainError) as error:

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from .config import ServerConfig
+from .overload import OVERLOAD_MODES
 from .seed import generate_pat
 from .server import LocalGeti
 
@@ -46,7 +47,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0,
                    help="seeds the ids of the seeded projects and the fault generator")
     p.add_argument("--max-inflight", type=int, default=0,
-                   help="overload mode: 503 to uploads beyond N in flight (0: off)")
+                   help="overload mode: the upload service holds at most N uploads at once "
+                        "(0: no limit); see --overload")
+    p.add_argument("--overload", choices=OVERLOAD_MODES, default="oom",
+                   help="what one upload more than --max-inflight does: oom (default; like "
+                        "an OOM-killed Geti pod, every upload in flight gets a 503 and the "
+                        "service is down for --restart-ms) or refuse (that upload alone gets "
+                        "a 503)")
+    p.add_argument("--restart-ms", type=int, default=2000,
+                   help="oom: how long the upload service stays down (default 2000)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="uploads processed at once; the others wait, still held (0: no limit)")
+    p.add_argument("--service-ms", type=int, default=0,
+                   help="simulated processing time of each upload, holding a worker")
     p.add_argument("--tls-cert", type=Path, help="PEM certificate: serve HTTPS")
     p.add_argument("--tls-key", type=Path, help="PEM private key for --tls-cert")
     p.add_argument("--seed-file", type=Path,
@@ -100,6 +113,10 @@ def serve_main(argv: list[str] | None = None) -> int:
             latency_ms=args.latency_ms,
             seed=args.seed,
             max_inflight=args.max_inflight,
+            overload=args.overload,
+            restart_ms=args.restart_ms,
+            workers=args.workers,
+            service_ms=args.service_ms,
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
             seed_file=args.seed_file,

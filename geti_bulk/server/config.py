@@ -9,6 +9,7 @@ from aiohttp import web
 
 from .auth import AuthRules
 from .faults import FaultInjector
+from .overload import UploadService
 from .seed import IdFactory, World
 from .store import Store
 
@@ -25,7 +26,11 @@ class ServerConfig:
     faults: str = ""  # fault spec, see ``faults.py``
     latency_ms: int = 0  # added before answering every API request
     seed: int = 0  # seeds ids and the fault RNG
-    max_inflight: int = 0  # 503 when more than N uploads are in flight (0 = off)
+    max_inflight: int = 0  # uploads the service can hold at once (0 = no limit), see overload.py
+    overload: str = "oom"  # past max_inflight: "oom" (the service dies, restarts) or "refuse"
+    restart_ms: int = 2000  # oom: how long the service stays down
+    workers: int = 0  # uploads processed at once, the others wait in memory (0 = no limit)
+    service_ms: int = 0  # simulated processing time per upload, holding a worker
     tls_cert: Path | None = None
     tls_key: Path | None = None
     seed_file: Path | None = None  # JSON projects instead of the defaults (see seed.py)
@@ -47,8 +52,7 @@ class ServerState:
     admin_token: str
     media_ids: IdFactory
     auth_rules: AuthRules
-    inflight: int = 0
-    peak_inflight: int = 0
+    service: UploadService
     uploads_received: int = 0
     requests: int = 0
 

@@ -13,6 +13,7 @@ from .app import build_app
 from .auth import AuthRules
 from .config import ServerConfig, ServerState
 from .faults import FaultInjector
+from .overload import UploadService
 from .seed import IdFactory, World, build_world, load_seed_file
 from .store import Store
 
@@ -28,11 +29,16 @@ class LocalGeti:
         self.world: World = build_world(config.seed, specs)
         self.store = Store(config.data_dir)
         self.admin_token = config.admin_token or secrets.token_urlsafe(24)
+        faults = FaultInjector(config.faults, config.seed)
+        service = UploadService(max_inflight=config.max_inflight, mode=config.overload,
+                                restart_ms=config.restart_ms, workers=config.workers,
+                                service_ms=config.service_ms, faults=faults)
         self._state = ServerState(
             config=config,
             world=self.world,
             store=self.store,
-            faults=FaultInjector(config.faults, config.seed),
+            faults=faults,
+            service=service,
             admin_token=self.admin_token,
             media_ids=IdFactory(config.seed, "media"),
             auth_rules=AuthRules(config.token, self.world.organization_id),

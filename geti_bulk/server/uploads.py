@@ -22,6 +22,7 @@ from aiohttp import web
 from . import media_probe
 from .config import STATE, ServerState
 from .faults import GATEWAY_KINDS
+from .overload import OVERFLOW
 from .replies import (
     INTERNAL_SERVER_ERROR,
     GetiError,
@@ -43,12 +44,11 @@ IMAGE_EXTENSIONS = [".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".jfif", "
 VIDEO_EXTENSIONS = [".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v"]
 _STORED_EXTENSION = {".jfif": ".jpeg", ".tif": ".jpeg", ".tiff": ".jpeg"}
 MIN_FREE_SPACE_GIB = 30  # chart default 20 + 10, see GETI_API.md §4.2
-_OVERFLOW = "upstream connect error or disconnect/reset before headers. reset reason: overflow"
 _GATEWAY: dict[str, tuple[int, str]] = {
     "502": (502, "upstream connect error or disconnect/reset before headers. "
                  "reset reason: connection termination"),
-    "503": (503, _OVERFLOW),
-    "503ra": (503, _OVERFLOW),
+    "503": (503, OVERFLOW),
+    "503ra": (503, OVERFLOW),
     "504": (504, "upstream request timeout"),
     "429": (429, "local_rate_limited"),
     "429ra": (429, "local_rate_limited"),
@@ -66,33 +66,36 @@ async def post_video(request: web.Request) -> web.StreamResponse:
 async def _handle(request: web.Request, media_type: str) -> web.StreamResponse:
     state = request.app[STATE]
     state.uploads_received += 1
-    limit = state.config.max_inflight
-    if limit and state.inflight >= limit:
-        state.faults.record("overload")
-        return plain(503, _OVERFLOW, {"server": "envoy"})
-    state.inflight += 1
-    state.peak_inflight = max(state.peak_inflight, state.inflight)
+    refused = state.service.admit()
+    if refused is not None:
+        return refused
     try:
-        fault = state.faults.next_fault()
-        if fault is not None:
-            state.faults.record(fault)
-        if fault in GATEWAY_KINDS:
-            await drain(request)
-            return _gateway_response(str(fault))
-        if fault == "reset":
-            await request.content.read(64 * 1024)
-            return _abort(request)
-        try:
-            response = await _upload(request, state, media_type)
-        except ConnectionError:  # the client went away mid-body; nothing was stored
-            return _abort(request)
-        if fault == "stored500" and response.status == 200:
-            response = plain(500, INTERNAL_SERVER_ERROR)
-        if fault == "slow":
-            await asyncio.sleep(state.config.slow_ms / 1000)
-        return response
-    finally:
-        state.inflight -= 1
+        async with state.service.holding():
+            return await _faulted(request, state, media_type)
+    except asyncio.CancelledError as error:
+        return state.service.killed(error)   # re-raised unless the service died under it
+
+
+async def _faulted(request: web.Request, state: ServerState,
+                   media_type: str) -> web.StreamResponse:
+    fault = state.faults.next_fault()
+    if fault is not None:
+        state.faults.record(fault)
+    if fault in GATEWAY_KINDS:
+        await drain(request)
+        return _gateway_response(str(fault))
+    if fault == "reset":
+        await request.content.read(64 * 1024)
+        return _abort(request)
+    try:
+        response = await _upload(request, state, media_type)
+    except ConnectionError:  # the client went away mid-body; nothing was stored
+        return _abort(request)
+    if fault == "stored500" and response.status == 200:
+        response = plain(500, INTERNAL_SERVER_ERROR)
+    if fault == "slow":
+        await asyncio.sleep(state.config.slow_ms / 1000)
+    return response
 
 
 def _abort(request: web.Request) -> web.Response:
@@ -116,7 +119,8 @@ def _gateway_response(kind: str) -> web.Response:
 async def _upload(request: web.Request, state: ServerState, media_type: str) -> web.Response:
     received = await receive(request, state.store, keep=not state.config.discard)
     try:
-        return await _process(request, state, media_type, received)
+        async with state.service.working():
+            return await _process(request, state, media_type, received)
     except (GetiError, PlainError) as error:
         return error.response()
     finally:

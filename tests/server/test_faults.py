@@ -14,6 +14,8 @@ from geti_bulk.server.samples import image_bytes
 from .conftest import Api, MakeGeti, multipart
 
 OVERFLOW = "upstream connect error or disconnect/reset before headers. reset reason: overflow"
+TERMINATED = ("upstream connect error or disconnect/reset before headers. "
+              "reset reason: connection termination")
 
 
 @pytest.mark.parametrize(
@@ -105,34 +107,90 @@ async def test_faults_apply_to_uploads_only(api: Api) -> None:
     assert (await api.upload(image_bytes(), "x.jpg")).status == 503
 
 
-async def test_overload_503_when_too_many_in_flight(make_geti: MakeGeti) -> None:
-    api = await make_geti(max_inflight=1)
-    body, content_type = multipart(image_bytes(), "slow.jpg")
-    host, port = api.server.base_url.removeprefix("http://").split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    head = (
-        f"POST {api.dataset_path()}/media/images HTTP/1.1\r\nHost: {host}\r\n"
-        f"x-api-key: {api.token}\r\nContent-Type: {content_type}\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    )
-    writer.write(head.encode() + body[:100])
-    await writer.drain()
-    for _ in range(100):
-        if api.server.state.inflight == 1:
-            break
-        await asyncio.sleep(0.01)
+class _SlowUpload:
+    """One upload held in flight by hand: headers and the first bytes, the rest later."""
+
+    def __init__(self, api: Api, name: str) -> None:
+        self.api = api
+        self.body, self.content_type = multipart(image_bytes(), name)
+
+    async def start(self) -> None:
+        api = self.api
+        host, port = api.server.base_url.removeprefix("http://").split(":")
+        self.reader, self.writer = await asyncio.open_connection(host, int(port))
+        head = (
+            f"POST {api.dataset_path()}/media/images HTTP/1.1\r\nHost: {host}\r\n"
+            f"x-api-key: {api.token}\r\nContent-Type: {self.content_type}\r\n"
+            f"Content-Length: {len(self.body)}\r\n\r\n"
+        )
+        self.writer.write(head.encode() + self.body[:100])
+        await self.writer.drain()
+        for _ in range(200):
+            if api.server.state.service.inflight >= 1:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("the upload never arrived")
+
+    async def finish(self) -> bytes:
+        """Send the rest; the whole answer (status line, headers, body) as bytes."""
+        try:
+            self.writer.write(self.body[100:])
+            await self.writer.drain()
+        except ConnectionError:
+            pass
+        data = await asyncio.wait_for(self.reader.read(65536), 5)
+        self.writer.close()
+        return data
+
+
+async def test_overload_refuse_mode_503s_only_the_extra_upload(make_geti: MakeGeti) -> None:
+    api = await make_geti(max_inflight=1, overload="refuse")
+    held = _SlowUpload(api, "slow.jpg")
+    await held.start()
     reply = await api.upload(image_bytes(), "second.jpg")
     assert (reply.status, reply.text) == (503, OVERFLOW)
-    writer.write(body[100:])
-    await writer.drain()
-    status_line = await reader.readline()
-    assert b" 200 " in status_line
-    writer.close()
-    await writer.wait_closed()
+    assert b" 200 " in (await held.finish()).split(b"\r\n")[0]
     stats = (await api.admin("GET", "/_admin/stats")).json()
     assert stats["faults"] == {"overload": 1}
     assert stats["peak_inflight"] == 1
     assert stats["media_total"] == 1
+    assert stats["overload_503"] == 1 and stats["restarts"] == 0
+
+
+async def test_overload_oom_mode_kills_everything_in_flight_then_restarts(
+        make_geti: MakeGeti) -> None:
+    api = await make_geti(max_inflight=1, restart_ms=400)
+    held = _SlowUpload(api, "slow.jpg")
+    await held.start()
+    reply = await api.upload(image_bytes(), "second.jpg")       # one more: the pod dies
+    assert (reply.status, reply.text) == (503, TERMINATED)
+    answer = await held.finish()                                # the one in flight died too
+    assert b" 503 " in answer.split(b"\r\n")[0] and TERMINATED.encode() in answer
+    # while it restarts the gateway has no upstream: uploads and media:query alike
+    down = await api.upload(image_bytes(), "third.jpg")
+    assert (down.status, down.text) == (503, "no healthy upstream")
+    assert (await api.query({})).status == 503
+    assert (await api.get(f"{api.ws_path}/projects")).status == 200   # other services are up
+    deadline = time.monotonic() + 5
+    while (await api.query({})).status == 503:
+        assert time.monotonic() < deadline, "the service never came back"
+        await asyncio.sleep(0.05)
+    assert (await api.upload(image_bytes(), "fourth.jpg")).status == 200
+    stats = (await api.admin("GET", "/_admin/stats")).json()
+    assert stats["media_total"] == 1                            # nothing killed was stored
+    assert stats["faults"] == {"oom": 1} and stats["restarts"] == 1
+    assert stats["inflight"] == 0
+
+
+async def test_workers_make_uploads_wait_in_memory(make_geti: MakeGeti) -> None:
+    api = await make_geti(workers=1, service_ms=150)
+    t0 = time.monotonic()
+    replies = await asyncio.gather(*(api.upload(image_bytes(), f"w{i}.jpg") for i in range(3)))
+    took = time.monotonic() - t0
+    assert [r.status for r in replies] == [200, 200, 200]
+    assert took >= 0.45                  # one at a time: three service times, not one
+    stats = (await api.admin("GET", "/_admin/stats")).json()
+    assert stats["peak_inflight"] == 3   # the two waiting were held all along
 
 
 def test_spec_parsing() -> None:

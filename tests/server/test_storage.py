@@ -12,7 +12,7 @@ from .conftest import Api, MakeGeti, multipart
 
 async def _wait_idle(api: Api) -> None:
     for _ in range(200):
-        if api.server.state.inflight == 0:
+        if api.server.state.service.inflight == 0:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("upload still in flight")
