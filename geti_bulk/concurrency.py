@@ -1,5 +1,6 @@
 """Adaptive concurrency: how many uploads are in flight adapts to the server, within a
-ceiling and a budget of bytes in flight so that large files are not sent ten at a time
+ceiling and a budget of server memory in flight (an upload weighs its size, or its
+decoded size for an image), so that large files are not sent ten at a time
 (GETI_API.md §5: the real upload service decodes whole images in a 3 GiB pod and is
 OOM-killed when pushed; its own web UI throttles).
 
@@ -7,9 +8,10 @@ Two signals, as in TCP Vegas/BBR next to Reno:
 
 * **delay**: the time the server takes to answer once the body is sent, averaged per
   round (about one window of answers) and compared with the lowest round in the last
-  ``BASE_WINDOW`` seconds. Answers slowing down mean uploads queue in the server, which
-  holds them in memory: slow start ends, growth stops, and a strong rise steps the
-  level down. Every ``PROBE_EVERY`` seconds the level halves for two rounds, so the
+  ``BASE_WINDOW`` seconds, gives the number of uploads queued in the server (Vegas:
+  load x (1 - base/mean)), each held in its memory. The level grows by one per round
+  while fewer than ``ALPHA`` queue, holds up to ``BETA``, and steps down by one per
+  round beyond. Every ``PROBE_EVERY`` seconds the level halves for two rounds, so the
   base is measured afresh rather than learned from an already queued server.
 * **loss**: 503/502/504/429 and timeouts, when the recent answers show congestion,
   cut multiplicatively, once per congestion event, then the level holds ~10 round

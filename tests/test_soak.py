@@ -26,7 +26,7 @@ from tests.conftest import label_ids
 FILES = int(os.environ.get("GETI_BULK_SOAK_FILES", "20000"))
 LABELS = ["cat", "dog", "horse"]
 FAULTS = ("502=0.01,503=0.02,504=0.01,429=0.01,429ra=0.005,503ra=0.005,"
-          "reset=0.02,stored500=0.02,slow=0.002")
+          "reset=0.02,stored500=0.02,slow=0.002,crash=0.0005")
 
 
 @pytest.fixture(autouse=True)
@@ -46,7 +46,7 @@ async def test_soak_every_fault_kind_every_file_once_every_byte_verified(tmp_pat
     generated = time.monotonic() - t0
 
     srv = LocalGeti(ServerConfig(data_dir=tmp_path / "server", token=token, seed=11,
-                                 faults=FAULTS, slow_ms=50))
+                                 faults=FAULTS, slow_ms=50, restart_ms=300))
     async with srv:
         cfg = UploadConfig(host=srv.base_url, project="Pets classification", token=Secret(token),
                            sources=(data,), journal=tmp_path / "journal.sqlite",

@@ -41,7 +41,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="kind=probability list applied to uploads, e.g. "
                         "503=0.05,reset=0.02,stored500=0.02. Kinds: 502 503 504 429 (gateway, "
                         "plain text, no Retry-After), 429ra 503ra (with Retry-After: 1), reset "
-                        "(connection cut mid-body), stored500 (stored, then 500), slow")
+                        "(connection cut mid-body), stored500 (stored, then 500), slow, crash (the "
+                        "upload service dies with every upload in flight; see --restart-ms)")
     p.add_argument("--latency-ms", type=int, default=0,
                    help="delay added before answering every API request")
     p.add_argument("--seed", type=int, default=0,

@@ -15,6 +15,10 @@ kind from the spec. Kinds:
 ``reset``    read part of the body, then abort the connection; nothing stored
 ``stored500`` store the media fully, then answer 500 ``Internal Server Error``
 ``slow``     answer normally, ``slow_ms`` late
+``crash``    the upload service dies (as an OOM kill) with this upload in flight: it
+             and every other upload in flight get Envoy's 503 ``connection
+             termination``, nothing of theirs is stored, and the service is down for
+             ``restart_ms`` (``no healthy upstream``)
 =========== ================================================================
 """
 
@@ -25,7 +29,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 GATEWAY_KINDS = frozenset({"502", "503", "504", "429", "429ra", "503ra"})
-KINDS = GATEWAY_KINDS | {"reset", "stored500", "slow"}
+KINDS = GATEWAY_KINDS | {"reset", "stored500", "slow", "crash"}
 NO_FAULT = frozenset({"ok", "none", "-", ""})
 
 

@@ -83,16 +83,23 @@ class UploadService:
         if self.mode == "refuse":
             self._record("overload")
             return plain(503, OVERFLOW, _ENVOY)
+        self._record("oom")
         self._kill()
         return plain(503, TERMINATED, _ENVOY)
 
-    def _kill(self) -> None:
-        self._record("oom")
+    def crash(self) -> web.Response:
+        """The ``crash`` fault: the service dies under the calling upload (and every
+        other one in flight), as an OOM kill would; the answer to the caller."""
+        self._kill(spare=asyncio.current_task())
+        self.answered_503 += 1
+        return plain(503, TERMINATED, _ENVOY)
+
+    def _kill(self, spare: asyncio.Task[object] | None = None) -> None:
         self.restarts += 1
         self._killed = {t for t in self._killed if not t.done()}
         self._down_until = time.monotonic() + self.restart_s
         for task in self._held:
-            if task not in self._killed:
+            if task is not spare and task not in self._killed:
                 self._killed.add(task)
                 task.cancel()
 

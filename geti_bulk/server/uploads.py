@@ -87,6 +87,9 @@ async def _faulted(request: web.Request, state: ServerState,
     if fault == "reset":
         await request.content.read(64 * 1024)
         return _abort(request)
+    if fault == "crash":
+        await request.content.read(64 * 1024)
+        return state.service.crash()
     try:
         response = await _upload(request, state, media_type)
     except ConnectionError:  # the client went away mid-body; nothing was stored

@@ -182,6 +182,21 @@ async def test_overload_oom_mode_kills_everything_in_flight_then_restarts(
     assert stats["inflight"] == 0
 
 
+async def test_crash_fault_kills_every_upload_in_flight(make_geti: MakeGeti) -> None:
+    api = await make_geti(restart_ms=300)
+    api.server.set_faults(script=["ok", "crash"])
+    held = _SlowUpload(api, "slow.jpg")
+    await held.start()
+    reply = await api.upload(image_bytes(), "second.jpg")       # this one crashes the service
+    assert (reply.status, reply.text) == (503, TERMINATED)
+    answer = await held.finish()
+    assert b" 503 " in answer.split(b"\r\n")[0] and TERMINATED.encode() in answer
+    assert (await api.query({})).status == 503                  # down while it restarts
+    stats = (await api.admin("GET", "/_admin/stats")).json()
+    assert stats["media_total"] == 0 and stats["faults"] == {"crash": 1}
+    assert stats["restarts"] == 1
+
+
 async def test_workers_make_uploads_wait_in_memory(make_geti: MakeGeti) -> None:
     api = await make_geti(workers=1, service_ms=150)
     t0 = time.monotonic()
