@@ -65,7 +65,7 @@ class AdaptiveLimiter:
         self.in_flight = 0
         self.bytes_in_flight = 0
         self.peak = 0
-        self._cond = anyio.Condition()
+        self._waiters: deque[tuple[int, anyio.Event]] = deque()   # first come, first served
         self._on_change = on_change
         self._clock = clock
         self._last_cut = -1e9
@@ -96,26 +96,51 @@ class AdaptiveLimiter:
         # one file always goes, however large; otherwise keep within the byte budget
         return self.in_flight == 0 or self.bytes_in_flight + size <= self.max_bytes
 
+    def _take(self, size: int) -> None:
+        self.in_flight += 1
+        self.bytes_in_flight += size
+        self.peak = max(self.peak, self.in_flight)
+        self._round_peak = max(self._round_peak, self.in_flight)
+
+    def _grant(self) -> None:
+        """Wake waiters in order while the first one fits (one wake-up per slot, not a
+        stampede of every waiting worker on every release)."""
+        while self._waiters and self._fits(self._waiters[0][0]):
+            size, event = self._waiters.popleft()
+            self._take(size)
+            event.set()
+
     async def acquire(self, size: int) -> None:
-        async with self._cond:
-            while not self._fits(size):
-                await self._cond.wait()
-            self.in_flight += 1
-            self.bytes_in_flight += size
-            self.peak = max(self.peak, self.in_flight)
-            self._round_peak = max(self._round_peak, self.in_flight)
+        if not self._waiters and self._fits(size):
+            self._take(size)
+            return
+        entry = (size, anyio.Event())
+        self._waiters.append(entry)
+        try:
+            await entry[1].wait()
+        except BaseException:
+            if entry[1].is_set():      # granted as it was cancelled: hand the slot back
+                self.release_now(size)
+            else:
+                self._waiters.remove(entry)
+                self._grant()          # it may have been the one holding up the queue
+            raise
+
+    def release_now(self, size: int) -> None:
+        self.in_flight -= 1
+        self.bytes_in_flight -= size
+        self._grant()
 
     async def release(self, size: int) -> None:
-        async with self._cond:
-            self.in_flight -= 1
-            self.bytes_in_flight -= size
-            self._cond.notify_all()
+        self.release_now(size)
 
     def _set(self, value: float) -> None:
         old = self.limit
         self._limit = max(float(self.floor), min(float(self.ceiling), value))
-        if self.limit != old and self._on_change is not None:
-            self._on_change(self.limit)
+        if self.limit != old:
+            self._grant()
+            if self._on_change is not None:
+                self._on_change(self.limit)
 
     def _window(self) -> float:
         """One congestion event lasts about two round trips: cut once per event."""

@@ -331,3 +331,27 @@ def test_an_image_weighs_its_decoded_size_in_the_memory_budget():
     assert media.server_memory(10**7, dims) == 10**7          # a file larger than decoded
     assert media.server_memory(500, None) == 500               # a video: its size
     assert media.inspect_head(_png(16, 16), "x.png", kind)[0] is not None   # too small
+
+
+async def test_limiter_serves_waiters_in_order_and_a_cancelled_waiter_leaks_nothing():
+    lim = AdaptiveLimiter(2, initial=2, max_bytes=100, adaptive=False)
+    order: list[str] = []
+
+    async def worker(name: str, size: int) -> None:
+        await lim.acquire(size)
+        order.append(name)
+
+    await lim.acquire(60)                       # 60 of 100 bytes, 1 of 2 slots
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(worker, "big", 50)        # does not fit the bytes: waits
+        await anyio.sleep(0.01)
+        tg.start_soon(worker, "small", 10)      # would fit, but queues behind "big"
+        await anyio.sleep(0.01)
+        assert order == []
+        with anyio.CancelScope() as scope:      # a third waiter gives up
+            scope.deadline = anyio.current_time() + 0.01
+            await lim.acquire(1)
+        assert scope.cancelled_caught
+        await lim.release(60)                   # "big" goes, then "small" fits too
+    assert order == ["big", "small"]
+    assert (lim.in_flight, lim.bytes_in_flight) == (2, 60)
