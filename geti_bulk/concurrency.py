@@ -30,6 +30,9 @@ BASE_WINDOW = 10.0      # seconds of rounds the base (lowest round mean) is take
 PROBE_EVERY = 10.0      # seconds between two base re-measurements
 ALPHA = 0.5             # uploads queued in the server: below, grow; above, slow start ends
 BETA = 1.5              # above this many queued, step down (one per round) ...
+ALPHA_SHARE = 0.08      # ... or these shares of the uploads in flight, if larger
+BETA_SHARE = 0.2
+JITTER = 0.002          # seconds of slowdown not taken for queueing
 WARM_UP_ROUNDS = 1      # the first round (new connections, a cold server) sets no base
 DELAY_FLOOR = 2.0       # ... but not below this on delay alone (mixed file sizes vary it)
 
@@ -186,25 +189,31 @@ class AdaptiveLimiter:
         if self._rounds <= WARM_UP_ROUNDS:
             return
         base = self._base.add(now, mean)
-        # Vegas: of the uploads in flight, how many are queued in the server?
-        self.queued = load * (1.0 - base / mean)
+        # Vegas: of the uploads in flight, how many are queued in the server? (Less the
+        # first milliseconds of slowdown: at that scale it is event-loop jitter, the
+        # client's own CPU, not uploads held in the server's memory.)
+        self.queued = load * max(0.0, mean - base - JITTER) / mean
         if self._probe_rounds:
             self._probe_rounds -= 1
             if not self._probe_rounds:
                 self._last_probe = now
                 self._set(self._probe_saved)
             return
-        self._delay_ok = self.queued < ALPHA
+        # thresholds in uploads queued: absolute at low levels, a share of the load at
+        # high ones (where timing noise alone reads as a fraction of an upload queued)
+        alpha, beta = max(ALPHA, ALPHA_SHARE * load), max(BETA, BETA_SHARE * load)
+        self._delay_ok = self.queued < alpha
         if self._slow_start:
-            if self.queued > ALPHA:
+            if self.queued > alpha:
                 self._slow_start = False          # the server queues: grow linearly now
                 self._last_cut = now
-                self._set(max(self._limit * 0.75, load))
+                self._set(load - self.queued)     # the uploads it was not queueing
             elif self._rounds > WARM_UP_ROUNDS and self._used:
-                # +1 per round: a level is measured before the one above it is tried
-                # (the ceilings are tens, not TCP's thousands: no need to double)
-                self._set(self._limit + 1.0)
-        elif self.queued > BETA and self._limit > DELAY_FLOOR:
+                # a whole round at each level is measured before the next is tried: x1.5
+                # while nothing queues, +1 once something starts to
+                step = self._limit * 0.5 if self.queued < alpha / 2 else 1.0
+                self._set(self._limit + max(1.0, step))
+        elif self.queued > beta and self._limit > DELAY_FLOOR:
             self._set(max(DELAY_FLOOR, min(self._limit, peak + 1.0) - 1.0))
         if now - self._last_probe >= PROBE_EVERY:
             self._probe_rounds = 2

@@ -11,6 +11,8 @@ FAULT_SPEC = "503=0.05,reset=0.02,stored500=0.02"
 OVERLOAD_SERVER = ("--overload", "oom", "--restart-ms", "2000", "--workers", "2",
                    "--service-ms", "20")
 
+OVERLOAD_REFUSE = ("--overload", "refuse", "--workers", "2", "--service-ms", "20")
+
 SEQUENTIAL = ("tutorial_requests", "tutorial_toolbelt")
 REQUESTS_FAMILY = (*SEQUENTIAL, "sdk_like_threads", "geti_sdk")
 
@@ -114,5 +116,11 @@ def _expand(scenario: str, s: Sizes, quick: bool, sweep: tuple[str, ...]) -> lis
                      ("geti-bulk", "geti-bulk c=16", "geti-bulk fixed c=4",
                       "geti-bulk fixed c=8", "geti-bulk fixed c=16"), latency_ms=20,
                      max_inflight=6, server_args=OVERLOAD_SERVER,
+                     subset=s.overload_subset, repeats=1),
+                # the same service as a circuit breaker: the 7th upload alone is refused,
+                # at no cost to the others (kinder to a client that pushes than an OOM)
+                Case("overload", "overload, refuse mode", "http", "small",
+                     ("geti-bulk", "geti-bulk fixed c=8", "geti-bulk fixed c=16"),
+                     latency_ms=20, max_inflight=6, server_args=OVERLOAD_REFUSE,
                      subset=s.overload_subset, repeats=1)]
     raise ValueError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")
