@@ -43,6 +43,10 @@ class UploadService:
                  faults: FaultInjector | None = None) -> None:
         if mode not in OVERLOAD_MODES:
             raise ValueError(f"overload mode must be one of {', '.join(OVERLOAD_MODES)}")
+        for name, value in (("max-inflight", max_inflight), ("restart-ms", restart_ms),
+                            ("workers", workers), ("service-ms", service_ms)):
+            if value < 0:
+                raise ValueError(f"--{name} must be 0 or more, not {value}")
         self.max_inflight = max_inflight
         self.mode = mode
         self.restart_s = restart_ms / 1000

@@ -216,3 +216,11 @@ def test_spec_parsing() -> None:
     injector = FaultInjector("", seed=1)
     injector.configure(script=["slow", "ok", "RESET"])
     assert [injector.next_fault() for _ in range(4)] == ["slow", None, "reset", None]
+
+
+def test_overload_settings_are_checked(tmp_path) -> None:
+    from geti_bulk.server import LocalGeti, ServerConfig
+
+    for bad in ({"workers": -1}, {"max_inflight": -3}, {"overload": "explode"}):
+        with pytest.raises(ValueError):
+            LocalGeti(ServerConfig(data_dir=tmp_path, token="t", **bad))
