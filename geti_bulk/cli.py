@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-inflight-mb", type=int,
                    help="budget of server memory in flight, MiB (default 256): an upload "
                         "weighs its size or, for an image, width x height x 3 if larger")
-    g.add_argument("--max-attempts", type=int, help="attempts per file (default 8)")
+    g.add_argument("--max-attempts", type=int,
+                   help="failed tries per file before it fails (default 8)")
     g.add_argument("--journal", help="journal file (default: one per host/project/dataset "
                                      "under $XDG_STATE_HOME/geti-bulk) [env GETI_BULK_JOURNAL]")
     g.add_argument("--no-journal", action="store_true", help="do not keep a journal (no resume)")
