@@ -62,7 +62,8 @@ class AdaptiveLimiter:
         self.ceiling = max(1, ceiling)
         self.floor = max(1, min(floor, self.ceiling))
         self.adaptive = adaptive
-        start = initial if initial is not None else (min(4, self.ceiling) if adaptive else self.ceiling)
+        # adaptive: start at 2, so the first rounds measure the server unloaded
+        start = initial if initial is not None else (min(2, self.ceiling) if adaptive else self.ceiling)
         self._limit = float(max(self.floor, min(self.ceiling, start)))
         self.max_bytes = max_bytes
         self.in_flight = 0
@@ -79,6 +80,7 @@ class AdaptiveLimiter:
         self._round_sum = 0.0
         self._round_n = 0
         self._round_load = 0.0         # sum of uploads in flight at each answer
+        self._released_load = 1        # uploads in flight at the last release
         self._base = _WindowMin(BASE_WINDOW)
         self.queued = 0.0              # estimate of the uploads waiting in the server
         self._delay_ok = True          # growth allowed by the delay signal
@@ -130,6 +132,7 @@ class AdaptiveLimiter:
             raise
 
     def release_now(self, size: int) -> None:
+        self._released_load = self.in_flight   # uploads in flight as this one ended
         self.in_flight -= 1
         self.bytes_in_flight -= size
         self._grant()
@@ -176,7 +179,7 @@ class AdaptiveLimiter:
     def _sample(self, wait: float) -> None:
         self._round_sum += wait
         self._round_n += 1
-        self._round_load += self.in_flight + 1    # this upload had not been released yet
+        self._round_load += self._released_load   # in flight as it was answered
         if self._round_n < max(4, self.limit):
             return
         n = self._round_n
@@ -210,8 +213,14 @@ class AdaptiveLimiter:
                 self._set(load - self.queued)     # the uploads it was not queueing
             elif self._rounds > WARM_UP_ROUNDS and self._used:
                 # a whole round at each level is measured before the next is tried: x1.5
-                # while nothing queues, +1 once something starts to
-                step = self._limit * 0.5 if self.queued < alpha / 2 else 1.0
+                # while answers come as fast as unloaded; +2 at most once they slow at all
+                # (a server can fall over at 1.5x what fills it); +1 once uploads queue
+                if mean - base <= JITTER:
+                    step = self._limit * 0.5
+                elif self.queued < alpha / 2:
+                    step = min(2.0, self._limit * 0.5)
+                else:
+                    step = 1.0
                 self._set(self._limit + max(1.0, step))
         elif self.queued > beta and self._limit > DELAY_FLOOR:
             self._set(max(DELAY_FLOOR, min(self._limit, peak + 1.0) - 1.0))

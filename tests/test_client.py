@@ -6,22 +6,19 @@ import json
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from geti_bulk.geti.client import GetiClient, Secret
 from geti_bulk.geti.models import MediaItem, Project
 from geti_bulk.sampledata import make_flat_images
 from tests.conftest import make_cfg, upload
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "geti_fixtures"
-needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"no {FIXTURES}")
+FIXTURES = Path(__file__).resolve().parent / "geti_fixtures"   # Geti's OpenAPI examples
 
 
 def fixture(name: str) -> dict:
     return json.loads((FIXTURES / name).read_text())
 
 
-@needs_fixtures
 def test_project_details_from_geti_docs_parse():
     cls = Project.from_json(fixture("project_detail_classification.json"))
     assert cls.task_type == "classification" and cls.takes_labels_at_upload
@@ -35,7 +32,6 @@ def test_project_details_from_geti_docs_parse():
     assert chain.task_type == "detection" and not chain.takes_labels_at_upload
 
 
-@needs_fixtures
 def test_media_bodies_from_geti_docs_parse():
     img = MediaItem.from_json(fixture("image_upload_response.json"))
     assert img.type == "image" and img.extension.startswith(".") and img.id
