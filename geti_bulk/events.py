@@ -48,7 +48,7 @@ class BytesSent:
 @dataclass(frozen=True, slots=True)
 class FileRetrying:
     path: str
-    attempt: int         # the attempt that failed (1-based)
+    attempt: int         # failed tries so far (sends and reconcile queries, 1-based)
     cause: str           # "503", "429", "timeout", "network", "500"...
     delay: float         # seconds before the next attempt
     message: str = ""

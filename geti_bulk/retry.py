@@ -17,7 +17,7 @@ OVERLOAD_CAUSES = frozenset({"429", "502", "503", "504", "timeout"})
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    max_attempts: int = 8          # per file, first attempt included
+    max_attempts: int = 8          # failed tries per file (sends and reconcile queries)
     base_delay: float = 0.25       # seconds
     max_delay: float = 30.0
     max_retry_after: float = 300.0

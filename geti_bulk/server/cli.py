@@ -56,7 +56,8 @@ def _parser() -> argparse.ArgumentParser:
                         "service is down for --restart-ms) or refuse (that upload alone gets "
                         "a 503)")
     p.add_argument("--restart-ms", type=int, default=2000,
-                   help="oom: how long the upload service stays down (default 2000)")
+                   help="after an OOM kill or a crash fault: how long the upload service "
+                        "stays down (default 2000)")
     p.add_argument("--workers", type=int, default=0,
                    help="uploads processed at once; the others wait, still held (0: no limit)")
     p.add_argument("--service-ms", type=int, default=0,
