@@ -101,12 +101,16 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Start the local Geti server in this process, generate "
                                       "a labelled dataset of real images, upload it with the "
                                       "live display, and verify every stored byte.")
-    demo.add_argument("--files", type=int, default=300, help="how many images (default 300)")
+    demo.add_argument("--files", type=int, default=300,
+                      help="how many images (default 300), plus one large PNG per label")
     demo.add_argument("--faults", default="503=0.05,stored500=0.02,reset=0.02",
                       help="faults the local server injects (default shows retries)")
-    demo.add_argument("--latency-ms", type=int, default=40)
+    demo.add_argument("--latency-ms", type=int, default=40,
+                      help="delay the local server adds to every request (default 40)")
     demo.add_argument("--progress", choices=["auto", "rich", "plain", "json", "none"], default="auto")
-    demo.add_argument("--keep", type=Path, help="keep the dataset and server data in this folder")
+    demo.add_argument("--keep", type=Path, metavar="DIR",
+                      help="keep the dataset, the server's data and the report in DIR "
+                           "(default: a temporary folder, removed on exit)")
     return parser
 
 

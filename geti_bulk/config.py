@@ -93,9 +93,12 @@ def read_toml(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config: {path} is not valid TOML: {e}") from None
     flat: dict[str, Any] = {}
+    sections = sorted({k.split(".", 1)[0] for k in KEYS})
     for section, values in data.items():
         if not isinstance(values, dict):
             raise ConfigError(f"{section}: expected a [{section}] table")
+        if section not in sections:
+            raise ConfigError(f"[{section}]: unknown section (known: {', '.join(sections)})")
         for k, v in values.items():
             key = f"{section}.{k}"
             if key == "target.token":

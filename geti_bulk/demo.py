@@ -31,7 +31,8 @@ def _make_dataset(root: Path, files: int) -> list[Path]:
     return paths
 
 
-async def _demo(work: Path, files: int, faults: str, latency_ms: int, progress: str) -> int:
+async def _demo(work: Path, files: int, faults: str, latency_ms: int, progress: str,
+                kept: bool) -> int:
     from geti_bulk.display import make_reporter
     from geti_bulk.pipeline import Run
     from geti_bulk.server import LocalGeti, ServerConfig
@@ -63,8 +64,11 @@ async def _demo(work: Path, files: int, faults: str, latency_ms: int, progress: 
         dupes = sum(g["count"] - 1 for g in server.store.duplicate_groups())
         local = {hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
         missing = len(local - stored)
+        where = (f"report: {result.report_path}" if kept else
+                 "the demo folder is removed on exit (--keep DIR keeps the dataset, the "
+                 "server's data and the report)")
         print(f"\nverified: {len(local) - missing}/{len(local)} files stored byte-for-byte on the "
-              f"server; {dupes} duplicates; report: {result.report_path}")
+              f"server; {dupes} duplicates; {where}")
         return result.exit_code if not missing else 1
 
 
@@ -73,7 +77,7 @@ def run_demo(*, files: int = 300, faults: str = "", latency_ms: int = 0, progres
     work = keep or Path(tempfile.mkdtemp(prefix="geti-bulk-demo-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        return asyncio.run(_demo(work, files, faults, latency_ms, progress))
+        return asyncio.run(_demo(work, files, faults, latency_ms, progress, keep is not None))
     finally:
         if keep is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -152,3 +152,16 @@ def test_summary_groups_failures_with_three_examples() -> None:
     assert "  5 x HTTP 500: server error (e.g. x/0.png, x/1.png, x/2.png, ...)" in lines
     assert "  1 x timeout (e.g. y.png)" in lines
     assert not any(line.startswith("report:") for line in lines)
+
+
+def test_a_stop_before_any_file_prints_no_empty_summary() -> None:
+    stream = io.StringIO()
+    reporter = PlainReporter(stream, clock=Clock(), interval=0)
+    reporter.emit(RunFinished(uploaded=0, skipped=0, failed=0, bytes_sent=0, elapsed=0.3,
+                              fatal="the server rejected the token"))
+    assert stream.getvalue() == ""          # the CLI's one error line says it all
+    stream = io.StringIO()
+    reporter = PlainReporter(stream, clock=Clock(), interval=0)
+    reporter.emit(RunFinished(uploaded=3, skipped=0, failed=0, bytes_sent=30, elapsed=0.3,
+                              fatal="the server has no room for more media"))
+    assert "--- summary ---" in stream.getvalue()   # a stop mid-run still sums up

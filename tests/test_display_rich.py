@@ -213,8 +213,14 @@ def test_summary_has_counts_retries_and_grouped_failures(rep: RichReporter,
 
 
 def test_fatal_stop_is_named_in_the_summary(rep: RichReporter, out: Console) -> None:
+    rep.emit(RunFinished(2, 0, 0, 10, 1.0, fatal="507 not_enough_space: the disk is full"))
+    assert "stopped: 507 not_enough_space: the disk is full" in captured(out)
+
+
+def test_a_stop_before_any_file_prints_no_empty_summary(rep: RichReporter,
+                                                        out: Console) -> None:
     rep.emit(RunFinished(0, 0, 0, 0, 1.0, fatal="401 Unauthorized: check the token"))
-    assert "stopped: 401 Unauthorized: check the token" in captured(out)
+    assert "stopped" not in captured(out) and "uploaded" not in captured(out)
 
 
 def test_odd_names_cannot_inject_markup_or_control_codes(rep: RichReporter,

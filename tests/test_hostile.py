@@ -425,7 +425,7 @@ async def test_manifest_bad_rows_point_at_the_line(server, token, tmp_path):
 
 @pytest.mark.parametrize("toml, message", [
     ("[target]\ncolour = 'red'\n", "target -> colour: unknown key (known: ca_bundle, dataset"),
-    ("[colour]\nred = 1\n", "colour -> red: unknown key (known: none)"),
+    ("[colour]\nred = 1\n", "[colour]: unknown section (known: output, target, upload)"),
     ("colour = 'red'\n", "colour: expected a [colour] table"),
     ("[upload]\nconcurrency = 'eight'\n", "upload -> concurrency: must be a whole number, not 'eight'"),
     ("[upload]\nconcurrency = 0\n", "upload -> concurrency: must be at least 1, not 0"),

@@ -44,7 +44,7 @@ from geti_bulk.events import (
     ScanDone,
 )
 
-from .summary import plain_summary
+from .summary import plain_summary, stopped_before_anything
 from .tally import Tally
 from .text import format_bytes, format_rate, printable, safe
 
@@ -86,7 +86,8 @@ class PlainReporter:
             if self._journal_skips:
                 self._write(f"skipped {self._journal_skips} files: {JOURNAL_SKIP}; "
                             "each is in the report")
-            self._write(*plain_summary(event, self._tally.failures))
+            if not stopped_before_anything(event):
+                self._write(*plain_summary(event, self._tally.failures))
             return
         if (isinstance(event, FileSkipped) and event.reason == JOURNAL_SKIP
                 and not self.verbose):

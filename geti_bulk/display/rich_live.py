@@ -34,7 +34,7 @@ from geti_bulk.events import (
     RunFinished,
 )
 
-from .summary import rich_summary
+from .summary import rich_summary, stopped_before_anything
 from .tally import RateMeter, Tally
 from .text import format_bytes, format_duration, format_rate, printable, safe
 
@@ -159,7 +159,8 @@ class RichReporter:
         if isinstance(event, RunFinished):
             self._finished = True
             self.stop()   # queued lines and the final frame first, then the summary
-            self.console.print(rich_summary(event, self._tally.failures))
+            if not stopped_before_anything(event):
+                self.console.print(rich_summary(event, self._tally.failures))
 
     def _drain(self) -> list[RenderableType]:
         with self._lock:

@@ -61,6 +61,13 @@ def _failure_lines(failures: FailureGroups) -> list[tuple[int, str, str]]:
             for reason, group in failures.most_common()[:MAX_GROUPS_SHOWN]]
 
 
+def stopped_before_anything(finished: RunFinished) -> bool:
+    """A fatal stop before any file was settled (wrong token, missing project): the one
+    error line says it all, and an all-zero summary next to it is noise."""
+    return bool(finished.fatal) and not (finished.uploaded or finished.skipped
+                                         or finished.failed or finished.bytes_sent)
+
+
 def plain_summary(finished: RunFinished, failures: FailureGroups) -> list[str]:
     """ASCII only, no colour, no box drawing: safe for CI logs and `| tee`."""
     lines = ["--- summary ---"]

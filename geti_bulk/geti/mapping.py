@@ -89,7 +89,8 @@ def map_status(status: int, body: bytes, headers: Any, *, what: str,
     if status in (413, 415):
         return InvalidMediaError(f"rejected by the server: {shown}")
     if status == 400 and not code and what == "server":
-        return AuthError(f"the server refused the token's format ({shown})")
+        return AuthError(f"the server refused the token's format ({shown}); check GETI_TOKEN or "
+                         "--token-file")
     return FileError(f"rejected by the server: {shown}")
 
 
