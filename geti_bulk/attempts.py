@@ -16,8 +16,10 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from geti_bulk import media
+from geti_bulk.annotate import Annotated, Annotator
 from geti_bulk.concurrency import AdaptiveLimiter
 from geti_bulk.errors import (
     AmbiguousError,
@@ -43,6 +45,16 @@ from geti_bulk.jobs import FileJob
 from geti_bulk.journal import Journal
 from geti_bulk.labels import LabelPlan
 from geti_bulk.retry import OVERLOAD_CAUSES, RetryBudget, RetryPolicy
+from geti_bulk.sources.model import SourceAnnotation
+
+
+class DeferredSource(Protocol):
+    """The reader, for annotations it knows only once its index is complete."""
+
+    def annotations_ready(self) -> bool: ...
+
+    def annotation_for(self, rel: str) -> SourceAnnotation | None: ...
+
 
 ExistingIndex = dict[tuple[str, str, str], list[MediaItem]]   # (kind, name, stored ext) → media
 
@@ -54,6 +66,7 @@ class Tally:
     failed: int = 0
     not_started: int = 0
     bytes_sent: int = 0
+    deferred: int = 0      # media stored, annotation waits for the reader's index
     claimed: set[str] = field(default_factory=set)   # media ids owned by files of this run
 
 
@@ -64,11 +77,17 @@ class FileUploader:
                  existing: ExistingIndex | None = None, reupload_changed: bool = False,
                  dry_run: bool = False, hash_content: bool = False,
                  rng: random.Random | None = None,
-                 sleep: Callable[[float], Awaitable[None]] | None = None) -> None:
+                 sleep: Callable[[float], Awaitable[None]] | None = None,
+                 annotator: Annotator | None = None,
+                 source: DeferredSource | None = None,
+                 targets: dict[str, Target] | None = None) -> None:
         import anyio
 
         self.client = client
         self.target = target
+        self.targets = targets or {}
+        self.annotator = annotator
+        self.source = source
         self.labels = labels
         self.limiter = limiter
         self.policy = policy
@@ -87,11 +106,13 @@ class FileUploader:
     # --- outcomes -----------------------------------------------------------------
 
     def _fail(self, job: FileJob, reason: str, *, status: int | None = None,
-              attempts: int = 0, uncertain: bool = False) -> None:
+              attempts: int = 0, uncertain: bool = False, item: MediaItem | None = None) -> None:
         self.tally.failed += 1
         if self.journal is not None and job.size >= 0:
-            self.journal.record_failed(job, reason, attempts, uncertain)
-        self.reporter.emit(FileFailed(job.key, reason, job.size, status))
+            self.journal.record_failed(job, reason, attempts, uncertain,
+                                       item.id if item else None, _dims(item))
+        self.reporter.emit(FileFailed(job.key, reason, job.size, status,
+                                      item.id if item else None))
 
     def _skip(self, job: FileJob, reason: str, media_id: str | None = None,
               record: bool = True) -> None:
@@ -103,14 +124,75 @@ class FileUploader:
         self.reporter.emit(FileSkipped(job.key, reason, job.size, media_id))
 
     def _done(self, job: FileJob, item: MediaItem, attempts: int, adopted: bool = False,
-              sha256: str | None = None) -> None:
+              sha256: str | None = None, annotated: Annotated | None = None) -> None:
         self.tally.uploaded += 1
         self.tally.claimed.add(item.id)
         if adopted and attempts:
             self.tally.bytes_sent += job.size   # sent by this run; only the answer was lost
         if self.journal is not None:
-            self.journal.record_uploaded(job, item.id, attempts, sha256)
-        self.reporter.emit(FileDone(job.key, job.size, item.id, attempts, adopted))
+            self.journal.record_uploaded(job, item.id, attempts, sha256, _dims(item))
+        a = annotated or Annotated()
+        self.reporter.emit(FileDone(job.key, job.size, item.id, attempts, adopted,
+                                    shapes=a.shapes, notes=a.summary()))
+
+    def _target(self, job: FileJob) -> Target:
+        if job.dataset_id and job.dataset_id != self.target.dataset.id:
+            return self.targets[job.dataset_id]
+        return self.target
+
+    # --- the second step: the annotation ------------------------------------------------
+
+    async def _finish(self, job: FileJob, item: MediaItem, attempts: int, *, adopted: bool,
+                      label_ids: tuple[str, ...] = (), sha256: str | None = None) -> None:
+        """The media is stored: done, or on to its annotation (journaled in between)."""
+        if (label_ids and adopted) or job.annotated:
+            await self._second_step(job, item, attempts, check_first=adopted,
+                                    label_ids=label_ids, sha256=sha256)
+        else:
+            self._done(job, item, attempts, adopted, sha256)
+
+    async def _second_step(self, job: FileJob, item: MediaItem, attempts: int, *,
+                           check_first: bool, label_ids: tuple[str, ...] = (),
+                           sha256: str | None = None) -> None:
+        if self.journal is not None:
+            await self.journal.record_media(job, item.id, _dims(item), attempts, sha256)
+        ann = job.annotation
+        if ann is None and job.deferred and self.source is not None:
+            if not self.source.annotations_ready():
+                self.tally.deferred += 1     # posted after the reader's index is complete
+                return
+            ann = self.source.annotation_for(job.rel)
+        if self.annotator is None:
+            raise FatalError("internal: an annotation step without an annotator")
+        target = self._target(job)
+        try:
+            if label_ids:
+                result = await self.annotator.ensure_labels(job, item, target, label_ids)
+            elif ann is not None:
+                result = await self.annotator.annotate(job, ann, item, target,
+                                                       check_first=check_first)
+            else:
+                result = Annotated(0, False, ("no annotation entry in the dataset",))
+        except FileError as e:
+            self._fail(job, f"media stored as {item.id}, but not its annotation: {e}",
+                       attempts=attempts, status=_status_of(e), item=item)
+            return
+        self._done(job, item, attempts, check_first, sha256, result)
+
+    async def resume_second_step(self, job: FileJob) -> bool:
+        """A file whose media an earlier run stored: only its annotation is left."""
+        if not job.prior_media_id or job.prior_state not in ("media", "failed"):
+            return False
+        assert job.kind is not None
+        item = MediaItem(job.prior_media_id, media.media_name(job.filename), job.kind, "",
+                         job.size, job.prior_width or 0, job.prior_height or 0)
+        label_ids = () if job.annotated else self.labels.ids_for(job.labels)
+        if not label_ids and not job.annotated:
+            self._done(job, item, 0, True)
+            return True
+        self.tally.claimed.add(item.id)
+        await self._second_step(job, item, 0, check_first=True, label_ids=label_ids)
+        return True
 
     # --- checks before any byte is sent ------------------------------------------------
 
@@ -143,6 +225,13 @@ class FileUploader:
                         "differ); pass --reupload-changed to upload the new version",
                    job.prior_media_id, record=False)
         return True
+
+    async def _resumed(self, job: FileJob) -> bool:
+        try:
+            return await self.resume_second_step(job)
+        except FileError as e:
+            self._fail(job, str(e))
+            return True
 
     async def _read_head(self, job: FileJob) -> bytes:
         """The first chunk (all of a small file), checked against what the scan saw: one
@@ -193,6 +282,8 @@ class FileUploader:
     async def process(self, job: FileJob) -> None:
         if await self._settled(job):
             return
+        if not self.dry_run and job.kind is not None and await self._resumed(job):
+            return
         # the durable `sending` mark (a group commit) overlaps the local checks; it is
         # awaited before the first byte goes out. A file that then fails or is skipped
         # gets its final row after it, in order.
@@ -235,7 +326,7 @@ class FileUploader:
                 if uncertain:
                     item = await self._reconcile(job)
                     if item is not None:
-                        self._done(job, item, attempt, adopted=True)
+                        await self._finish(job, item, attempt, adopted=True, label_ids=label_ids)
                         return
                     uncertain = False
                 attempt += 1
@@ -255,7 +346,8 @@ class FileUploader:
                 assert item is not None
                 self.limiter.on_success(rtt, wait)
                 self.budget.succeeded()
-                self._done(job, item, attempt, sha256=digest)
+                await self._finish(job, item, attempt, adopted=False, label_ids=label_ids,
+                                   sha256=digest)
                 return
             failures += 1
             uncertain = uncertain or isinstance(error, AmbiguousError)
@@ -272,7 +364,8 @@ class FileUploader:
                 if uncertain:
                     item_or_none = await self._final_reconcile(job)
                     if item_or_none is not None:
-                        self._done(job, item_or_none, attempt, adopted=True)
+                        await self._finish(job, item_or_none, attempt, adopted=True,
+                                           label_ids=label_ids)
                         return
                 self._fail(job, f"{why}: {error}", attempts=attempt, status=error.status,
                            uncertain=uncertain)
@@ -299,7 +392,7 @@ class FileUploader:
                                  hasher=hashlib.sha256() if self.hash_content else None)
         emit(FileStarted(key, job.size, attempt))
         try:
-            item = await self.client.upload(self.target, job.kind, body)
+            item = await self.client.upload(self._target(job), job.kind, body)
         except BaseException:
             if body.sent:
                 emit(BytesSent(key, -body.sent))     # the bar rewinds for the next attempt
@@ -318,7 +411,7 @@ class FileUploader:
         # the query goes to the same service as the uploads: it takes a slot too
         await self.limiter.acquire(0)
         try:
-            found = await self.client.find_by_name(self.target, name, job.kind)
+            found = await self.client.find_by_name(self._target(job), name, job.kind)
         finally:
             await self.limiter.release(0)
         for item in found:
@@ -336,6 +429,10 @@ class FileUploader:
             return await self._reconcile(job)
         except TransientError:
             return None   # stays `uncertain` in the journal; the next run asks again
+
+
+def _dims(item: MediaItem | None) -> tuple[int, int] | None:
+    return (item.width, item.height) if item is not None and item.width else None
 
 
 def _read_head_sync(path: str, n: int) -> tuple[bytes, int, int]:

@@ -43,9 +43,15 @@ KEYS: dict[str, tuple[type | tuple[type, ...], Any, str | None]] = {
     "upload.journal": (str, "", "GETI_BULK_JOURNAL"),
     "upload.report": (str, "", None),
     "upload.chunk_kb": (int, 1024, None),
+    "upload.format": (str, "auto", None),
+    "upload.label_map": (list, [], None),
+    "upload.skip_unknown_labels": (bool, False, None),
+    "upload.subset_dataset": (list, [], None),
+    "upload.keep_auto_training": (bool, False, None),
     "output.progress": (str, "auto", None),
 }
-CHOICES = {"upload.labels": ("folders", "none"),
+FORMATS = ("auto", "coco", "yolo", "voc", "datumaro", "folders", "manifest")
+CHOICES = {"upload.labels": ("folders", "none"), "upload.format": FORMATS,
            "output.progress": ("auto", "rich", "plain", "json", "none")}
 MINIMUM = {"upload.concurrency": 1, "upload.max_inflight_mb": 1, "upload.max_attempts": 1,
            "upload.chunk_kb": 16}
@@ -82,6 +88,22 @@ class UploadConfig:
     progress: str = "auto"
     verbose: bool = False
     quiet: bool = False
+    format: str = "auto"               # see FORMATS; auto says what it found and why
+    label_map: tuple[str, ...] = ()    # old=new pairs or files of them
+    skip_unknown_labels: bool = False
+    subset_dataset: tuple[tuple[str, str], ...] = ()   # (subset, dataset name or id)
+    keep_auto_training: bool = False
+
+
+def _subsets(values: list[str]) -> tuple[tuple[str, str], ...]:
+    out = []
+    for v in values:
+        subset, sep, dataset = v.partition("=")
+        if not sep or not subset.strip() or not dataset.strip():
+            raise ConfigError(f"upload -> subset_dataset: {v!r}: expected SUBSET=DATASET, "
+                              "e.g. val=\"Testing set\"")
+        out.append((subset.strip().lower(), dataset.strip()))
+    return tuple(out)
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -219,4 +241,8 @@ def build(flags: Mapping[str, Any], env: Mapping[str, str] | None = None,
         use_journal=use_journal,
         report=Path(v["upload.report"]).expanduser() if v["upload.report"] else None,
         chunk_size=v["upload.chunk_kb"] << 10, dry_run=dry_run,
-        progress=v["output.progress"], verbose=verbose, quiet=quiet)
+        progress=v["output.progress"], verbose=verbose, quiet=quiet,
+        format=v["upload.format"], label_map=tuple(v["upload.label_map"]),
+        skip_unknown_labels=v["upload.skip_unknown_labels"],
+        subset_dataset=_subsets(v["upload.subset_dataset"]),
+        keep_auto_training=v["upload.keep_auto_training"])

@@ -61,6 +61,8 @@ class FileDone:
     media_id: str
     attempts: int
     adopted: bool = False   # found already stored on the server after an ambiguous failure
+    shapes: int = 0         # annotations posted or found right on the server
+    notes: str = ""         # clipped / dropped / converted shapes, with reasons
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,7 @@ class FileFailed:
     reason: str
     size: int = 0
     status: int | None = None
+    media_id: str | None = None   # the media is stored; only its annotation failed
 
 
 JOURNAL_SKIP = "already uploaded (journal)"   # FileSkipped.reason on a resume
@@ -80,6 +83,13 @@ class FileSkipped:
     reason: str
     size: int = 0
     media_id: str | None = None   # when the file is already in Geti
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """One line worth telling the user (the dataset format found and why, label notes)."""
+
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +119,8 @@ class RunFinished:
 
 
 Event = (RunStarted | FileQueued | ScanDone | FileStarted | BytesSent | FileRetrying
-         | FileDone | FileFailed | FileSkipped | ConcurrencyChanged | RunStopping | RunFinished)
+         | FileDone | FileFailed | FileSkipped | ConcurrencyChanged | RunStopping | RunFinished
+         | Notice)
 
 
 class Reporter(Protocol):

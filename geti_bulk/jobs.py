@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from geti_bulk.sources.model import SourceAnnotation
+
 
 def safe_text(s: str) -> str:
     """A str that encodes as UTF-8: undecodable file-name bytes become U+FFFD."""
@@ -24,6 +26,13 @@ class FileJob:
     kind: str | None = None   # "image" | "video" | None when unsupported
     labels: tuple[str, ...] = ()
     problem: str | None = None   # found by the scanner: the file fails with this reason
+    # what the dataset says of the file (None: nothing to annotate); `deferred`: the
+    # reader knows it only later (ask it by `rel` once its index is complete)
+    annotation: SourceAnnotation | None = None
+    deferred: bool = False
+    rel: str = ""
+    subset: str | None = None
+    dataset_id: str | None = None    # where it goes, when not the run's dataset
     # filled from the journal by the producer
     prior_state: str | None = None
     prior_media_id: str | None = None
@@ -31,6 +40,13 @@ class FileJob:
     prior_mtime_ns: int | None = None
     prior_uncertain: bool = False
     prior_sha256: str | None = None
+    prior_width: int | None = None
+    prior_height: int | None = None
+
+    @property
+    def annotated(self) -> bool:
+        """Whether this file has an annotation step after its media."""
+        return self.annotation is not None or self.deferred
 
     @property
     def filename(self) -> str:

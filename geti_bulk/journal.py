@@ -1,8 +1,10 @@
 """The SQLite ledger that makes runs resumable and exactly-once.
 
 One journal per target (host, project, dataset). A file moves through
-sending → uploaded(media id) | failed(reason) | skipped(reason). Absence means never
-sent. `sending` is committed (group commit, WAL) *before* the first byte goes out, so
+sending → media(media id, Geti's width × height; its annotation still to post) →
+uploaded(media id) | failed(reason, and the media id when the media is stored) |
+skipped(reason). Absence means never sent. A file without an annotation to post goes
+from sending to uploaded; a file counts as uploaded only when both steps are done. `sending` is committed (group commit, WAL) *before* the first byte goes out, so
 after a `kill -9` every file that may be on the server is either `uploaded` or marked
 for reconciliation; results after that are batched, since a lost result is recovered
 by asking the server. One writer thread owns the write connection; the event loop
@@ -37,21 +39,30 @@ CREATE TABLE IF NOT EXISTS files (
     uncertain INTEGER NOT NULL DEFAULT 0,
     attempts INTEGER NOT NULL DEFAULT 0,
     updated REAL NOT NULL,
-    sha256 TEXT
+    sha256 TEXT,
+    width INTEGER,
+    height INTEGER,
+    dataset_id TEXT,
+    run_id TEXT
 );
 CREATE INDEX IF NOT EXISTS files_media ON files(media_id);
+CREATE INDEX IF NOT EXISTS files_pending ON files(state, run_id);
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 """
 
 UPSERT = """
 INSERT INTO files (key, path, size, mtime_ns, state, media_id, reason, uncertain, attempts, updated,
-                   sha256)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   sha256, width, height, dataset_id, run_id)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT(key) DO UPDATE SET path=excluded.path, size=excluded.size,
   mtime_ns=excluded.mtime_ns, state=excluded.state, media_id=excluded.media_id,
   reason=excluded.reason, uncertain=excluded.uncertain, attempts=excluded.attempts,
-  updated=excluded.updated, sha256=excluded.sha256
+  updated=excluded.updated, sha256=excluded.sha256,
+  width=COALESCE(excluded.width, files.width), height=COALESCE(excluded.height, files.height),
+  dataset_id=COALESCE(excluded.dataset_id, files.dataset_id), run_id=excluded.run_id
 """
+_ADDED_COLUMNS = {"sha256": "TEXT", "width": "INTEGER", "height": "INTEGER",
+                  "dataset_id": "TEXT", "run_id": "TEXT"}
 
 
 def default_journal_path(host: str, project_id: str, dataset_id: str) -> Path:
@@ -76,6 +87,9 @@ class PriorState:
     mtime_ns: int
     uncertain: bool
     sha256: str | None = None
+    width: int | None = None
+    height: int | None = None
+    dataset_id: str | None = None
 
 
 _Op = tuple[str, tuple[Any, ...], "asyncio.Future[Any] | None", Callable[[sqlite3.Cursor], Any] | None]
@@ -86,10 +100,9 @@ class Journal:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = connect(path)
+        _migrate(self._conn)
         self._conn.executescript(SCHEMA)
-        columns = {r[1] for r in self._conn.execute("PRAGMA table_info(files)")}
-        if "sha256" not in columns:   # a journal from before content hashes
-            self._conn.execute("ALTER TABLE files ADD COLUMN sha256 TEXT")
+        self.run_id = f"{os.getpid()}-{time.time_ns()}"
         if target:
             self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('target', ?)", (target,))
         self._q: queue.SimpleQueue[list[_Op] | None] = queue.SimpleQueue()
@@ -187,20 +200,41 @@ class Journal:
     # --- writes -----------------------------------------------------------------
 
     def _row(self, job: FileJob, state: str, media_id: str | None, reason: str | None,
-             uncertain: bool, attempts: int, sha256: str | None = None) -> tuple[Any, ...]:
+             uncertain: bool, attempts: int, sha256: str | None = None,
+             dims: tuple[int, int] | None = None) -> tuple[Any, ...]:
+        w, h = dims if dims else (None, None)
         return (job.key, job.path if _utf8(job.path) else job.key, job.size, job.mtime_ns, state,
-                media_id, reason, int(uncertain), attempts, time.time(), sha256)
+                media_id, reason, int(uncertain), attempts, time.time(), sha256, w, h,
+                job.dataset_id, self.run_id)
 
     async def mark_sending(self, job: FileJob) -> None:
         """Durable before the first byte is sent (group commit with other workers)."""
         await self._put_wait(UPSERT, self._row(job, "sending", None, None, True, 0))
 
     def record_uploaded(self, job: FileJob, media_id: str, attempts: int,
-                        sha256: str | None = None) -> None:
-        self._put(UPSERT, self._row(job, "uploaded", media_id, None, False, attempts, sha256))
+                        sha256: str | None = None, dims: tuple[int, int] | None = None) -> None:
+        self._put(UPSERT, self._row(job, "uploaded", media_id, None, False, attempts, sha256,
+                                    dims))
 
-    def record_failed(self, job: FileJob, reason: str, attempts: int, uncertain: bool) -> None:
-        self._put(UPSERT, self._row(job, "failed", None, reason, uncertain, attempts))
+    async def record_media(self, job: FileJob, media_id: str, dims: tuple[int, int] | None,
+                           attempts: int, sha256: str | None = None) -> None:
+        """The media is stored, its annotation is not yet: durable before the annotation
+        step, so a resume posts the annotation instead of sending the media again."""
+        await self._put_wait(UPSERT, self._row(job, "media", media_id, None, False, attempts,
+                                               sha256, dims))
+
+    def record_failed(self, job: FileJob, reason: str, attempts: int, uncertain: bool,
+                      media_id: str | None = None, dims: tuple[int, int] | None = None) -> None:
+        """`media_id` set: the media is stored and only its annotation failed."""
+        self._put(UPSERT, self._row(job, "failed", media_id, reason, uncertain, attempts,
+                                    None, dims))
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        if value is None:
+            self._put("DELETE FROM meta WHERE k = ?", (key,))
+        else:
+            self._put("INSERT INTO meta VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v=excluded.v",
+                      (key, value))
 
     def record_skipped(self, job: FileJob, reason: str, media_id: str | None = None) -> None:
         self._put(UPSERT, self._row(job, "skipped", media_id, reason, False, 0))
@@ -240,10 +274,20 @@ class JournalReader:
             chunk = keys[i:i + 500]
             marks = ",".join("?" * len(chunk))
             for row in self._c().execute(
-                    f"SELECT key, state, media_id, size, mtime_ns, uncertain, sha256 FROM files "
-                    f"WHERE key IN ({marks})", chunk):
-                out[row[0]] = PriorState(row[1], row[2], row[3], row[4], bool(row[5]), row[6])
+                    f"SELECT key, state, media_id, size, mtime_ns, uncertain, sha256, width, "
+                    f"height, dataset_id FROM files WHERE key IN ({marks})", chunk):
+                out[row[0]] = PriorState(row[1], row[2], row[3], row[4], bool(row[5]), row[6],
+                                         row[7], row[8], row[9])
         return out
+
+    def pending_annotations(self, run_id: str, after: int = 0, limit: int = 500
+                            ) -> list[tuple[int, str, str, int, int, str, int, int, str | None]]:
+        """Files this run stored without their annotation yet: (rowid, key, path, size,
+        mtime_ns, media_id, width, height, dataset_id), in pages."""
+        return list(self._c().execute(
+            "SELECT rowid, key, path, size, mtime_ns, media_id, width, height, dataset_id "
+            "FROM files WHERE state = 'media' AND run_id = ? AND rowid > ? ORDER BY rowid "
+            "LIMIT ?", (run_id, after, limit)))
 
     def counts(self) -> dict[str, int]:
         return dict(self._c().execute("SELECT state, COUNT(*) FROM files GROUP BY state").fetchall())
@@ -259,6 +303,16 @@ class JournalReader:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Add the columns a journal from an older geti-bulk lacks."""
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(files)")}
+    if not columns:
+        return
+    for name, kind in _ADDED_COLUMNS.items():
+        if name not in columns:
+            conn.execute(f"ALTER TABLE files ADD COLUMN {name} {kind}")
 
 
 def _settle_all(results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:

@@ -25,6 +25,10 @@ class ReportWriter:
         if isinstance(event, FileDone):
             row = {"path": event.path, "status": "uploaded", "media_id": event.media_id,
                    "size": event.size, "attempts": event.attempts, "adopted": event.adopted}
+            if event.shapes:
+                row["shapes"] = event.shapes
+            if event.notes:
+                row["notes"] = event.notes
         elif isinstance(event, FileSkipped):
             row = {"path": event.path, "status": "skipped", "reason": event.reason,
                    "size": event.size}
@@ -35,6 +39,8 @@ class ReportWriter:
                    "size": event.size}
             if event.status is not None:
                 row["http_status"] = event.status
+            if event.media_id:
+                row["media_id"] = event.media_id
         else:
             return
         self._f.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -108,11 +108,19 @@ def _unsupported(name: str) -> str:
             f"{' '.join(IMAGE_EXTENSIONS)} and videos {' '.join(VIDEO_EXTENSIONS)}")
 
 
-def _job(path: str, key: str, st: os.stat_result, labels: tuple[str, ...]) -> FileJob:
+def _job(path: str, key: str, st: os.stat_result, labels: tuple[str, ...],
+         subset: str | None = None) -> FileJob:
     kind = media_kind(path)
     return FileJob(path=path, key=key, size=st.st_size, mtime_ns=st.st_mtime_ns,
                    kind=kind.kind if kind else None, labels=labels,
-                   problem=None if kind else _unsupported(os.path.basename(path)))
+                   problem=None if kind else _unsupported(os.path.basename(path)),
+                   subset=subset)
+
+
+def folder_subset(rel_parts: list[str], opts: ScanOptions) -> str | None:
+    """`root/<train|val|test>/…/f.jpg` → the subset's folder name, lower-case."""
+    first = rel_parts[0].lower() if len(rel_parts) > 1 else ""
+    return first if first in opts.subset_folders else None
 
 
 def walk(root: Path, opts: ScanOptions) -> Iterator[FileJob]:
@@ -180,7 +188,7 @@ def _entry(e: os.DirEntry[str], parts: list[str], root_name: str, opts: ScanOpti
     if not stat.S_ISREG(st.st_mode):
         yield FileJob(path=e.path, key=key, problem=f"{_special_kind(st.st_mode)}, not a file")
         return
-    yield _job(e.path, key, st, folder_label(rel_parts, opts))
+    yield _job(e.path, key, st, folder_label(rel_parts, opts), folder_subset(rel_parts, opts))
 
 
 # --- manifests -------------------------------------------------------------------

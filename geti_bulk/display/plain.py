@@ -38,6 +38,7 @@ from geti_bulk.events import (
     FileFailed,
     FileRetrying,
     FileSkipped,
+    Notice,
     RunFinished,
     RunStarted,
     RunStopping,
@@ -107,6 +108,10 @@ class PlainReporter:
                 extra = " (adopted)" if event.adopted else ""
                 if event.attempts > 1:
                     extra += f" after {event.attempts} attempts"
+                if event.shapes:
+                    extra += f", {event.shapes} shape(s)"
+                if event.notes and self.verbose:
+                    extra += f" ({safe(event.notes)})"
                 return f"uploaded {printable(path)} {size} {printable(media_id)}{extra}"
             case FileSkipped(path=path, reason=reason):
                 return f"skipped {printable(path)}: {safe(reason)}"
@@ -126,6 +131,8 @@ class PlainReporter:
                 return f"scan done: {files} files, {format_bytes(size)}"
             case RunStopping(reason=reason):
                 return f"stopping: {safe(reason)}"
+            case Notice(text=text):
+                return safe(text)
         return None
 
     def _maybe_progress(self) -> None:

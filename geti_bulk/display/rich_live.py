@@ -31,6 +31,7 @@ from geti_bulk.events import (
     FileRetrying,
     FileSkipped,
     FileStarted,
+    Notice,
     RunFinished,
 )
 
@@ -172,6 +173,8 @@ class RichReporter:
             text = Text("FAILED ", style="bold red")
             text.append(f"{printable(event.path)}: {safe(event.reason)}")
             return text
+        if isinstance(event, Notice) and not self.quiet:
+            return Text(safe(event.text))
         if isinstance(event, FileRetrying) and self.verbose and not self.quiet:
             return Text(f"retry {event.attempt} {printable(event.path)}: "
                         f"{safe(event.cause)} (waiting {event.delay:.1f} s)", style="yellow")

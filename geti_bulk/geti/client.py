@@ -165,6 +165,8 @@ class GetiClient:
                              "the token never goes to another host)")
         if status >= 300:
             raise map_status(status, body, headers, what=what, body_complete=True)
+        if status == 204:
+            return None     # "no content": e.g. no annotation yet (GETI_ANNOTATIONS.md §1)
         try:
             return json.loads(body)
         except ValueError:
@@ -255,6 +257,29 @@ class GetiClient:
         async for page in self.query_media(target, rules):
             out.extend(m for m in page if m.name == name)
         return out
+
+    async def media_detail(self, target: Target, kind: str, media_id: str) -> MediaItem:
+        data = await self._call("GET", f"{target.dataset_path}/media/{kind}s/{media_id}",
+                                what="media")
+        return MediaItem.from_json(data)
+
+    # --- annotations (GETI_ANNOTATIONS.md §1, §2, §5) -------------------------------
+
+    async def post_annotation(self, target: Target, media_id: str,
+                              annotations: list[dict[str, Any]]) -> dict[str, Any]:
+        """One POST = one new version that replaces the latest: safe to repeat (§5)."""
+        data = await self._call("POST", f"{target.dataset_path}/media/images/{media_id}/annotations",
+                                what="annotation", json_body={"annotations": annotations})
+        return data if isinstance(data, dict) else {}
+
+    async def latest_annotation(self, target: Target, media_id: str) -> list[dict[str, Any]] | None:
+        """The latest annotation's shapes, or None when the media has none (204)."""
+        data = await self._call(
+            "GET", f"{target.dataset_path}/media/images/{media_id}/annotations/latest",
+            what="annotation")
+        if not isinstance(data, dict):
+            return None
+        return list(data.get("annotations") or [])
 
     async def upload(self, target: Target, kind: str, body: MultipartFileBody) -> MediaItem:
         try:

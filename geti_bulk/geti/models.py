@@ -93,6 +93,8 @@ class MediaItem:
     type: str
     extension: str
     size: int | None
+    width: int = 0      # as Geti decoded the media: annotations use these pixels
+    height: int = 0
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> MediaItem:
@@ -100,4 +102,9 @@ class MediaItem:
         size = info.get("size")
         return cls(id=str(d["id"]), name=str(d.get("name", "")), type=str(d.get("type", "")),
                    extension=str(info.get("extension", "")).lower(),
-                   size=int(size) if isinstance(size, int | float) else None)
+                   size=int(size) if isinstance(size, int | float) else None,
+                   width=_int(info.get("width")), height=_int(info.get("height")))
+
+
+def _int(value: Any) -> int:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
