@@ -110,6 +110,7 @@ class ReaderStats:
     dropped: int = 0                     # malformed annotations dropped
     subsets: dict[str, int] = field(default_factory=dict)
     labels: dict[str, int] = field(default_factory=dict)     # objects per category name
+    problems: list[str] = field(default_factory=list)        # dataset-level, not one file's (first 100)
 
 
 class DatasetReader(Protocol):
