@@ -95,6 +95,15 @@ def list_json(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() == ".json" and p.is_file())
 
 
+def names_in(folder: Path, suffix: str = "") -> list[str]:
+    """Sorted entry names of `folder` ending with `suffix`, from one listing (no stat)."""
+    try:
+        with os.scandir(folder) as it:
+            return sorted(e.name for e in it if e.name.endswith(suffix))
+    except OSError:
+        return []
+
+
 def is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
