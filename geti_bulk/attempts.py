@@ -159,8 +159,13 @@ class FileUploader:
         ann = job.annotation
         if ann is None and job.deferred and self.source is not None:
             if not self.source.annotations_ready():
-                self.tally.deferred += 1     # posted after the reader's index is complete
-                return
+                if self.journal is not None:
+                    self.tally.deferred += 1    # posted after the reader's index is complete
+                    return
+                import anyio
+
+                while not self.source.annotations_ready():  # noqa: ASYNC110 (no journal)
+                    await anyio.sleep(0.05)
             ann = self.source.annotation_for(job.rel)
         if self.annotator is None:
             raise FatalError("internal: an annotation step without an annotator")

@@ -35,24 +35,33 @@ def _add_target_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--config", type=Path, help="TOML config file (see config.example.toml)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="geti-bulk",
-        description="Fast, resumable, exactly-once bulk uploads of images and videos to Intel Geti.")
-    parser.add_argument("--version", action="version", version=f"geti-bulk {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    up = sub.add_parser("upload", help="upload folders or a manifest into a Geti dataset",
-                        description="Upload every supported image and video under PATH... "
-                                    "Rerun the same command to resume.")
-    up.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="folders or files")
-    _add_target_options(up)
-    g = up.add_argument_group("what to upload")
+def _add_source_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("what to upload")
     g.add_argument("--manifest", action="append", type=Path, default=[],
                    help="CSV (path,labels) or JSON-lines manifest; may repeat")
     g.add_argument("--labels", choices=["folders", "none"],
                    help="labels from folder names (root/<label>/file.jpg, optionally under "
                         "train|val|test), or none (default: folders)")
+    g.add_argument("--format", choices=["auto", "coco", "yolo", "voc", "datumaro", "folders",
+                                        "manifest"],
+                   help="dataset layout: COCO instances JSON, YOLO (Ultralytics images/ + "
+                        "labels/), Pascal VOC XML, Datumaro JSON, classification folders "
+                        "(label/file.jpg) or --manifest; auto (the default) says what it "
+                        "found and why")
+    g.add_argument("--label-map", action="append",
+                   help="OLD=NEW renames a dataset category to a project label (NEW may "
+                        "list several, comma-separated, e.g. the detection and the class "
+                        "label of a task chain; empty drops it), or a FILE of such lines; "
+                        "may repeat")
+    g.add_argument("--skip-unknown-labels", action="store_true", default=None,
+                   help="drop (and count) objects whose category matches no project label, "
+                        "instead of stopping before anything is sent")
+    g.add_argument("--subset-dataset", action="append", metavar="SUBSET=DATASET",
+                   help="send a subset (train/val/test folder, COCO file, YOLO split) to "
+                        "another dataset of the project, e.g. val=\"Testing set\"; may repeat")
+    g.add_argument("--keep-auto-training", action="store_true", default=None,
+                   help="leave the project's auto-training on while annotations are posted "
+                        "(by default it is switched off and restored at the end)")
     g.add_argument("--include", action="append", help="only files matching this glob; may repeat")
     g.add_argument("--exclude", action="append", help="skip files matching this glob; may repeat")
     g.add_argument("--follow-symlinks", action="store_true", default=None)
@@ -65,6 +74,21 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--hash", action="store_true", default=None,
                    help="keep a sha256 of each uploaded file in the journal, so a file whose "
                         "mtime changed but whose content did not is not uploaded again")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="geti-bulk",
+        description="Fast, resumable, exactly-once bulk uploads of images and videos to Intel Geti.")
+    parser.add_argument("--version", action="version", version=f"geti-bulk {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    up = sub.add_parser("upload", help="upload folders or a manifest into a Geti dataset",
+                        description="Upload every supported image and video under PATH... "
+                                    "Rerun the same command to resume.")
+    up.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="folders or files")
+    _add_target_options(up)
+    _add_source_options(up)
     g = up.add_argument_group("how")
     g.add_argument("--concurrency", type=int,
                    help="most uploads in flight (default 8) [env GETI_BULK_CONCURRENCY]")
@@ -89,6 +113,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-q", "--quiet", action="store_true", help="only failures and the summary")
     g.add_argument("-v", "--verbose", action="store_true", help="also show retries")
 
+    ve = sub.add_parser(
+        "verify", help="check that a Geti dataset holds a source dataset, once and right",
+        description="Compare a source dataset with the Geti dataset: every file stored "
+                    "exactly once (name, extension, size) and its latest annotation equal "
+                    "to what upload would post, within 1 px. Sends nothing. Exit 0 only "
+                    "when everything matches; one JSON line per file in the report.")
+    ve.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="folders or files")
+    _add_target_options(ve)
+    _add_source_options(ve)
+    ve.add_argument("--concurrency", type=int, help="requests in flight (default 8)")
+    ve.add_argument("--report", help="JSON-lines report (default: geti-bulk-verify-<time>.jsonl)")
+    ve.add_argument("--progress", choices=["auto", "rich", "plain", "json", "none"],
+                    default="none", help=argparse.SUPPRESS)
+
     st = sub.add_parser("status", help="show a journal's counts and failures",
                         description="Show what a journal holds: files uploaded, skipped, "
                                     "failed and still marked sending, and the failures.")
@@ -108,13 +146,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--latency-ms", type=int, default=40,
                       help="delay the local server adds to every request (default 40)")
     demo.add_argument("--progress", choices=["auto", "rich", "plain", "json", "none"], default="auto")
+    demo.add_argument("--task", choices=["classification", "detection"], default="classification",
+                      help="classification: labelled folders (labels at upload); detection: a "
+                           "generated COCO dataset whose boxes are posted after each image, "
+                           "then read back and verified")
     demo.add_argument("--keep", type=Path, metavar="DIR",
                       help="keep the dataset, the server's data and the report in DIR "
                            "(default: a temporary folder, removed on exit)")
     return parser
 
 
-def _flags(a: argparse.Namespace) -> dict[str, Any]:
+def _flags(ns: argparse.Namespace) -> dict[str, Any]:
+    a = _Defaults(ns)
     return {
         "target.host": a.host, "target.project": a.project, "target.dataset": a.dataset,
         "target.workspace": a.workspace, "target.token_file": a.token_file,
@@ -127,8 +170,46 @@ def _flags(a: argparse.Namespace) -> dict[str, Any]:
         "upload.adaptive": False if a.fixed_concurrency else None,
         "upload.max_inflight_mb": a.max_inflight_mb, "upload.max_attempts": a.max_attempts,
         "upload.journal": a.journal, "upload.report": a.report,
+        "upload.format": a.format, "upload.label_map": a.label_map,
+        "upload.skip_unknown_labels": a.skip_unknown_labels,
+        "upload.subset_dataset": a.subset_dataset,
+        "upload.keep_auto_training": a.keep_auto_training,
         "output.progress": "json" if a.json else a.progress,
     }
+
+
+class _Defaults:
+    """A namespace whose missing options read as None (not every command has them)."""
+
+    def __init__(self, ns: argparse.Namespace) -> None:
+        self._ns = ns
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ns, name, None)
+
+
+def cmd_verify(a: argparse.Namespace) -> int:
+    import time as _time
+
+    from geti_bulk import config
+    from geti_bulk.events import RecordingReporter
+    from geti_bulk.pipeline import Run
+
+    cfg = config.build(_flags(a), config_file=a.config, sources=tuple(a.paths),
+                       manifests=tuple(a.manifest), use_journal=False)
+    report = Path(a.report) if a.report else Path(
+        f"geti-bulk-verify-{_time.strftime('%Y%m%d-%H%M%S')}.jsonl")
+    run = Run(cfg, RecordingReporter(), verify_report=report)
+    result = asyncio.run(run.execute(handle_signals=True))
+    if result.fatal:
+        print(f"geti-bulk: error: {result.fatal}", file=sys.stderr)
+        return result.exit_code
+    v = run.verify_result
+    for line in v.problems:
+        print(f"  {line}")
+    print(v.summary())
+    print(f"report: {v.report_path}")
+    return int(v.exit_code)
 
 
 def _warn(msg: str) -> None:
@@ -164,6 +245,7 @@ def cmd_upload(a: argparse.Namespace) -> int:
 
 def cmd_status(a: argparse.Namespace) -> int:
     from geti_bulk.journal import JournalReader, default_journal_path
+    from geti_bulk.journal_lock import check_journal_file
 
     if a.all or a.journal is None:
         folder = default_journal_path("x", "x", "x").parent
@@ -178,6 +260,7 @@ def cmd_status(a: argparse.Namespace) -> int:
         return EXIT_OK
     if not a.journal.is_file():
         raise ConfigError(f"journal: {a.journal} does not exist")
+    check_journal_file(a.journal)   # reads only; never takes the run's lock
     _print_status(JournalReader(a.journal), a.journal, brief=False)
     return EXIT_OK
 
@@ -212,10 +295,12 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_upload(a)
         if a.command == "status":
             return cmd_status(a)
+        if a.command == "verify":
+            return cmd_verify(a)
         if a.command == "demo":
             from geti_bulk.demo import run_demo
             return run_demo(files=a.files, faults=a.faults, latency_ms=a.latency_ms,
-                            progress=a.progress, keep=a.keep)
+                            progress=a.progress, keep=a.keep, task=a.task)
     except ConfigError as e:
         print(f"geti-bulk: error: {e}", file=sys.stderr)
         return EXIT_USAGE

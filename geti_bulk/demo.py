@@ -13,10 +13,11 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from geti_bulk.config import UploadConfig
 from geti_bulk.geti.client import Secret
-from geti_bulk.sampledata import image_bytes, make_labelled_tree
+from geti_bulk.sampledata import image_bytes, make_coco_dataset, make_labelled_tree
 
 LABELS = ("cat", "dog", "horse")
 
@@ -32,21 +33,30 @@ def _make_dataset(root: Path, files: int) -> list[Path]:
 
 
 async def _demo(work: Path, files: int, faults: str, latency_ms: int, progress: str,
-                kept: bool) -> int:
+                kept: bool, task: str = "classification") -> int:
     from geti_bulk.display import make_reporter
     from geti_bulk.pipeline import Run
     from geti_bulk.server import LocalGeti, ServerConfig
     from geti_bulk.server.seed import generate_pat
 
     data = work / "dataset"
-    print(f"making {files + len(LABELS)} labelled images in {data} …", flush=True)
-    paths = await asyncio.to_thread(_make_dataset, data, files)
+    detection = task == "detection"
+    if detection:
+        print(f"making a COCO detection dataset of {files} images in {data} …", flush=True)
+        paths = await asyncio.to_thread(make_coco_dataset, data, files, seed=7)
+    else:
+        print(f"making {files + len(LABELS)} labelled images in {data} …", flush=True)
+        paths = await asyncio.to_thread(_make_dataset, data, files)
     token = generate_pat()
     server = LocalGeti(ServerConfig(data_dir=work / "server", token=token, faults=faults,
                                     latency_ms=latency_ms, seed=1))
+    if detection:
+        server.set_annotation_faults(faults)
     async with server:
-        print(f"local Geti at {server.base_url} (faults: {faults or 'none'})\n", flush=True)
-        cfg = UploadConfig(host=server.base_url, project="Pets classification",
+        print(f"local Geti at {server.base_url} (faults: {faults or 'none'}"
+              f"{', on media and annotations' if detection and faults else ''})\n", flush=True)
+        project = "Vehicle detection" if detection else "Pets classification"
+        cfg = UploadConfig(host=server.base_url, project=project,
                            token=Secret(token), sources=(data,), concurrency=8,
                            journal=work / "journal.sqlite", report=work / "report.jsonl",
                            progress=progress)
@@ -69,15 +79,36 @@ async def _demo(work: Path, files: int, faults: str, latency_ms: int, progress: 
                  "server's data and the report)")
         print(f"\nverified: {len(local) - missing}/{len(local)} files stored byte-for-byte on the "
               f"server; {dupes} duplicates; {where}")
+        if detection:
+            verified = await _verify_annotations(cfg, work)
+            print(verified.summary())
+            if verified.exit_code:
+                return 1
         return result.exit_code if not missing else 1
 
 
+async def _verify_annotations(cfg: UploadConfig, work: Path) -> Any:
+    """What `geti-bulk verify` does: every annotation read back and compared (±1 px)."""
+    from dataclasses import replace
+
+    from geti_bulk.events import RecordingReporter
+    from geti_bulk.pipeline import Run
+
+    run = Run(replace(cfg, use_journal=False), RecordingReporter(),
+              verify_report=work / "verify.jsonl")
+    result = await run.execute()
+    if result.fatal:
+        raise RuntimeError(result.fatal)
+    return run.verify_result
+
+
 def run_demo(*, files: int = 300, faults: str = "", latency_ms: int = 0, progress: str = "auto",
-             keep: Path | None = None) -> int:
+             keep: Path | None = None, task: str = "classification") -> int:
     work = keep or Path(tempfile.mkdtemp(prefix="geti-bulk-demo-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        return asyncio.run(_demo(work, files, faults, latency_ms, progress, keep is not None))
+        return asyncio.run(_demo(work, files, faults, latency_ms, progress, keep is not None,
+                                 task))
     finally:
         if keep is None:
             shutil.rmtree(work, ignore_errors=True)

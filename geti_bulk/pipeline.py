@@ -11,36 +11,52 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import itertools
 import os
 import random
 import signal
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from geti_bulk.annotate import Annotator
 from geti_bulk.attempts import ExistingIndex, FileUploader
+from geti_bulk.autotrain import AutoTraining
 from geti_bulk.concurrency import AdaptiveLimiter
 from geti_bulk.config import UploadConfig
+from geti_bulk.datasets import Sources, dataset_jobs, open_sources
 from geti_bulk.errors import FatalError, GetiBulkError
 from geti_bulk.events import (
     ConcurrencyChanged,
     FileQueued,
     MultiReporter,
+    Notice,
     Reporter,
     RunFinished,
     RunStarted,
     RunStopping,
     ScanDone,
 )
-from geti_bulk.geti.client import GetiClient, Target, env_proxy, make_ssl
+from geti_bulk.geti.client import GetiClient, Target, env_proxy, make_ssl, pick_dataset
 from geti_bulk.jobs import FileJob
 from geti_bulk.journal import Journal, JournalReader, default_journal_path
-from geti_bulk.labels import LabelPlan, plan_labels
+from geti_bulk.journal_lock import JournalBusyError, JournalLock
+from geti_bulk.labels import (
+    AnnotationLabels,
+    LabelPlan,
+    parse_label_map,
+    plan_annotation_labels,
+    plan_labels,
+)
+from geti_bulk.media import media_kind
 from geti_bulk.report import ReportWriter
 from geti_bulk.retry import RetryBudget, RetryPolicy
 from geti_bulk.scan import ScanOptions, folder_label_names, iter_jobs, manifest_label_names
@@ -63,11 +79,12 @@ class RunResult:
     report_path: Path | None = None
     journal_path: Path | None = None
     peak_concurrency: int = 0
+    fatal_code: int = 3   # 2: refused as a usage error (the journal is in use)
 
     @property
     def exit_code(self) -> int:
         if self.fatal:
-            return 3
+            return self.fatal_code
         if self.interrupted:
             return 130
         return 1 if self.failed else 0
@@ -77,8 +94,10 @@ class Run:
     def __init__(self, cfg: UploadConfig, reporter: Reporter, *,
                  session: aiohttp.ClientSession | None = None, rng: random.Random | None = None,
                  sleep: Callable[[float], Awaitable[None]] | None = None,
-                 policy: RetryPolicy | None = None) -> None:
+                 policy: RetryPolicy | None = None, verify_report: Path | None = None) -> None:
         self.cfg = cfg
+        self.verify_report = verify_report   # set: compare the source with Geti, send nothing
+        self.verify_result: Any = None
         self.reporter = reporter
         self._session = session
         self.rng = rng or random.Random()
@@ -90,6 +109,10 @@ class Run:
         self.queued = 0
         self.result = RunResult()
         self.target: Target | None = None
+        self.sources: Sources | None = None
+        self.subset_map: dict[str, Target] = {}
+        self.targets: dict[str, Target] = {}
+        self.notices: list[str] = []    # told after the start line
 
     # --- control --------------------------------------------------------------------
 
@@ -124,6 +147,8 @@ class Run:
                     await self._execute()
             except GetiBulkError as e:
                 self.result.fatal = str(e)
+                if isinstance(e, JournalBusyError):
+                    self.result.fatal_code = 2
             except OSError as e:
                 self.result.fatal = f"{type(e).__name__}: {e.strerror or e}"
         self.result.elapsed = time.monotonic() - start
@@ -168,20 +193,67 @@ class Run:
         try:
             client = GetiClient(session, cfg.host, cfg.token, proxy=env_proxy(cfg.host))
             self.target = target = await client.resolve(cfg.project, cfg.dataset, cfg.workspace)
-            plan = await anyio.to_thread.run_sync(self._plan_labels, target)
+            self.subset_map = _subset_targets(target, cfg.subset_dataset)
+            self.targets = {t.dataset.id: t for t in self.subset_map.values()}
+            self.sources = await anyio.to_thread.run_sync(self._open_sources)
+            self.notices = [f"format: {line}" for line in self.sources.described]
+            plan, ann_labels = await anyio.to_thread.run_sync(
+                self._plan_labels, target, abandon_on_cancel=True)
+            self.notices += [f"labels: {note}" for note in (ann_labels.notes if ann_labels else ())]
+            if self.verify_report is not None:
+                await self._verify(client, target, plan, ann_labels, self.verify_report)
+                return
             existing = await self._existing(client, target) if cfg.skip_existing else None
-            await self._run_workers(client, target, plan, existing)
+            await self._run_workers(client, target, plan, existing, ann_labels)
         finally:
+            if self.sources is not None:
+                self.sources.close()
             if own:
                 await session.close()
 
-    def _plan_labels(self, target: Target) -> LabelPlan:
+    async def _verify(self, client: GetiClient, target: Target, plan: LabelPlan,
+                      ann_labels: AnnotationLabels | None, report_path: Path) -> None:
+        from geti_bulk.verify import Verifier, index_dataset, verify_jobs
+
+        sources = self.sources
+        assert sources is not None
+        while not sources.annotations_ready():  # noqa: ASYNC110 (a thread's state, no event)
+            await anyio.sleep(0.05)
+        limiter = AdaptiveLimiter(self.cfg.concurrency, adaptive=False)
+        annotator = Annotator(client, ann_labels, limiter, self.policy, RetryBudget(self.policy),
+                              self.reporter, rng=self.rng, sleep=self.sleep or anyio.sleep)
+        index = await index_dataset(client, target)
         opts = self._scan_options()
-        names = folder_label_names(self.cfg.sources, opts)
+        report_path.parent.mkdir(parents=True, exist_ok=True)
+        with report_path.open("w", encoding="utf-8") as report:
+            verifier = Verifier(client, target, plan, annotator, index, report,
+                                sources.annotation_for)
+            jobs = itertools.chain(iter_jobs(sources.folders, self.cfg.manifests, opts),
+                                   dataset_jobs(sources, {}))
+            await verify_jobs(verifier, jobs, self.cfg.concurrency)
+        verifier.result.report_path = report_path
+        self.verify_result = verifier.result
+
+    def _open_sources(self) -> Sources:
+        cfg = self.cfg
+        index_dir = (cfg.journal.parent if cfg.journal else
+                     Path(tempfile.gettempdir())) / "geti-bulk-index"
+        return open_sources(cfg.sources, cfg.format, index_dir)
+
+    def _plan_labels(self, target: Target) -> tuple[LabelPlan, AnnotationLabels | None]:
+        opts = self._scan_options()
+        assert self.sources is not None
+        names = folder_label_names(self.sources.folders, opts)
         if self.cfg.labels != "none":
             for m in self.cfg.manifests:
                 names |= manifest_label_names(m)
-        return plan_labels(target.project, names)
+        label_map = parse_label_map(self.cfg.label_map)
+        plan = plan_labels(target.project, names, label_map, self.cfg.skip_unknown_labels)
+        if not self.sources.readers:
+            return plan, None
+        ann = plan_annotation_labels(target.project, self.sources.label_names(), label_map,
+                                     self.cfg.skip_unknown_labels)
+        return plan, ann
 
     def _scan_options(self) -> ScanOptions:
         c = self.cfg
@@ -196,12 +268,15 @@ class Run:
         return index
 
     async def _run_workers(self, client: GetiClient, target: Target, plan: LabelPlan,
-                           existing: ExistingIndex | None) -> None:
+                           existing: ExistingIndex | None,
+                           ann_labels: AnnotationLabels | None = None) -> None:
         cfg = self.cfg
         journal: Journal | None = None
+        lock: JournalLock | None = None
         if cfg.use_journal and not cfg.dry_run:
             path = cfg.journal or default_journal_path(target.host, target.project.id,
                                                        target.dataset.id)
+            lock = JournalLock.acquire(path)   # one run per journal, else JournalBusyError
             journal = Journal(path, target=target.describe())
             journal.start()
             self.result.journal_path = path
@@ -214,15 +289,26 @@ class Run:
                                   max_bytes=cfg.max_inflight_bytes,
                                   on_change=lambda n: reporter.emit(ConcurrencyChanged(n)))
         budget = RetryBudget(self.policy)
+        annotator = Annotator(client, ann_labels, limiter, self.policy, budget, reporter,
+                              rng=self.rng, sleep=self.sleep or anyio.sleep)
         up = FileUploader(client, target, plan, limiter, self.policy, budget, reporter, journal,
                           chunk_size=cfg.chunk_size, existing=existing,
                           reupload_changed=cfg.reupload_changed, dry_run=cfg.dry_run,
                           hash_content=cfg.hash_content,
-                          rng=self.rng, sleep=self.sleep)
+                          rng=self.rng, sleep=self.sleep, annotator=annotator,
+                          source=self.sources, targets=self.targets)
         reporter.emit(RunStarted(target.describe(), limiter.limit, cfg.dry_run))
+        for text in self.notices:
+            reporter.emit(Notice(text))
         send, receive = anyio.create_memory_object_stream[FileJob](QUEUE_SIZE)
         fatal: FatalError | None = None
+        training: AutoTraining | None = None
+        annotating = ann_labels is not None or bool(plan.by_name)
+        if not cfg.dry_run and not cfg.keep_auto_training and (annotating or journal):
+            training = AutoTraining(client, target, journal, reporter)
         try:
+            if training is not None:
+                await training.switch_off(annotating)
             async with anyio.create_task_group() as tg:
                 self._workers_started = True
                 tg.start_soon(self._produce, send, journal.reader() if journal else None,
@@ -230,6 +316,8 @@ class Run:
                 for _ in range(cfg.concurrency):
                     tg.start_soon(self._work, receive.clone(), up)
                 receive.close()
+            if journal is not None and up.tally.deferred and not self.stopping:
+                await self._deferred_annotations(journal, up)
         except FatalError as e:
             fatal = e
         except BaseExceptionGroup as eg:
@@ -239,8 +327,12 @@ class Run:
             fatal = fatals[0]
         finally:
             with anyio.CancelScope(shield=True):
+                if training is not None:
+                    await training.restore()
                 if journal is not None:
                     await journal.close()
+                if lock is not None:
+                    lock.release()
                 if report is not None:
                     report.close()
             t = up.tally
@@ -255,6 +347,39 @@ class Run:
             raise fatal
         if journal is not None and journal.error is not None:
             raise FatalError(f"the journal could not be written: {journal.error}")
+
+    async def _deferred_annotations(self, journal: Journal, up: FileUploader) -> None:
+        """Phase two: annotations a reader knew only once its index was complete (a COCO
+        file whose annotations come after its images), for media this run stored."""
+        assert self.sources is not None
+        sources = self.sources
+        while not sources.annotations_ready():  # noqa: ASYNC110 (a thread's state, no event)
+            await anyio.sleep(0.05)
+        await journal.flush()
+        up.tally.deferred = 0
+        send, receive = anyio.create_memory_object_stream[FileJob](QUEUE_SIZE)
+        reader = journal.reader()
+
+        async def produce() -> None:
+            async with send:
+                after = 0
+                while not self.stopping:
+                    rows = await anyio.to_thread.run_sync(
+                        reader.pending_annotations, journal.run_id, after)
+                    if not rows:
+                        return
+                    for row in rows:
+                        after = row[0]
+                        await send.send(_pending_job(row))
+
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(produce)
+                for _ in range(self.cfg.concurrency):
+                    tg.start_soon(self._work, receive.clone(), up)
+                receive.close()
+        finally:
+            reader.close()
 
     async def _work(self, receive: MemoryObjectReceiveStream[FileJob], up: FileUploader) -> None:
         async with receive:
@@ -294,10 +419,20 @@ class Run:
         opts = self._scan_options()
         cfg = self.cfg
 
+        sources = self.sources
+        assert sources is not None
+        subsets = {k: t.dataset.id for k, t in self.subset_map.items()}
+
+        def jobs() -> Iterator[FileJob]:
+            for job in iter_jobs(sources.folders, cfg.manifests, opts):
+                routed = subsets.get(job.subset or "") if subsets else None
+                yield dataclasses.replace(job, dataset_id=routed) if routed else job
+            yield from dataset_jobs(sources, subsets)
+
         def scan() -> None:
             try:
                 batch: list[FileJob] = []
-                for job in iter_jobs(cfg.sources, cfg.manifests, opts):
+                for job in jobs():
                     if self.stopping:
                         return
                     batch.append(job)
@@ -325,11 +460,29 @@ def _with_journal(batch: list[FileJob], reader: JournalReader | None) -> list[Fi
         if p is None:
             out.append(job)
             continue
-        out.append(FileJob(path=job.path, key=job.key, size=job.size, mtime_ns=job.mtime_ns,
-                           kind=job.kind, labels=job.labels, problem=job.problem,
-                           prior_state=p.state, prior_media_id=p.media_id, prior_size=p.size,
-                           prior_mtime_ns=p.mtime_ns, prior_uncertain=p.uncertain,
-                           prior_sha256=p.sha256))
+        out.append(dataclasses.replace(
+            job, prior_state=p.state, prior_media_id=p.media_id, prior_size=p.size,
+            prior_mtime_ns=p.mtime_ns, prior_uncertain=p.uncertain, prior_sha256=p.sha256,
+            prior_width=p.width, prior_height=p.height))
+    return out
+
+
+def _pending_job(row: tuple[int, str, str, int, int, str, int, int, str | None]) -> FileJob:
+    """A journal row of a file whose media is stored and whose annotation is deferred."""
+    _, key, path, size, mtime_ns, media_id, width, height, dataset_id = row
+    kind = media_kind(path)
+    return FileJob(path=path, key=key, size=size, mtime_ns=mtime_ns,
+                   kind=kind.kind if kind else "image", deferred=True, rel=key,
+                   dataset_id=dataset_id, prior_state="media", prior_media_id=media_id,
+                   prior_size=size, prior_mtime_ns=mtime_ns, prior_width=width,
+                   prior_height=height)
+
+
+def _subset_targets(target: Target, pairs: tuple[tuple[str, str], ...]) -> dict[str, Target]:
+    """subset name → the target of the dataset it goes to (`--subset-dataset`)."""
+    out: dict[str, Target] = {}
+    for subset, wanted in pairs:
+        out[subset] = dataclasses.replace(target, dataset=pick_dataset(target.project, wanted))
     return out
 
 

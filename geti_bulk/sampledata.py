@@ -59,3 +59,42 @@ def make_flat_images(root: Path, count: int, *, seed: int = 0, size: tuple[int, 
         p.write_bytes(image_bytes(size[0], size[1], "JPEG", seed=seed * 100003 + i, noise=noise))
         out.append(p)
     return out
+
+
+def make_coco_dataset(root: Path, files: int, labels: Sequence[str] = ("car", "truck"), *,
+                      seed: int = 0, size: tuple[int, int] = (320, 240)) -> list[Path]:
+    """A COCO detection dataset: `images/train/*.jpg` and `annotations/instances_train.json`
+    with 0-4 boxes per image (every 10th image has none; every 7th has a box crossing the
+    right edge, which the upload clips), categories last as in the official files."""
+    import json
+
+    rng = random.Random(seed)
+    img_dir = root / "images" / "train"
+    img_dir.mkdir(parents=True, exist_ok=True)
+    images: list[dict[str, object]] = []
+    anns: list[dict[str, object]] = []
+    out = []
+    for i in range(files):
+        w, h = size[0] + rng.randrange(0, 64), size[1] + rng.randrange(0, 48)
+        p = img_dir / f"street_{i:05d}.jpg"
+        p.write_bytes(image_bytes(w, h, "JPEG", seed=seed * 100003 + i))
+        out.append(p)
+        images.append({"id": i + 1, "file_name": p.name, "width": w, "height": h})
+        boxes = 0 if i % 10 == 0 else rng.randrange(1, 5)
+        for _ in range(boxes):
+            bw, bh = rng.uniform(20, w / 3), rng.uniform(20, h / 3)
+            x, y = rng.uniform(0, w - bw), rng.uniform(0, h - bh)
+            anns.append({"id": len(anns) + 1, "image_id": i + 1, "iscrowd": 0,
+                         "category_id": rng.randrange(len(labels)) + 1,
+                         "bbox": [round(x, 2), round(y, 2), round(bw, 2), round(bh, 2)],
+                         "area": round(bw * bh, 2)})
+        if i % 7 == 3:
+            anns.append({"id": len(anns) + 1, "image_id": i + 1, "iscrowd": 0,
+                         "category_id": 1, "bbox": [w - 25.0, 10.0, 40.0, 30.0],
+                         "area": 1200.0})
+    (root / "annotations").mkdir(parents=True, exist_ok=True)
+    doc = {"info": {"description": "geti-bulk demo"}, "licenses": [], "images": images,
+           "annotations": anns,
+           "categories": [{"id": k + 1, "name": n} for k, n in enumerate(labels)]}
+    (root / "annotations" / "instances_train.json").write_text(json.dumps(doc))
+    return out

@@ -24,6 +24,7 @@ from geti_bulk.events import (
     FileRetrying,
     FileSkipped,
     FileStarted,
+    Notice,
     RunFinished,
     RunStarted,
     RunStopping,
@@ -58,6 +59,7 @@ def sample(cls: type) -> Any:
         FileFailed: FileFailed("b.jpg", "HTTP 415", 10, 415),
         FileSkipped: FileSkipped("c.jpg", "already uploaded", 10),
         ConcurrencyChanged: ConcurrencyChanged(4),
+        Notice: Notice("format: coco (found annotations/instances_val.json)"),
         RunStopping: RunStopping("Ctrl-C"),
         RunFinished: RunFinished(1, 1, 1, 10, 0.5, {"503": 2}, None, True, 3, "/r.csv"),
     }
@@ -73,7 +75,7 @@ def test_every_event_is_one_line_with_name_ts_and_fields() -> None:
     assert [r["event"] for r in records] == [
         "run_started", "file_queued", "scan_done", "file_started", "bytes_sent",
         "file_retrying", "file_done", "file_failed", "file_skipped",
-        "concurrency_changed", "run_stopping", "run_finished"]
+        "concurrency_changed", "run_stopping", "run_finished", "notice"]
     for cls, record in zip(EVENT_CLASSES, records, strict=True):
         event = sample(cls)
         assert record["ts"] == 1718000000.5

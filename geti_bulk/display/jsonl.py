@@ -3,7 +3,7 @@
 Every line is `{"event": <name>, "ts": <unix time, float seconds>, ...fields}` where
 `<name>` is the event class in snake_case and the fields are the dataclass fields, by
 name. Strings are JSON-escaped (non-ASCII as `\\u00e9`-style escapes); `reason`, `message`, `cause`,
-`fatal` and `target` pass through a credential mask. Each line is flushed at once.
+`fatal`, `target`, `notes` and `text` pass through a credential mask. Each line is flushed at once.
 
     event               fields
     run_started         target: str, concurrency: int, dry_run: bool
@@ -12,9 +12,12 @@ name. Strings are JSON-escaped (non-ASCII as `\\u00e9`-style escapes); `reason`,
     file_started        path: str, size: int, attempt: int
     bytes_sent          path: str, n: int          (coalesced, see below)
     file_retrying       path: str, attempt: int, cause: str, delay: float, message: str
-    file_done           path: str, size: int, media_id: str, attempts: int, adopted: bool
-    file_failed         path: str, reason: str, size: int, status: int | null
+    file_done           path: str, size: int, media_id: str, attempts: int, adopted: bool,
+                        shapes: int, notes: str
+    file_failed         path: str, reason: str, size: int, status: int | null,
+                        media_id: str | null
     file_skipped        path: str, reason: str, size: int, media_id: str | null
+    notice              text: str
     concurrency_changed limit: int
     run_stopping        reason: str
     run_finished        uploaded: int, skipped: int, failed: int, bytes_sent: int,
@@ -50,7 +53,7 @@ from geti_bulk.events import (
 
 from .text import event_name, redact
 
-_MASKED = frozenset({"reason", "message", "cause", "fatal", "target"})
+_MASKED = frozenset({"reason", "message", "cause", "fatal", "target", "notes", "text"})
 
 
 class JsonReporter:

@@ -165,7 +165,7 @@ class GetiClient:
                              "the token never goes to another host)")
         if status >= 300:
             raise map_status(status, body, headers, what=what, body_complete=True)
-        if status == 204:
+        if status == 204 or (not body and method in ("PATCH", "DELETE")):
             return None     # "no content": e.g. no annotation yet (GETI_ANNOTATIONS.md §1)
         try:
             return json.loads(body)
@@ -262,6 +262,30 @@ class GetiClient:
         data = await self._call("GET", f"{target.dataset_path}/media/{kind}s/{media_id}",
                                 what="media")
         return MediaItem.from_json(data)
+
+    # --- auto-training (GETI_ANNOTATIONS.md §8, §13: Geti >= 2.12) --------------------
+
+    def _project_path(self, target: Target) -> str:
+        return (f"/api/v1/organizations/{target.organization_id}/workspaces/"
+                f"{target.workspace_id}/projects/{target.project.id}")
+
+    async def auto_training(self, target: Target) -> dict[str, bool]:
+        """task id → whether auto-training is on, from `project_configuration`."""
+        data = await self._call("GET", self._project_path(target) + "/project_configuration",
+                                what="project configuration")
+        out: dict[str, bool] = {}
+        for task in (data or {}).get("task_configs", []):
+            for param in task.get("auto_training") or []:
+                if isinstance(param, dict) and param.get("key") == "enable":
+                    out[str(task.get("task_id"))] = bool(param.get("value"))
+        return out
+
+    async def set_auto_training(self, target: Target, enabled: dict[str, bool]) -> None:
+        body = {"task_configs": [
+            {"task_id": task_id, "auto_training": [{"key": "enable", "value": value}]}
+            for task_id, value in enabled.items()]}
+        await self._call("PATCH", self._project_path(target) + "/project_configuration",
+                         what="project configuration", json_body=body)
 
     # --- annotations (GETI_ANNOTATIONS.md §1, §2, §5) -------------------------------
 

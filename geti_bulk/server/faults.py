@@ -20,6 +20,9 @@ kind from the spec. Kinds:
              termination``, nothing of theirs is stored, and the service is down for
              ``restart_ms`` (``no healthy upstream``)
 =========== ================================================================
+
+Annotation POSTs have their own injector (``ANNOTATION_KINDS``: every kind but ``crash``);
+there ``stored500`` stores the scene, then answers 500, and ``reset`` stores nothing.
 """
 
 from __future__ import annotations
@@ -28,19 +31,52 @@ import random
 from collections import Counter
 from collections.abc import Iterable
 
+from aiohttp import web
+
+from .overload import OVERFLOW, TERMINATED
+from .replies import plain
+
 GATEWAY_KINDS = frozenset({"502", "503", "504", "429", "429ra", "503ra"})
 KINDS = GATEWAY_KINDS | {"reset", "stored500", "slow", "crash"}
+ANNOTATION_KINDS = KINDS - {"crash"}
 NO_FAULT = frozenset({"ok", "none", "-", ""})
+_GATEWAY: dict[str, tuple[int, str]] = {
+    "502": (502, TERMINATED),
+    "503": (503, OVERFLOW),
+    "503ra": (503, OVERFLOW),
+    "504": (504, "upstream request timeout"),
+    "429": (429, "local_rate_limited"),
+    "429ra": (429, "local_rate_limited"),
+}
 
 
-def parse_spec(spec: str) -> list[tuple[str, float]]:
+def gateway_response(kind: str) -> web.Response:
+    """Envoy's plain-text answer for a gateway fault kind (GETI_API.md §5)."""
+    status, text = _GATEWAY[kind]
+    headers = {"server": "envoy"}
+    if status == 429:
+        headers["x-local-rate-limit"] = "true"
+        headers["x-envoy-ratelimited"] = "true"
+    if kind.endswith("ra"):
+        headers["Retry-After"] = "1"
+    return plain(status, text, headers)
+
+
+def abort(request: web.Request) -> web.Response:
+    """Drop the connection; the returned response is never sent."""
+    if request.transport is not None:
+        request.transport.abort()
+    return web.Response(status=500)
+
+
+def parse_spec(spec: str, kinds: frozenset[str] = KINDS) -> list[tuple[str, float]]:
     """``"503=0.05,reset=0.02"`` → ``[("503", 0.05), ("reset", 0.02)]`` (validated)."""
     result: list[tuple[str, float]] = []
     for item in filter(None, (part.strip() for part in spec.split(","))):
         kind, sep, prob_text = item.partition("=")
         kind = kind.strip().lower()
-        if not sep or kind not in KINDS:
-            raise ValueError(f"bad fault {item!r}: expected kind=probability, kinds {sorted(KINDS)}")
+        if not sep or kind not in kinds:
+            raise ValueError(f"bad fault {item!r}: expected kind=probability, kinds {sorted(kinds)}")
         try:
             prob = float(prob_text)
         except ValueError:
@@ -53,27 +89,34 @@ def parse_spec(spec: str) -> list[tuple[str, float]]:
     return result
 
 
-def _check_script(script: Iterable[str]) -> list[str]:
+def _check_script(script: Iterable[str], kinds: frozenset[str]) -> list[str]:
     entries = [str(s).strip().lower() for s in script]
     for entry in entries:
-        if entry not in KINDS and entry not in NO_FAULT:
-            raise ValueError(f"bad scripted fault {entry!r}: kinds {sorted(KINDS)} or 'ok'")
+        if entry not in kinds and entry not in NO_FAULT:
+            raise ValueError(f"bad scripted fault {entry!r}: kinds {sorted(kinds)} or 'ok'")
     return entries
 
 
 class FaultInjector:
-    """Decides, per upload request, which fault (if any) to inject; counts them."""
+    """Decides, per request, which fault (if any) to inject; counts them."""
 
-    def __init__(self, spec: str = "", seed: int = 0) -> None:
-        self._rng = random.Random(f"geti-bulk:faults:{seed}")
-        self._spec = parse_spec(spec)
+    def __init__(self, spec: str = "", seed: int = 0, *, kinds: frozenset[str] = KINDS,
+                 stream: str = "faults") -> None:
+        self.kinds = kinds
+        self._rng = random.Random(f"geti-bulk:{stream}:{seed}")
+        self._spec = parse_spec(spec, kinds)
         self._script: list[str] = []
         self.counts: Counter[str] = Counter()
 
+    def check(self, spec: str = "", script: Iterable[str] | None = None) -> None:
+        """Raise ValueError if ``configure`` would refuse these (changes nothing)."""
+        parse_spec(spec, self.kinds)
+        _check_script(script or [], self.kinds)
+
     def configure(self, spec: str = "", script: Iterable[str] | None = None) -> None:
         """Replace the spec and the pending script (validated before anything changes)."""
-        parsed = parse_spec(spec)
-        entries = _check_script(script or [])
+        parsed = parse_spec(spec, self.kinds)
+        entries = _check_script(script or [], self.kinds)
         self._spec = parsed
         self._script = entries
 
