@@ -21,6 +21,7 @@ from geti_bulk.geti.client import GetiClient, Target
 from geti_bulk.geti.models import Label, MediaItem
 from geti_bulk.jobs import FileJob
 from geti_bulk.labels import AnnotationLabels
+from geti_bulk.outage import OutageGate
 from geti_bulk.retry import OVERLOAD_CAUSES, RetryBudget, RetryPolicy
 from geti_bulk.shapes import ResolvedObject, Scene, build_scene, scene_matches
 from geti_bulk.sources.model import SourceAnnotation, SourceObject
@@ -44,7 +45,9 @@ class Annotator:
     def __init__(self, client: GetiClient, labels: AnnotationLabels | None,
                  limiter: AdaptiveLimiter, policy: RetryPolicy, budget: RetryBudget,
                  reporter: Reporter, *, rng: random.Random,
-                 sleep: Callable[[float], Awaitable[None]]) -> None:
+                 sleep: Callable[[float], Awaitable[None]],
+                 gate: OutageGate | None = None) -> None:
+        self.gate = gate
         self.client = client
         self.labels = labels
         self.limiter = limiter
@@ -120,8 +123,10 @@ class Annotator:
 
     async def _retrying(self, job: FileJob, call: Callable[[], Awaitable[T]]) -> T:
         """One request with the media step's retry rules; a slot of the limiter each try."""
-        failures = 0
+        failures = signs = 0
         while True:
+            if self.gate is not None and self.gate.active:
+                await self.gate.wait()
             await self.limiter.acquire(0)
             try:
                 result = await call()
@@ -129,12 +134,19 @@ class Annotator:
                 error = e
             else:
                 self.budget.succeeded()
+                if self.gate is not None:
+                    self.gate.succeeded()
                 return result
             finally:
                 await self.limiter.release(0)
-            failures += 1
             if error.cause in OVERLOAD_CAUSES:
                 self.limiter.on_overload()
+            if self.gate is not None and self.gate.failed(error) and signs < 64:
+                signs += 1          # nothing reached the service: the file keeps its tries
+                if not self.gate.active:
+                    await self.sleep(self.policy.delay(error, signs, self.rng))
+                continue
+            failures += 1
             self.budget.failed()
             if self.budget.outage:
                 raise FatalError(f"the server keeps failing ({self.budget.consecutive_failures} "

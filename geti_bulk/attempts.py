@@ -44,6 +44,7 @@ from geti_bulk.geti.models import MediaItem
 from geti_bulk.jobs import FileJob
 from geti_bulk.journal import Journal
 from geti_bulk.labels import LabelPlan
+from geti_bulk.outage import OutageGate
 from geti_bulk.retry import OVERLOAD_CAUSES, RetryBudget, RetryPolicy
 from geti_bulk.sources.model import SourceAnnotation
 
@@ -56,6 +57,7 @@ class DeferredSource(Protocol):
     def annotation_for(self, rel: str) -> SourceAnnotation | None: ...
 
 
+OUTAGE_SIGNS_PER_FILE = 64   # a gateway that refuses one file forever still ends its tries
 ExistingIndex = dict[tuple[str, str, str], list[MediaItem]]   # (kind, name, stored ext) → media
 
 
@@ -80,9 +82,11 @@ class FileUploader:
                  sleep: Callable[[float], Awaitable[None]] | None = None,
                  annotator: Annotator | None = None,
                  source: DeferredSource | None = None,
-                 targets: dict[str, Target] | None = None) -> None:
+                 targets: dict[str, Target] | None = None,
+                 gate: OutageGate | None = None) -> None:
         import anyio
 
+        self.gate = gate
         self.client = client
         self.target = target
         self.targets = targets or {}
@@ -324,9 +328,12 @@ class FileUploader:
         uncertain = job.prior_state == "sending" or job.prior_uncertain
         attempt = 0      # uploads sent
         failures = 0     # transient failures, of a send or of a reconcile query
+        signs = 0        # failures that never reached the service (an outage, not the file)
         self.budget.file_started()
         while True:
             error: TransientError | None = None
+            if self.gate is not None and self.gate.active:
+                await self.gate.wait()
             try:
                 if uncertain:
                     item = await self._reconcile(job)
@@ -351,13 +358,23 @@ class FileUploader:
                 assert item is not None
                 self.limiter.on_success(rtt, wait)
                 self.budget.succeeded()
+                if self.gate is not None:
+                    self.gate.succeeded()
                 await self._finish(job, item, attempt, adopted=False, label_ids=label_ids,
                                    sha256=digest)
                 return
-            failures += 1
             uncertain = uncertain or isinstance(error, AmbiguousError)
             if error.cause in OVERLOAD_CAUSES:
                 self.limiter.on_overload()
+            if error.cause == "connect":
+                attempt -= 1            # refused before a byte went out: nothing was sent
+            if self.gate is not None and self.gate.failed(error):
+                # nothing reached the service: not this file's fault, it keeps its tries
+                signs += 1
+                if signs < OUTAGE_SIGNS_PER_FILE:
+                    await self._hold(job, error, signs)
+                    continue
+            failures += 1
             self.budget.failed()
             if self.budget.outage:
                 raise FatalError(f"the server keeps failing ({self.budget.consecutive_failures} "
@@ -378,6 +395,18 @@ class FileUploader:
             delay = self.policy.delay(error, failures, self.rng)
             self.reporter.emit(FileRetrying(job.key, failures, error.cause, delay, str(error)))
             await self.sleep(delay)
+
+    async def _hold(self, job: FileJob, error: TransientError, signs: int) -> None:
+        """Back off (or wait out the outage) without spending one of the file's tries."""
+        assert self.gate is not None
+        if self.gate.active:
+            self.reporter.emit(FileRetrying(job.key, signs, error.cause, 0.0,
+                                            f"waiting for the server: {error}"))
+            await self.gate.wait()
+            return
+        delay = self.policy.delay(error, signs, self.rng)
+        self.reporter.emit(FileRetrying(job.key, signs, error.cause, delay, str(error)))
+        await self.sleep(delay)
 
     async def _send_once(self, job: FileJob, label_ids: tuple[str, ...], head: bytes | None,
                          weight: int,

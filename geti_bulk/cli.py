@@ -99,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "weighs its size or, for an image, width x height x 3 if larger")
     g.add_argument("--max-attempts", type=int,
                    help="failed tries per file before it fails (default 8)")
+    g.add_argument("--max-outage", metavar="DURATION",
+                   help="how long the server may be unreachable (or answer only gateway "
+                        "errors) before the run stops; meanwhile uploads wait and files keep "
+                        "their tries (default 10m; e.g. 90s, 1h)")
     g.add_argument("--journal", help="journal file (default: one per host/project/dataset "
                                      "under $XDG_STATE_HOME/geti-bulk) [env GETI_BULK_JOURNAL]")
     g.add_argument("--no-journal", action="store_true", help="do not keep a journal (no resume)")
@@ -174,6 +178,7 @@ def _flags(ns: argparse.Namespace) -> dict[str, Any]:
         "upload.skip_unknown_labels": a.skip_unknown_labels,
         "upload.subset_dataset": a.subset_dataset,
         "upload.keep_auto_training": a.keep_auto_training,
+        "upload.max_outage": a.max_outage,
         "output.progress": "json" if a.json else a.progress,
     }
 

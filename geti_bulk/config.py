@@ -48,6 +48,7 @@ KEYS: dict[str, tuple[type | tuple[type, ...], Any, str | None]] = {
     "upload.skip_unknown_labels": (bool, False, None),
     "upload.subset_dataset": (list, [], None),
     "upload.keep_auto_training": (bool, False, None),
+    "upload.max_outage": (str, "10m", None),
     "output.progress": (str, "auto", None),
 }
 FORMATS = ("auto", "coco", "yolo", "voc", "datumaro", "folders", "manifest")
@@ -93,6 +94,7 @@ class UploadConfig:
     skip_unknown_labels: bool = False
     subset_dataset: tuple[tuple[str, str], ...] = ()   # (subset, dataset name or id)
     keep_auto_training: bool = False
+    max_outage: float = 600.0          # seconds the server may stay unreachable
 
 
 def _subsets(values: list[str]) -> tuple[tuple[str, str], ...]:
@@ -104,6 +106,14 @@ def _subsets(values: list[str]) -> tuple[tuple[str, str], ...]:
                               "e.g. val=\"Testing set\"")
         out.append((subset.strip().lower(), dataset.strip()))
     return tuple(out)
+
+
+def parse_duration(text: str, where: str) -> float:
+    """`90`, `90s`, `10m`, `1h` → seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(text))
+    if not m:
+        raise ConfigError(f"{where}: expected a duration like 90s, 10m or 1h, not {text!r}")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -245,4 +255,5 @@ def build(flags: Mapping[str, Any], env: Mapping[str, str] | None = None,
         format=v["upload.format"], label_map=tuple(v["upload.label_map"]),
         skip_unknown_labels=v["upload.skip_unknown_labels"],
         subset_dataset=_subsets(v["upload.subset_dataset"]),
-        keep_auto_training=v["upload.keep_auto_training"])
+        keep_auto_training=v["upload.keep_auto_training"],
+        max_outage=parse_duration(v["upload.max_outage"], "upload -> max_outage"))

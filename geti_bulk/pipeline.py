@@ -33,7 +33,7 @@ from geti_bulk.autotrain import AutoTraining
 from geti_bulk.concurrency import AdaptiveLimiter
 from geti_bulk.config import UploadConfig
 from geti_bulk.datasets import Sources, dataset_jobs, open_sources
-from geti_bulk.errors import FatalError, GetiBulkError
+from geti_bulk.errors import ConfigError, FatalError, GetiBulkError
 from geti_bulk.events import (
     ConcurrencyChanged,
     FileQueued,
@@ -48,7 +48,7 @@ from geti_bulk.events import (
 from geti_bulk.geti.client import GetiClient, Target, env_proxy, make_ssl, pick_dataset
 from geti_bulk.jobs import FileJob
 from geti_bulk.journal import Journal, JournalReader, default_journal_path
-from geti_bulk.journal_lock import JournalBusyError, JournalLock
+from geti_bulk.journal_lock import JournalLock
 from geti_bulk.labels import (
     AnnotationLabels,
     LabelPlan,
@@ -57,6 +57,7 @@ from geti_bulk.labels import (
     plan_labels,
 )
 from geti_bulk.media import media_kind
+from geti_bulk.outage import OutageGate
 from geti_bulk.report import ReportWriter
 from geti_bulk.retry import RetryBudget, RetryPolicy
 from geti_bulk.scan import ScanOptions, folder_label_names, iter_jobs, manifest_label_names
@@ -147,7 +148,7 @@ class Run:
                     await self._execute()
             except GetiBulkError as e:
                 self.result.fatal = str(e)
-                if isinstance(e, JournalBusyError):
+                if isinstance(e, ConfigError):   # the journal in use, a bad --label-map …
                     self.result.fatal_code = 2
             except OSError as e:
                 self.result.fatal = f"{type(e).__name__}: {e.strerror or e}"
@@ -289,14 +290,16 @@ class Run:
                                   max_bytes=cfg.max_inflight_bytes,
                                   on_change=lambda n: reporter.emit(ConcurrencyChanged(n)))
         budget = RetryBudget(self.policy)
+        gate = OutageGate(lambda: client.probe(target), reporter, max_outage=cfg.max_outage,
+                          rng=self.rng)
         annotator = Annotator(client, ann_labels, limiter, self.policy, budget, reporter,
-                              rng=self.rng, sleep=self.sleep or anyio.sleep)
+                              rng=self.rng, sleep=self.sleep or anyio.sleep, gate=gate)
         up = FileUploader(client, target, plan, limiter, self.policy, budget, reporter, journal,
                           chunk_size=cfg.chunk_size, existing=existing,
                           reupload_changed=cfg.reupload_changed, dry_run=cfg.dry_run,
                           hash_content=cfg.hash_content,
                           rng=self.rng, sleep=self.sleep, annotator=annotator,
-                          source=self.sources, targets=self.targets)
+                          source=self.sources, targets=self.targets, gate=gate)
         reporter.emit(RunStarted(target.describe(), limiter.limit, cfg.dry_run))
         for text in self.notices:
             reporter.emit(Notice(text))

@@ -244,6 +244,11 @@ class GetiClient:
             split = urlsplit(str(nxt))
             path, params = split.path, dict(_parse_qs(split.query))
 
+    async def probe(self, target: Target) -> None:
+        """Is the media service answering? One `media:query` of one item."""
+        await self._call("POST", f"{target.dataset_path}/media:query", what="dataset",
+                         params={"limit": 1, "skip": 0}, json_body={})
+
     async def find_by_name(self, target: Target, name: str, kind: str) -> list[MediaItem]:
         """Media whose stored name is exactly `name`. Names over 255 characters cannot be
         filtered with `equal` (§3.6): query `contains` on a prefix and compare here."""
