@@ -6,11 +6,13 @@
 Generates (into a temp dir, removed afterwards unless --keep) a COCO instances file
 laid out as the official ones are (info, licenses, images, annotations, categories
 last), then opens it with `geti_bulk.sources.coco.CocoReader` in a child process and
-measures: peak RSS of that process, seconds from open to the first yielded item,
-seconds until `annotations_ready()`, seconds `label_names()` took (called right after
-the first item, i.e. while the index is still being built), and a spot check that
-`annotation_for` answers from the index. No image files are written: the reader never
-opens images.
+measures: peak RSS of that process and of its indexer process, seconds from open to the
+first yielded item, seconds `label_names()` took (called right after the first item,
+while the index is still being built), seconds until every item was yielded and until
+`annotations_ready()`, the indexer's phases, the mean `annotation_for` time, and how long
+the categories-only ijson pass (label_names' fallback when the file's tail holds no
+categories) takes on this file. No image files are written: the reader never opens them.
+Prints one JSON object.
 """
 
 from __future__ import annotations

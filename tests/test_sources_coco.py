@@ -290,10 +290,15 @@ def _big_coco(path: Path, n: int) -> None:
         f.write('], "categories": [{"id": 1, "name": "thing"}]}')
 
 
-def test_items_stream_before_the_annotations_are_indexed(tmp_path: Path) -> None:
-    root = tmp_path / "big"
+@pytest.fixture(scope="module")
+def big(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("big")
     _big_coco(root / "annotations" / "instances_train.json", 200_000)
-    reader = CocoReader(root)
+    return root
+
+
+def test_items_stream_before_the_annotations_are_indexed(big: Path) -> None:
+    reader = CocoReader(big)
     try:
         started = time.monotonic()
         it = reader.items()
@@ -310,3 +315,28 @@ def test_items_stream_before_the_annotations_are_indexed(tmp_path: Path) -> None
         assert reader.stats.images == 200_000 and reader.stats.labels == {"thing": 200_000}
     finally:
         reader.close()
+
+
+def test_a_killed_indexer_is_reported_not_waited_for(big: Path) -> None:
+    reader = CocoReader(big)
+    try:
+        next(reader.items())
+        assert reader._proc is not None
+        reader._proc.kill()
+        reader._proc.wait()
+        with pytest.raises(DatasetError, match="indexer stopped \\(exit code -9\\)"):
+            reader.wait_ready(30)
+    finally:
+        reader.close()
+
+
+def test_two_live_readers_never_share_an_index_being_built(big: Path, tmp_path: Path) -> None:
+    one, two = CocoReader(big, tmp_path), CocoReader(big, tmp_path)
+    try:
+        assert next(one.items()).rel == next(two.items()).rel == "0000001.jpg"
+        assert one.db.parent == tmp_path and two.db.parent != tmp_path
+        assert one.wait_ready(120) and two.wait_ready(120)
+    finally:
+        one.close()
+        two.close()
+    assert not two.db.parent.exists()

@@ -43,7 +43,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, BinaryIO, cast
 
 from geti_bulk.sources import coco_index
 from geti_bulk.sources.coco_rules import find_coco_files, read_categories, subset_of
@@ -88,6 +88,7 @@ class CocoReader:
         self._ready = False
         self._names: set[str] | None = None
         self._stats: ReaderStats | None = None
+        self._lockfile: BinaryIO | None = None
 
     # -- the index --------------------------------------------------------------------
     def _fingerprint(self) -> str:
@@ -105,7 +106,27 @@ class CocoReader:
                 self._conn = self._open_index()
             return self._conn
 
+    def _lock_index(self) -> None:
+        """Hold `<db>.lock` while this reader owns the index; if another live reader holds
+        it (same dataset, same index_dir), build a private index in a temp dir instead of
+        deleting the one in use."""
+        try:
+            import fcntl
+        except ImportError:          # no flock on this platform: one reader per index_dir
+            return
+        for _ in range(2):
+            handle = open(f"{self.db}.lock", "ab")     # held until close()
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._lockfile = handle
+                return
+            except OSError:
+                handle.close()
+                self._tmp = tempfile.mkdtemp(prefix="geti-coco-")
+                self.db = Path(self._tmp) / self.db.name
+
     def _open_index(self) -> sqlite3.Connection:
+        self._lock_index()
         fingerprint = self._fingerprint()
         if self.db.exists():
             conn = coco_index.connect(self.db)
@@ -118,7 +139,7 @@ class CocoReader:
         conn.executescript(coco_index.SCHEMA)
         files = [{"path": p.relative_to(self.root).as_posix(), "subset": s}
                  for p, s in zip(self.files, self.subsets, strict=True)]
-        spec = {"root": str(self.root), "rle_decoder": _decoder_available(), "files": files}
+        spec = {"root": str(self.root.resolve()), "rle_decoder": _decoder_available(), "files": files}
         conn.executemany("INSERT INTO files VALUES (?, ?, ?)",
                          [(i, f["path"], f["subset"]) for i, f in enumerate(files)])
         conn.executemany("INSERT INTO meta VALUES (?, ?)", [
@@ -160,7 +181,7 @@ class CocoReader:
             self._thread is not None and not self._thread.is_alive())
         if died and self._state() not in ("ready", "failed"):
             code = self._proc.returncode if self._proc is not None else None
-            raise DatasetError(f"the COCO indexer stopped (exit code {code}); see {self.db}.log")
+            raise DatasetError(f"the COCO indexer stopped (exit code {code}): {_last_line(self.db)}")
 
     # -- DatasetReader ----------------------------------------------------------------
     def describe(self) -> str:
@@ -272,8 +293,21 @@ class CocoReader:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+        if self._lockfile is not None:
+            self._lockfile.close()
+            self._lockfile = None
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+def _last_line(db: Path) -> str:
+    try:
+        with open(f"{db}.log", "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 2048))
+            lines = f.read().decode("utf-8", "replace").strip().splitlines()
+    except OSError:
+        lines = []
+    return lines[-1] if lines else f"see {db}.log"
 
 
 @functools.cache
