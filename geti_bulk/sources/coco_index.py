@@ -63,6 +63,22 @@ def connect(db: Path) -> sqlite3.Connection:
     return conn
 
 
+def meta(conn: sqlite3.Connection, key: str) -> str:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return str(row[0]) if row else ""
+
+
+def log_tail(db: Path) -> str:
+    """The last line the indexer process wrote to `<db>.log` (its traceback's end)."""
+    try:
+        with open(f"{db}.log", "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 2048))
+            lines = f.read().decode("utf-8", "replace").strip().splitlines()
+    except OSError:
+        lines = []
+    return lines[-1] if lines else f"see {db}.log"
+
+
 @dataclass
 class Tally:
     """What the final stats are made of, counted while streaming."""
@@ -90,17 +106,13 @@ class _Stop(Exception):
 class Indexer:
     def __init__(self, db: Path, stop: threading.Event | None = None) -> None:
         self.conn = connect(db)
-        self.spec = json.loads(self._meta("spec"))
+        self.spec = json.loads(meta(self.conn, "spec"))
         self.root = Path(self.spec["root"])
         self.decoder = load_decoder() if self.spec.get("rle_decoder") else None
         self.stop = stop
         self.tally = Tally()
         self.timings: dict[str, float] = {}
         self.t0 = time.monotonic()
-
-    def _meta(self, key: str) -> str:
-        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return str(row[0]) if row else ""
 
     def _set(self, **values: object) -> None:
         self.conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",

@@ -21,6 +21,7 @@ import json
 import shutil
 import sqlite3
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,7 @@ class DatumaroReader:
         self._tmp: str | None = None
         self._index: sqlite3.Connection | None = None
         self._stats = ReaderStats()
+        self._lock = threading.Lock()
 
     def describe(self) -> str:
         return f"Datumaro: {', '.join('annotations/' + p.name for p in self.files)}"
@@ -230,8 +232,9 @@ class DatumaroReader:
                                  annotation=ann)
 
     def annotation_for(self, rel: str) -> SourceAnnotation | None:
-        conn = self._index or self._build_index()
-        row = conn.execute("SELECT fid, raw FROM items WHERE rel = ?", (rel,)).fetchone()
+        with self._lock:                 # callers may be several threads
+            conn = self._index or self._build_index()
+            row = conn.execute("SELECT fid, raw FROM items WHERE rel = ?", (rel,)).fetchone()
         return self.annotation_of(row[0], json.loads(row[1])) if row else None
 
     def _build_index(self) -> sqlite3.Connection:
@@ -253,8 +256,9 @@ class DatumaroReader:
         return conn
 
     def close(self) -> None:
-        if self._index is not None:
-            self._index.close()
-            self._index = None
+        with self._lock:
+            if self._index is not None:
+                self._index.close()
+                self._index = None
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
