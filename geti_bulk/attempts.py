@@ -49,6 +49,35 @@ from geti_bulk.retry import OVERLOAD_CAUSES, RetryBudget, RetryPolicy
 from geti_bulk.sources.model import SourceAnnotation
 
 
+@dataclass(slots=True)
+class DryCounts:
+    """What a dry run would send, per subset and per label."""
+
+    subsets: dict[str, int] = field(default_factory=dict)
+    labels: dict[str, int] = field(default_factory=dict)
+    empty: int = 0
+    unannotated: int = 0
+
+    def add(self, job: FileJob, ann: SourceAnnotation | None) -> None:
+        key = job.subset or "(none)"
+        self.subsets[key] = self.subsets.get(key, 0) + 1
+        names = [n for o in ann.objects for n in o.labels] if ann else list(job.labels)
+        for n in names:
+            self.labels[n] = self.labels.get(n, 0) + 1
+        if ann is not None and not ann.objects:
+            self.empty += ann.empty
+            self.unannotated += not ann.empty
+        elif ann is None and job.annotated:
+            self.unannotated += 1
+
+    def lines(self) -> list[str]:
+        subsets = ", ".join(f"{k} {v}" for k, v in sorted(self.subsets.items()))
+        labels = ", ".join(f"{k} {v}" for k, v in sorted(self.labels.items())) or "none"
+        return [f"dry run: files per subset: {subsets or 'none'}",
+                f"dry run: objects (or files) per label: {labels}; {self.empty} image(s) "
+                f"with no objects (the empty label), {self.unannotated} without annotation"]
+
+
 class DeferredSource(Protocol):
     """The reader, for annotations it knows only once its index is complete."""
 
@@ -106,6 +135,7 @@ class FileUploader:
         self.rng = rng or random.Random()
         self.sleep = sleep or anyio.sleep
         self.tally = Tally()
+        self.dry = DryCounts()
 
     # --- outcomes -----------------------------------------------------------------
 
@@ -235,6 +265,23 @@ class FileUploader:
                    job.prior_media_id, record=False)
         return True
 
+    async def _dry_run(self, job: FileJob, label_ids: tuple[str, ...]) -> None:
+        ann = job.annotation
+        if ann is None and job.deferred and self.source is not None:
+            import anyio
+
+            while not self.source.annotations_ready():  # noqa: ASYNC110 (a reader thread)
+                await anyio.sleep(0.05)
+            ann = self.source.annotation_for(job.rel)
+        self.dry.add(job, ann)
+        if ann is not None:
+            n = len(ann.objects)
+            shown = f" with {n} object(s)" if n else (" with the empty label" if ann.empty
+                                                      else ", no annotation")
+        else:
+            shown = f" with labels {', '.join(job.labels)}" if label_ids else ""
+        self._skip(job, f"dry run: would upload as {job.kind}{shown}", record=False)
+
     async def _resumed(self, job: FileJob) -> bool:
         try:
             return await self.resume_second_step(job)
@@ -317,8 +364,7 @@ class FileUploader:
             self._skip(job, "already in the dataset (same name, extension and size)", found.id)
             return
         if self.dry_run:
-            shown = f" with labels {', '.join(job.labels)}" if label_ids else ""
-            self._skip(job, f"dry run: would upload as {job.kind}{shown}", record=False)
+            await self._dry_run(job, label_ids)
             return
         await self._attempts(job, label_ids, head, weight, mark)
 

@@ -274,18 +274,21 @@ class Run:
         cfg = self.cfg
         journal: Journal | None = None
         lock: JournalLock | None = None
-        if cfg.use_journal and not cfg.dry_run:
+        dry_reader: JournalReader | None = None
+        path = None
+        if cfg.use_journal:
             path = cfg.journal or default_journal_path(target.host, target.project.id,
                                                        target.dataset.id)
+        if path is not None and not cfg.dry_run:
             lock = JournalLock.acquire(path)   # one run per journal, else JournalBusyError
             journal = Journal(path, target=target.describe())
             journal.start()
             self.result.journal_path = path
-        report: ReportWriter | None = None
-        if not cfg.dry_run:
-            report = ReportWriter(cfg.report or _default_report_path(journal))
-            self.result.report_path = report.path
-        reporter = MultiReporter(self.reporter, report) if report else self.reporter
+        elif path is not None and path.is_file():
+            dry_reader = JournalReader(path)   # a dry run reads the journal, writes nothing
+        report = ReportWriter(cfg.report or _default_report_path(journal, path))
+        self.result.report_path = report.path
+        reporter = MultiReporter(self.reporter, report)
         limiter = AdaptiveLimiter(cfg.concurrency, adaptive=cfg.adaptive,
                                   max_bytes=cfg.max_inflight_bytes,
                                   on_change=lambda n: reporter.emit(ConcurrencyChanged(n)))
@@ -314,13 +317,16 @@ class Run:
                 await training.switch_off(annotating)
             async with anyio.create_task_group() as tg:
                 self._workers_started = True
-                tg.start_soon(self._produce, send, journal.reader() if journal else None,
-                              reporter, up)
+                tg.start_soon(self._produce, send,
+                              journal.reader() if journal else dry_reader, reporter, up)
                 for _ in range(cfg.concurrency):
                     tg.start_soon(self._work, receive.clone(), up)
                 receive.close()
             if journal is not None and up.tally.deferred and not self.stopping:
                 await self._deferred_annotations(journal, up)
+            if cfg.dry_run:
+                for text in up.dry.lines():
+                    reporter.emit(Notice(text))
         except FatalError as e:
             fatal = e
         except BaseExceptionGroup as eg:
@@ -336,8 +342,7 @@ class Run:
                     await journal.close()
                 if lock is not None:
                     lock.release()
-                if report is not None:
-                    report.close()
+                report.close()
             t = up.tally
             r = self.result
             r.uploaded, r.skipped, r.failed = t.uploaded, t.skipped, t.failed
@@ -497,13 +502,14 @@ def _leaves(eg: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
             yield e
 
 
-def _default_report_path(journal: Journal | None) -> Path:
+def _default_report_path(journal: Journal | None, path: Path | None = None) -> Path:
     """Next to the journal (or in the current folder without one), unique per run."""
     now = time.time()
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + f"-{int(now * 1000) % 1000:03d}"
     name = f"-report-{stamp}-{os.getpid()}.jsonl"
-    if journal is not None:
-        return journal.path.with_name(journal.path.stem + name)
+    where = journal.path if journal is not None else path
+    if where is not None:
+        return where.with_name(where.stem + name)
     return Path("geti-bulk" + name)
 
 
