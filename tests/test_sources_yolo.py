@@ -120,6 +120,13 @@ def test_roboflow_yaml_with_parent_relative_splits(tmp_path: Path) -> None:
     reader = YoloReader(root)
     got = [(i.rel, i.subset, i.annotation is not None) for i in reader.items()]
     assert got == [("train/images/t.png", "train", True), ("valid/images/v.png", "val", False)]
+    assert reader.stats.problems == []
+    (root / "data.yaml").write_text("train: ../train/images\ntest: /content/x/images\n"
+                                    "names: [thing]\n")
+    again = YoloReader(root)
+    assert [s for s, _ in again.splits] == ["train"]
+    assert again.stats.problems == [
+        "data.yaml test: '/content/x/images' names no folder or list inside the dataset"]
     assert probe(root) == "found data.yaml with names (1 classes)"
 
 

@@ -166,12 +166,6 @@ def add_missing(stats: ReaderStats, rel: str) -> None:
         stats.missing_files.append(rel)
 
 
-def add_problem(stats: ReaderStats, text: str) -> None:
-    """A dataset-level problem (not tied to one file), first MAX_LISTED kept."""
-    if len(stats.problems) < MAX_LISTED:
-        stats.problems.append(text)
-
-
 def count_item(stats: ReaderStats, subset: str | None, labels: Iterable[str],
                dropped: int, annotated: bool) -> None:
     stats.images += 1

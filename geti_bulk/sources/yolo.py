@@ -133,15 +133,20 @@ def _resolve(root: Path, yaml_dir: Path, base: object, value: str) -> Path | Non
     return None
 
 
-def splits(root: Path, doc: dict[str, Any] | None, yaml_dir: Path) -> list[tuple[str | None, Path]]:
-    """(subset, image folder or list file) to read, in order."""
+def splits(root: Path, doc: dict[str, Any] | None, yaml_dir: Path,
+           notes: list[str] | None = None) -> list[tuple[str | None, Path]]:
+    """(subset, image folder or list file) to read, in order; entries of the YAML that
+    name nothing inside root are appended to `notes`."""
     out: list[tuple[str | None, Path]] = []
     for key in SPLIT_KEYS if doc else ():
         values = doc.get(key) if doc else None
         for value in values if isinstance(values, list) else [values]:
             if isinstance(value, str) and value.strip():
                 found = _resolve(root, yaml_dir, doc.get("path") if doc else None, value)
-                if found is not None and (key, found) not in out:
+                if found is None and notes is not None:
+                    notes.append(f"data.yaml {key}: {value!r} names no folder or list "
+                                 "inside the dataset")
+                elif found is not None and (key, found) not in out:
                     out.append((key, found))
     if out:
         return out
@@ -207,10 +212,11 @@ class YoloReader:
         self._yaml = found[0] if found else None
         doc = found[1] if found else None
         self.names = names_from(doc, root)
-        self.splits = splits(root, doc, self._yaml.parent if self._yaml else root)
+        self._stats = ReaderStats()
+        self.splits = splits(root, doc, self._yaml.parent if self._yaml else root,
+                             self._stats.problems)
         if not self.splits:
             raise DatasetError(f"no YOLO image folder (images/ or a data.yaml split) in {root}")
-        self._stats = ReaderStats()
 
     def describe(self) -> str:
         source = self._yaml.name if self._yaml else "classes.txt"
