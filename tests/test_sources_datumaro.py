@@ -125,7 +125,9 @@ def test_image_path_defaults_to_id_and_root_relative_layout(tmp_path: Path) -> N
 def test_decoded_masks_become_polygons(dataset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(datumaro, "load_decoder",
                         lambda: lambda rle: [[0, 0, 4, 0, 4, 4], [0, 0, 1, 0, 2, 0]])
-    a = DatumaroReader(dataset).annotation_for("images/train/a.png")
+    reader = DatumaroReader(dataset)
+    a = reader.annotation_for("images/train/a.png")
+    reader.close()
     assert a is not None
     assert SourceObject(("cat",), Polygon(((0, 0), (4, 0), (4, 4)))) in a.objects
     assert MISSING_DECODER not in a.problems
