@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from . import admin, auth, media, projects, uploads
+from . import admin, annotation_api, auth, configuration_api, media, projects, uploads
 from .config import STATE, ServerState
 from .replies import INTERNAL_SERVER_ERROR, GetiError, PlainError, plain
 
@@ -56,7 +56,8 @@ async def gateway(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 def build_app(state: ServerState) -> web.Application:
-    app = web.Application(middlewares=[gateway], client_max_size=16 * 1024**2)
+    # annotation scenes are read whole (Geti has no body limit; 5000-point polygons add up)
+    app = web.Application(middlewares=[gateway], client_max_size=256 * 1024**2)
     app[STATE] = state
     app.router.add_get("/api/v1/product_info", projects.product_info)
     app.router.add_get("/api/v1/personal_access_tokens/organization", projects.token_organization)
@@ -73,7 +74,23 @@ def build_app(state: ServerState) -> web.Application:
         app.router.add_get(item, media.get_media)
         app.router.add_delete(item, media.delete_media)
         app.router.add_get(item + "/display/{display}", media.display_media)
+    _add_annotation_routes(app)
+    app.router.add_get(_PROJECT + "/project_configuration", configuration_api.get_configuration)
+    app.router.add_patch(_PROJECT + "/project_configuration",
+                         configuration_api.patch_configuration)
     app.router.add_get("/_admin/stats", admin.stats)
     app.router.add_get("/_admin/media", admin.list_media)
     app.router.add_post("/_admin/faults", admin.set_faults)
     return app
+
+
+def _add_annotation_routes(app: web.Application) -> None:
+    """GETI_ANNOTATIONS.md §1 (range annotations are not served)."""
+    image = _DATASET + "/media/images/{image_id}/annotations"
+    frame = _DATASET + "/media/videos/{video_id}/frames/{frame_index}/annotations"
+    app.router.add_post(image, annotation_api.post_image_annotation)
+    app.router.add_get(image + "/{annotation_id}", annotation_api.get_image_annotation)
+    app.router.add_post(frame, annotation_api.post_frame_annotation)
+    app.router.add_get(frame + "/{annotation_id}", annotation_api.get_frame_annotation)
+    app.router.add_get(_DATASET + "/media/videos/{video_id}/annotations/{annotation_id}",
+                       annotation_api.get_video_annotations)

@@ -43,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
                         "plain text, no Retry-After), 429ra 503ra (with Retry-After: 1), reset "
                         "(connection cut mid-body), stored500 (stored, then 500), slow, crash (the "
                         "upload service dies with every upload in flight; see --restart-ms)")
+    p.add_argument("--annotation-faults", default="",
+                   help="kind=probability list applied to annotation POSTs (images and video "
+                        "frames), same kinds as --faults but crash; stored500 stores the scene, "
+                        "then answers 500")
     p.add_argument("--latency-ms", type=int, default=0,
                    help="delay added before answering every API request")
     p.add_argument("--seed", type=int, default=0,
@@ -112,6 +116,7 @@ def serve_main(argv: list[str] | None = None) -> int:
             port=args.port,
             admin_token=args.admin_token,
             faults=args.faults,
+            annotation_faults=args.annotation_faults,
             latency_ms=args.latency_ms,
             seed=args.seed,
             max_inflight=args.max_inflight,

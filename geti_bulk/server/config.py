@@ -8,6 +8,7 @@ from pathlib import Path
 from aiohttp import web
 
 from .auth import AuthRules
+from .configuration import Configurations
 from .faults import FaultInjector
 from .overload import UploadService
 from .seed import IdFactory, World
@@ -24,6 +25,7 @@ class ServerConfig:
     port: int = 0  # 0 = pick a free port
     admin_token: str | None = field(default=None, repr=False)  # generated if None
     faults: str = ""  # fault spec, see ``faults.py``
+    annotation_faults: str = ""  # the same, for annotation POSTs (no ``crash``)
     latency_ms: int = 0  # added before answering every API request
     seed: int = 0  # seeds ids and the fault RNG
     max_inflight: int = 0  # uploads the service can hold at once (0 = no limit), see overload.py
@@ -53,7 +55,12 @@ class ServerState:
     media_ids: IdFactory
     auth_rules: AuthRules
     service: UploadService
+    annotation_faults: FaultInjector
+    configurations: Configurations
+    scene_ids: IdFactory
+    annotation_ids: IdFactory
     uploads_received: int = 0
+    annotation_posts: int = 0
     requests: int = 0
 
 

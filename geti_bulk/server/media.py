@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
@@ -11,17 +10,17 @@ from .config import STATE, ServerState
 from .filters import SORT_COLUMNS, parse_filter
 from .projects import enum_param, int_param
 from .replies import (
-    GetiError,
     dataset_not_found,
     media_not_found,
     parse_id,
+    parse_workspace_id,
     project_not_found,
+    read_json,
     validation_error,
 )
 from .seed import Dataset, Project
 from .store import MediaRecord
-from .uploads import parse_workspace_id
-from .views import media_to_rest
+from .views import MediaAnnotation, media_to_rest
 
 MAX_MEDIA_RETURNED = 1000
 _CONTENT_TYPES = {
@@ -50,14 +49,30 @@ def _dataset(project: Project, dataset_id: str) -> Dataset:
     return dataset
 
 
+def media_view(state: ServerState, project: Project, record: MediaRecord) -> dict[str, Any]:
+    """A media item as Geti shows it, its annotation state from the latest scene(s)."""
+    return media_to_rest(state.world, project, record, _annotation_of(state, [record])[record.id])
+
+
+def _annotation_of(state: ServerState,
+                   records: list[MediaRecord]) -> dict[str, MediaAnnotation]:
+    images = [r for r in records if r.type == "image"]
+    dataset_id = records[0].dataset_id if records else ""
+    latest = state.store.scenes.image_summaries(dataset_id, [r.id for r in images])
+    result: dict[str, MediaAnnotation] = {}
+    for record in records:
+        if record.type == "image":
+            scene_id, states = latest.get(record.id, (None, []))
+            result[record.id] = MediaAnnotation(scene_id, tuple((t, s) for t, s in states))
+        else:
+            frames = state.store.scenes.frame_states(record.dataset_id, record.id)
+            result[record.id] = MediaAnnotation(
+                frames=tuple(tuple((t, s) for t, s in f) for f in frames))
+    return result
+
+
 async def query_media(request: web.Request) -> web.Response:
-    raw = await request.read()
-    try:
-        body: Any = json.loads(raw) if raw.strip() else ...
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        body = ...
-    if body is ...:
-        raise GetiError(400, "missing_payload", "Missing request body")
+    body = await read_json(request)
     workspace_id = parse_workspace_id(request.match_info["workspace_id"])
     project_id = parse_id("project_id", request.match_info["project_id"])
     dataset_id = parse_id("dataset_id", request.match_info["dataset_id"])
@@ -81,8 +96,10 @@ async def query_media(request: web.Request) -> web.Response:
     )
     images, videos, frames = state.store.counts(dataset_id, sql.where, sql.params)
     total_images, total_videos, _ = state.store.counts(dataset_id)
+    annotations = _annotation_of(state, records)
     result: dict[str, Any] = {
-        "media": [media_to_rest(state.world, project, r, in_query=True) for r in records],
+        "media": [media_to_rest(state.world, project, r, annotations[r.id], in_query=True)
+                  for r in records],
         "total_matched_images": images,
         "total_matched_videos": videos,
         "total_matched_video_frames": frames,
@@ -111,7 +128,7 @@ def _media(request: web.Request) -> tuple[ServerState, Project, MediaRecord]:
 
 async def get_media(request: web.Request) -> web.Response:
     state, project, record = _media(request)
-    return web.json_response(media_to_rest(state.world, project, record))
+    return web.json_response(media_view(state, project, record))
 
 
 async def delete_media(request: web.Request) -> web.Response:

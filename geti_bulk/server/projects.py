@@ -9,11 +9,10 @@ from urllib.parse import parse_qs, urlencode
 from aiohttp import web
 
 from .config import STATE
-from .replies import parse_id, project_not_found, validation_error
-from .uploads import parse_workspace_id
+from .replies import parse_id, parse_workspace_id, project_not_found, validation_error
 from .views import dataset_to_rest, project_to_rest
 
-PRODUCT_VERSION = "2.11.0"
+PRODUCT_VERSION = "2.13.0"  # serves 2.12+'s project_configuration
 _BALANCE_HTML = (
     "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"/>"
     "<title>Intel® Geti™</title></head><body><div id=\"root\"></div></body></html>"

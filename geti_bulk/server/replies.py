@@ -3,6 +3,7 @@ handled errors, plain text for the gateway and for unhandled exceptions."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -60,6 +61,21 @@ def parse_id(name: str, raw: str) -> str:
     return value
 
 
+def parse_workspace_id(raw: str) -> str:
+    """Geti accepts a UUID or an ObjectId for the workspace."""
+    value = raw.strip().lower()
+    parts = value.split("-")
+    is_uuid = [len(p) for p in parts] == [8, 4, 4, 4, 12] and all(
+        c in "0123456789abcdef" for p in parts for c in p
+    )
+    if not is_uuid:
+        try:
+            return parse_id("workspace_id", raw)
+        except GetiError:
+            raise invalid_id("workspace_id", raw) from None
+    return value
+
+
 def validation_error(errors: dict[str, str]) -> GetiError:
     """FastAPI validation failure as Geti renders it: ``message`` is an object whose keys
     are the mangled ``".".join(str(loc))`` of each failing field."""
@@ -93,3 +109,14 @@ def media_not_found(media_type: str, dataset_id: str, media_id: str) -> GetiErro
         f"The requested {media_type} could not be found in this dataset. "
         f"Dataset Storage ID: `{dataset_id}`, {word} ID: `{media_id}`. ",
     )
+
+
+async def read_json(request: web.Request) -> Any:
+    """The JSON body, or Geti's 400 ``missing_payload`` when it is empty or not JSON."""
+    raw = await request.read()
+    try:
+        if raw.strip():
+            return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        pass
+    raise GetiError(400, "missing_payload", "Missing request body")

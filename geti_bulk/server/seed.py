@@ -19,8 +19,8 @@ Seed file format (``--seed-file``), JSON::
 
 A label object has ``name`` and optionally ``group``, ``is_empty``, ``is_anomalous``,
 ``parent`` (name of a label of an earlier task), ``color``, ``hotkey``. Empty labels are
-added like Geti does: ``No object`` for detection/segmentation, ``No class`` for
-multi-label classification; anomaly projects always get ``Normal``/``Anomalous``.
+added like Geti does: ``No object`` for (rotated) detection, ``Empty`` for (instance)
+segmentation, ``No class`` for multi-label classification; anomaly projects always get ``Normal``/``Anomalous``.
 ``datasets`` defaults to one training dataset called ``Dataset``.
 """
 
@@ -37,13 +37,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from .seed_projects import DEFAULT_PROJECTS
+
 GLOBAL_TASK_TYPES = frozenset(
     {"classification", "anomaly", "anomaly_classification", "anomaly_detection",
      "anomaly_segmentation"}
 )
-_LOCAL_WITH_EMPTY = frozenset(
-    {"detection", "segmentation", "instance_segmentation", "rotated_detection"}
-)
+# Geti's DOMAIN_TO_EMPTY_LABEL_NAME (GETI_ANNOTATIONS.md §4.3)
+_EMPTY_LABEL = {"detection": "No object", "rotated_detection": "No object",
+                "segmentation": "Empty", "instance_segmentation": "Empty"}
 _TITLES = {
     "dataset": "Dataset",
     "crop": "Crop",
@@ -167,40 +169,6 @@ def _pat_checksum(random_part: str) -> str:
     return digits.rjust(6, "0")
 
 
-DEFAULT_PROJECTS: list[dict[str, Any]] = [
-    {
-        "name": "Pets classification",
-        "task_type": "classification",
-        "labels": [{"name": n, "group": "Pets"} for n in ("cat", "dog", "horse")],
-        "datasets": [
-            {"name": "Dataset", "use_for_training": True},
-            {"name": "Holdout", "use_for_training": False},
-        ],
-    },
-    {
-        "name": "Attributes multi-label",
-        "task_type": "classification",
-        "multi_label": True,
-        "labels": ["indoor", "outdoor", "person"],
-    },
-    {"name": "Anomaly inspection", "task_type": "anomaly"},
-    {"name": "Vehicle detection", "task_type": "detection", "labels": ["car", "truck"]},
-    {
-        "name": "Detection then classification",
-        "tasks": [
-            {"task_type": "detection", "labels": [{"name": "object", "group": "Objects"}]},
-            {
-                "task_type": "classification",
-                "labels": [
-                    {"name": n, "group": "Objects___Color", "parent": "object"}
-                    for n in ("red", "blue")
-                ],
-            },
-        ],
-    },
-]
-
-
 def load_seed_file(path: Path) -> list[dict[str, Any]]:
     data = json.loads(path.read_text(encoding="utf-8"))
     projects = data.get("projects") if isinstance(data, dict) else None
@@ -283,8 +251,8 @@ def _build_task(
         labels.append(label)
     has_empty = any(label.is_empty for label in labels)
     empty_name = None
-    if task_type in _LOCAL_WITH_EMPTY:
-        empty_name = "No object"
+    if task_type in _EMPTY_LABEL:
+        empty_name = _EMPTY_LABEL[task_type]
     elif task_type == "classification" and multi:
         empty_name = "No class"
     if empty_name and not has_empty:

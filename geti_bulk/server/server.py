@@ -12,7 +12,8 @@ from aiohttp import web
 from .app import build_app
 from .auth import AuthRules
 from .config import ServerConfig, ServerState
-from .faults import FaultInjector
+from .configuration import Configurations
+from .faults import ANNOTATION_KINDS, FaultInjector
 from .overload import UploadService
 from .seed import IdFactory, World, build_world, load_seed_file
 from .store import Store
@@ -42,6 +43,11 @@ class LocalGeti:
             admin_token=self.admin_token,
             media_ids=IdFactory(config.seed, "media"),
             auth_rules=AuthRules(config.token, self.world.organization_id),
+            annotation_faults=FaultInjector(config.annotation_faults, config.seed,
+                                            kinds=ANNOTATION_KINDS, stream="annotation-faults"),
+            configurations=Configurations(self.store.connection),
+            scene_ids=IdFactory(config.seed, "scenes"),
+            annotation_ids=IdFactory(config.seed, "annotations"),
         )
         self._runner: web.AppRunner | None = None
         self.base_url = ""
@@ -90,6 +96,11 @@ class LocalGeti:
     def set_faults(self, spec: str = "", script: list[str] | None = None) -> None:
         """Replace the fault spec and queue a script (consumed first, one per upload)."""
         self._state.faults.configure(spec, script)
+
+    def set_annotation_faults(self, spec: str = "", script: list[str] | None = None) -> None:
+        """The same for annotation POSTs (image and video frame); kinds as for uploads
+        but ``crash``: ``stored500`` stores the scene, then answers 500."""
+        self._state.annotation_faults.configure(spec, script)
 
     def _ssl_context(self) -> ssl.SSLContext | None:
         if not self.config.tls_cert:

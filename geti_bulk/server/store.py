@@ -1,4 +1,5 @@
-"""Media metadata in SQLite, media bytes as files named by media id.
+"""Media metadata (and annotation scenes, ``scene_store.py``) in SQLite, media bytes as
+files named by media id.
 
 Blobs live under ``<data_dir>/blobs/<id[:2]>/<id><ext>``; uploads are spooled to
 ``<data_dir>/tmp/`` and renamed into place only once accepted, so a failed or aborted
@@ -15,6 +16,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from .scene_store import SceneStore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS media (
@@ -95,6 +98,12 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        self.scenes = SceneStore(self._db)
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The database, for other tables kept beside the media (project configuration)."""
+        return self._db
 
     def close(self) -> None:
         self._db.close()
@@ -134,8 +143,10 @@ class Store:
         return _record(row) if row else None
 
     def delete(self, record: MediaRecord) -> None:
+        """Remove the media, its annotation scenes and its bytes."""
         with self._db:
             self._db.execute("DELETE FROM media WHERE id = ?", (record.id,))
+            self._db.execute("DELETE FROM annotation_scenes WHERE media_id = ?", (record.id,))
         self.blob_path(record.id, record.extension).unlink(missing_ok=True)
 
     def query(

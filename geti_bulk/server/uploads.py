@@ -3,26 +3,26 @@
 The whole body is received before anything is validated, as FastAPI does; then path
 ids (400) → size (413) / extension (415) / upload_info (400) → Content-Length (500) →
 free space (507) → file name (415) → project (404) → labels (404 / 500) → empty file
-(500) → decode (415) → store → 200.
+(500) → decode (415) → store the media → annotate → 200. With labels, the annotation
+(one full-image box holding them, ancestors added) is the last step: a ``stored500``
+fault fails after the media is stored and before it is annotated.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import os
 import shutil
-import time
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
-from . import media_probe
+from .annotation_manager import save_scenes, upload_scenes
 from .config import STATE, ServerState
-from .faults import GATEWAY_KINDS
-from .overload import OVERFLOW
+from .faults import GATEWAY_KINDS, abort, gateway_response
+from .media import media_view
+from .media_record import probe
 from .replies import (
     INTERNAL_SERVER_ERROR,
     GetiError,
@@ -31,28 +31,17 @@ from .replies import (
     invalid_id,
     invalid_media,
     parse_id,
+    parse_workspace_id,
     plain,
     project_not_found,
     validation_error,
 )
-from .seed import GLOBAL_TASK_TYPES, Project, now_iso
-from .spool import HEAD_BYTES, Received, drain, receive
-from .store import MediaRecord
-from .views import media_to_rest
+from .seed import GLOBAL_TASK_TYPES, Project
+from .spool import Received, drain, receive
 
 IMAGE_EXTENSIONS = [".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".jfif", ".webp"]
 VIDEO_EXTENSIONS = [".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v"]
-_STORED_EXTENSION = {".jfif": ".jpeg", ".tif": ".jpeg", ".tiff": ".jpeg"}
 MIN_FREE_SPACE_GIB = 30  # chart default 20 + 10, see GETI_API.md §4.2
-_GATEWAY: dict[str, tuple[int, str]] = {
-    "502": (502, "upstream connect error or disconnect/reset before headers. "
-                 "reset reason: connection termination"),
-    "503": (503, OVERFLOW),
-    "503ra": (503, OVERFLOW),
-    "504": (504, "upstream request timeout"),
-    "429": (429, "local_rate_limited"),
-    "429ra": (429, "local_rate_limited"),
-}
 
 
 async def post_image(request: web.Request) -> web.StreamResponse:
@@ -83,17 +72,17 @@ async def _faulted(request: web.Request, state: ServerState,
         state.faults.record(fault)
     if fault in GATEWAY_KINDS:
         await drain(request)
-        return _gateway_response(str(fault))
+        return gateway_response(str(fault))
     if fault == "reset":
         await request.content.read(64 * 1024)
-        return _abort(request)
+        return abort(request)
     if fault == "crash":
         await request.content.read(64 * 1024)
         return state.service.crash()
     try:
-        response = await _upload(request, state, media_type)
+        response = await _upload(request, state, media_type, annotate=fault != "stored500")
     except ConnectionError:  # the client went away mid-body; nothing was stored
-        return _abort(request)
+        return abort(request)
     if fault == "stored500" and response.status == 200:
         response = plain(500, INTERNAL_SERVER_ERROR)
     if fault == "slow":
@@ -101,38 +90,20 @@ async def _faulted(request: web.Request, state: ServerState,
     return response
 
 
-def _abort(request: web.Request) -> web.Response:
-    """Drop the connection; the returned response is never sent."""
-    if request.transport is not None:
-        request.transport.abort()
-    return web.Response(status=500)
-
-
-def _gateway_response(kind: str) -> web.Response:
-    status, text = _GATEWAY[kind]
-    headers = {"server": "envoy"}
-    if status == 429:
-        headers["x-local-rate-limit"] = "true"
-        headers["x-envoy-ratelimited"] = "true"
-    if kind.endswith("ra"):
-        headers["Retry-After"] = "1"
-    return plain(status, text, headers)
-
-
-async def _upload(request: web.Request, state: ServerState, media_type: str) -> web.Response:
+async def _upload(request: web.Request, state: ServerState, media_type: str, *,
+                  annotate: bool) -> web.Response:
     received = await receive(request, state.store, keep=not state.config.discard)
     try:
         async with state.service.working():
-            return await _process(request, state, media_type, received)
+            return await _process(request, state, media_type, received, annotate)
     except (GetiError, PlainError) as error:
         return error.response()
     finally:
         received.discard()
 
 
-async def _process(
-    request: web.Request, state: ServerState, media_type: str, received: Received
-) -> web.Response:
+async def _process(request: web.Request, state: ServerState, media_type: str,
+                   received: Received, annotate: bool) -> web.Response:
     workspace_id = parse_workspace_id(request.match_info["workspace_id"])
     project_id = parse_id("project_id", request.match_info["project_id"])
     dataset_id = parse_id("dataset_id", request.match_info["dataset_id"])
@@ -157,26 +128,14 @@ async def _process(
     labels = _resolve_labels(project, label_ids)
     if received.size == 0:
         raise PlainError()  # RuntimeError("Uploaded file should have size defined")
-    record = await _probe(state, project, dataset_id, media_type, received, name, extension)
-    record = dataclasses.replace(record, label_ids=labels)
+    record = await probe(state, project, dataset_id, media_type, received, name, extension)
     state.store.add(record, received.path)
     received.path = None  # moved into place
-    return web.json_response(media_to_rest(state.world, project, record))
-
-
-def parse_workspace_id(raw: str) -> str:
-    """Geti accepts a UUID or an ObjectId for the workspace."""
-    value = raw.strip().lower()
-    parts = value.split("-")
-    is_uuid = [len(p) for p in parts] == [8, 4, 4, 4, 12] and all(
-        c in "0123456789abcdef" for p in parts for c in p
-    )
-    if not is_uuid:
-        try:
-            return parse_id("workspace_id", raw)
-        except GetiError:
-            raise invalid_id("workspace_id", raw) from None
-    return value
+    if labels and not annotate:
+        raise PlainError()  # the stored500 fault: the annotation step never happens
+    if labels:
+        save_scenes(state, project, upload_scenes(state, project, record, labels))
+    return web.json_response(media_view(state, project, record))
 
 
 def _validate_file(
@@ -267,99 +226,6 @@ def _resolve_labels(project: Project, label_ids: list[str]) -> tuple[str, ...]:
     if project.task_type not in GLOBAL_TASK_TYPES:
         # an unhandled exception in Geti (no handler is registered for it) → plain 500
         raise PlainError()
-    result: list[str] = []
-    for label_id in label_ids:  # ancestors of hierarchical labels are added
-        current = by_id.get(label_id)
-        while current is not None and current.id not in result:
-            result.append(current.id)
-            current = by_id.get(current.parent_id or "")
-    return tuple(result)
+    return tuple(dict.fromkeys(label_ids))  # the annotation step adds their ancestors
 
 
-async def _probe(
-    state: ServerState,
-    project: Project,
-    dataset_id: str,
-    media_type: str,
-    received: Received,
-    name: str,
-    extension: str,
-) -> MediaRecord:
-    complete = received.path is not None or received.size <= HEAD_BYTES
-    source: Any = received.path if received.path is not None else received.head
-    width = height = 0
-    video: media_probe.VideoInfo | None = None
-    if media_type == "image":
-        try:
-            info = await asyncio.to_thread(
-                media_probe.probe_image, source,
-                decode=state.config.decode_images, complete=complete,
-            )
-        except media_probe.ProbeError:
-            raise invalid_media(
-                f"Cannot upload image `{name}{extension}`. The server was not able to interpret it."
-            ) from None
-        width, height = info.width, info.height
-        if not (32 <= width <= 20000 and 32 <= height <= 20000):
-            raise invalid_media(
-                "Invalid image dimensions. Image width and height have to be within the "
-                "range of 32 to 20000 pixels."
-            )
-    else:
-        try:
-            video = await asyncio.to_thread(media_probe.probe_video, source, complete=complete)
-        except media_probe.ProbeError:
-            raise invalid_media("Video file can not be read.") from None
-        _validate_video(video, str(received.filename))
-        width, height = video.width, video.height
-    ext = extension.lower()
-    return MediaRecord(
-        id=_new_media_id(state),
-        project_id=project.id,
-        dataset_id=dataset_id,
-        type=media_type,
-        name=name,
-        extension=_STORED_EXTENSION.get(ext, ext),
-        original_filename=str(received.filename),
-        size=received.size,
-        sha256=received.sha256,
-        label_ids=(),
-        upload_time=now_iso(),
-        upload_ts=time.time(),
-        uploader_id=state.world.user_id,
-        width=width,
-        height=height,
-        frame_count=video.frame_count if video else None,
-        frame_rate=video.fps if video else None,
-        frame_stride=max(1, int(video.fps)) if video else None,
-        duration=video.duration if video else None,
-        stored=not state.config.discard,
-    )
-
-
-def _validate_video(video: media_probe.VideoInfo, filename: str) -> None:
-    problems: list[str] = []
-    if video.frame_count < 1:
-        problems.append(
-            f"Encountered an error while decoding video: '{filename}'. "
-            "Unable to extract frames from video."
-        )
-    if video.width > 7680 or video.height > 4320:
-        problems.append("Video too large: the maximum width is 7680 and the maximum height is 4320.")
-    if video.duration > 10800:
-        problems.append("Video too long: the maximum duration is 3 hours")
-    known = video.width > 0 and video.height > 0
-    if known and (video.width < 32 or video.height < 32):
-        problems.append(
-            "Video too small, the minimum size is 32x32 pixels. The dimensions extracted "
-            f"for this video are: {video.width}x{video.height} pixels"
-        )
-    if problems:
-        raise invalid_media(" ".join(problems))
-
-
-def _new_media_id(state: ServerState) -> str:
-    while True:
-        media_id = state.media_ids.object_id(datetime.now(UTC))
-        if not state.store.exists(media_id):
-            return media_id

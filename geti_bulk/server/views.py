@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from .seed import Dataset, Label, Project, Task, World
@@ -73,11 +74,21 @@ def media_base_url(world: World, record: MediaRecord) -> str:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class MediaAnnotation:
+    """What the latest annotation scene(s) say about a media item (GETI_API.md §3.7):
+    an image's latest scene id and task states; for a video, each annotated frame's."""
+
+    scene_id: str | None = None
+    states: tuple[tuple[str, str], ...] = ()
+    frames: tuple[tuple[tuple[str, str], ...], ...] = ()
+
+
 def media_to_rest(
-    world: World, project: Project, record: MediaRecord, *, in_query: bool = False
+    world: World, project: Project, record: MediaRecord,
+    annotation: MediaAnnotation = MediaAnnotation(), *, in_query: bool = False,
 ) -> dict[str, Any]:
     base = media_base_url(world, record)
-    labelled = bool(record.label_ids)
     info: dict[str, Any] = {
         "height": record.height,
         "width": record.width,
@@ -85,23 +96,19 @@ def media_to_rest(
         "size": record.size,
         "extension": record.extension,
     }
-    if record.type == "image":
-        state: str | None = "annotated" if labelled else "none"
-    else:
-        state = "annotated" if labelled else None
-        info.update(
-            frame_count=record.frame_count,
-            frame_stride=record.frame_stride,
-            frame_rate=record.frame_rate,
-            duration=record.duration,
-        )
+    states = dict(annotation.states)
+    if record.type == "video":  # "videos do not have a sensible annotation state" (§5)
+        info.update(frame_count=record.frame_count, frame_stride=record.frame_stride,
+                    frame_rate=record.frame_rate, duration=record.duration)
     data: dict[str, Any] = {
         "id": record.id,
         "name": record.name,
         "type": record.type,
         "media_information": info,
         "annotation_state_per_task": [
-            {"task_id": t.id, "state": state} for t in project.trainable_tasks
+            {"task_id": t.id, "state": states.get(t.id, "none") if record.type == "image"
+             else None}
+            for t in project.trainable_tasks
         ],
         "upload_time": record.upload_time,
         "uploader_id": record.uploader_id,
@@ -109,19 +116,23 @@ def media_to_rest(
         "preprocessing": {"status": "FINISHED"},
     }
     if record.type == "video":
-        frames = record.frame_count or 0
-        stride = max(record.frame_stride or 1, 1)
-        annotated = -(-frames // stride) if labelled else 0
-        data["annotation_statistics"] = {
-            "annotated": annotated,
-            "partially_annotated": 0,
-            "unannotated": frames - annotated,
-        }
+        data["annotation_statistics"] = _frame_statistics(record, annotation.frames)
     elif in_query:
-        data["annotation_scene_id"] = _derived_id(record.id, 1) if labelled else None
-        data["roi_id"] = _derived_id(record.id, 2) if labelled else None
-        data["last_annotator_id"] = record.uploader_id if labelled else None
+        scene_id = annotation.scene_id
+        data["annotation_scene_id"] = scene_id
+        data["roi_id"] = _derived_id(record.id, 2) if scene_id else None
+        data["last_annotator_id"] = record.uploader_id if scene_id else None
     return data
+
+
+def _frame_statistics(record: MediaRecord,
+                      frames: tuple[tuple[tuple[str, str], ...], ...]) -> dict[str, int]:
+    """Frames whose latest scene is annotated for every task, for some, and the rest."""
+    annotated = sum(1 for f in frames if f and all(s == "annotated" for _, s in f))
+    partial = sum(1 for f in frames if any(s != "none" for _, s in f)) - annotated
+    total = record.frame_count or 0
+    return {"annotated": annotated, "partially_annotated": partial,
+            "unannotated": max(total - annotated - partial, 0)}
 
 
 def _derived_id(media_id: str, salt: int) -> str:

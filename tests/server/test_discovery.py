@@ -15,8 +15,8 @@ async def test_product_info_is_semver_2x(api: Api) -> None:
     reply = await api.get("/api/v1/product_info")
     assert reply.status == 200
     body = reply.json()
-    assert body["product-version"] == "2.11.0"
-    assert body["build-version"].startswith("2.11.0")
+    assert body["product-version"] == "2.13.0"
+    assert body["build-version"].startswith("2.13.0")
     assert {"smtp-defined", "intel-email", "grafana_enabled", "environment", "gpu-provider"} <= set(body)
 
 
@@ -47,7 +47,8 @@ async def test_balance_answers_html_200(api: Api) -> None:
 async def test_seeded_projects(api: Api) -> None:
     assert set(api.projects) == {
         "Pets classification", "Attributes multi-label", "Anomaly inspection",
-        "Vehicle detection", "Detection then classification",
+        "Vehicle detection", "Detection then classification", "Parts instance segmentation",
+        "Road segmentation", "Ship rotated detection", "Detection then segmentation",
     }
     pets = api.project("Pets classification")
     assert [(d["name"], d["use_for_training"]) for d in pets["datasets"]] == [
@@ -65,6 +66,13 @@ async def test_seeded_projects(api: Api) -> None:
     vehicles = api.project("Vehicle detection")["labels"]
     assert [(lab["name"], lab["is_empty"]) for lab in vehicles] == [
         ("car", False), ("truck", False), ("No object", True)]
+    types = {name: p["task_type"] for name, p in api.projects.items()}
+    assert (types["Parts instance segmentation"], types["Road segmentation"],
+            types["Ship rotated detection"], types["Detection then segmentation"]) == (
+        "instance_segmentation", "segmentation", "rotated_detection", "detection")
+    for name, empty in (("Road segmentation", "Empty"), ("Parts instance segmentation", "Empty"),
+                        ("Ship rotated detection", "No object")):
+        assert [lab["name"] for lab in api.project(name)["labels"] if lab["is_empty"]] == [empty]
     for project in api.projects.values():
         assert any(d["name"] == "Dataset" and d["use_for_training"] for d in project["datasets"])
 
@@ -86,13 +94,13 @@ async def test_project_list_shape_and_no_datasets(api: Api) -> None:
     body = reply.json()
     fixture = load_fixture("project_list.json")
     assert set(body) == set(fixture)
-    assert body["project_counts"] == 5
-    assert body["project_page_count"] == 5
+    assert body["project_counts"] == 9
+    assert body["project_page_count"] == 9
     for project in body["projects"]:
         assert set(project) == PROJECT_KEYS
         assert "datasets" not in project
     # default: creation_date, descending
-    assert body["projects"][0]["name"] == "Detection then classification"
+    assert body["projects"][0]["name"] == "Detection then segmentation"
 
 
 async def test_project_list_paging_next_page_on_every_non_empty_page(api: Api) -> None:
@@ -103,7 +111,7 @@ async def test_project_list_paging_next_page_on_every_non_empty_page(api: Api) -
         body = (await api.get(path)).json()
         pages += 1
         names += [p["name"] for p in body["projects"]]
-        assert body["project_counts"] == 5
+        assert body["project_counts"] == 9
         assert body["project_page_count"] == len(body["projects"])
         if not body["projects"]:
             assert body["next_page"] == ""
@@ -111,15 +119,16 @@ async def test_project_list_paging_next_page_on_every_non_empty_page(api: Api) -
         query = parse_qs(urlparse(body["next_page"]).query)
         assert query["limit"] == ["2"] and query["sort_by"] == ["name"]
         path = body["next_page"]
-    assert pages == 4  # 2 + 2 + 1 + the empty page
-    assert names == sorted(names) and len(names) == 5
+    assert pages == 6  # 2 + 2 + 2 + 2 + 1 + the empty page
+    assert names == sorted(names) and len(names) == 9
 
 
 async def test_project_list_name_filter_case_insensitive(api: Api) -> None:
     body = (await api.get(f"{api.ws_path}/projects?name=DETECTION")).json()
     assert {p["name"] for p in body["projects"]} == {
-        "Vehicle detection", "Detection then classification"}
-    assert body["project_counts"] == 2
+        "Vehicle detection", "Detection then classification", "Ship rotated detection",
+        "Detection then segmentation"}
+    assert body["project_counts"] == 4
 
 
 async def test_project_list_limit_out_of_range_is_validation_400(api: Api) -> None:

@@ -35,7 +35,7 @@ async def test_tls_self_signed(make_geti: MakeGeti, tmp_path: Path) -> None:
         url = f"{api.server.base_url}{api.ws_path}/projects"
         async with session.get(url, headers={"x-api-key": api.token}) as resp:
             assert resp.status == 200
-            assert (await resp.json())["project_counts"] == 5
+            assert (await resp.json())["project_counts"] == 9
     # and a client that does not trust the CA is refused
     async with aiohttp.ClientSession() as session:
         try:
