@@ -48,6 +48,7 @@ class Annotator:
                  sleep: Callable[[float], Awaitable[None]],
                  gate: OutageGate | None = None) -> None:
         self.gate = gate
+        self.before_posting: Callable[[], Awaitable[None]] | None = None
         self.client = client
         self.labels = labels
         self.limiter = limiter
@@ -98,10 +99,13 @@ class Annotator:
         body = list(scene.annotations)
         if check_first:
             got = await self._retrying(job, lambda: self.client.latest_annotation(
-                target, item.id))
+                target, item.id, (item.width, item.height)))
             if got is not None and scene_matches(scene, got, project=target.project) is None:
                 return Annotated(len(body), False, tuple(notes))
-        await self._retrying(job, lambda: self.client.post_annotation(target, item.id, body))
+        if self.before_posting is not None:
+            await self.before_posting()
+        await self._retrying(job, lambda: self.client.post_annotation(target, item.id, body,
+                                                                      job.subset))
         self.posted += 1
         return Annotated(len(body), True, tuple(notes))
 
@@ -117,6 +121,8 @@ class Annotator:
         got = await self._retrying(job, lambda: self.client.latest_annotation(target, item.id))
         if got is not None and scene_matches(body, got, project=target.project) is None:
             return Annotated(1, False)
+        if self.before_posting is not None:
+            await self.before_posting()
         await self._retrying(job, lambda: self.client.post_annotation(target, item.id, body))
         self.posted += 1
         return Annotated(1, True, ("labels were missing after the upload; posted",))

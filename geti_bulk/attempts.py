@@ -116,6 +116,7 @@ class FileUploader:
         import anyio
 
         self.gate = gate
+        self.before_annotating: Callable[[], Awaitable[None]] | None = None
         self.client = client
         self.target = target
         self.targets = targets or {}
@@ -450,6 +451,7 @@ class FileUploader:
                                             f"waiting for the server: {error}"))
             await self.gate.wait()
             return
+        self.budget.by_cause[error.cause] = self.budget.by_cause.get(error.cause, 0) + 1
         delay = self.policy.delay(error, signs, self.rng)
         self.reporter.emit(FileRetrying(job.key, signs, error.cause, delay, str(error)))
         await self.sleep(delay)
@@ -459,6 +461,8 @@ class FileUploader:
                          attempt: int) -> tuple[MediaItem, str | None, float, float | None]:
         """One upload: (item, sha256 if hashed, seconds in flight, the server's share)."""
         assert job.kind is not None
+        if label_ids and self.before_annotating is not None:
+            await self.before_annotating()    # labels at upload are annotations too
         await self.limiter.acquire(weight)
         t_sent = time.monotonic()
         emit = self.reporter.emit
@@ -491,7 +495,10 @@ class FileUploader:
         # the query goes to the same service as the uploads: it takes a slot too
         await self.limiter.acquire(0)
         try:
-            found = await self.client.find_by_name(self._target(job), name, job.kind)
+            # only this run's uploads can be behind a failure of this run (Geti 3 lists
+            # them by upload time, having no name filter)
+            recent = job.prior_state != "sending" and not job.prior_uncertain
+            found = await self.client.find_by_name(self._target(job), name, job.kind, recent)
         finally:
             await self.limiter.release(0)
         for item in found:

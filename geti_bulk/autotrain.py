@@ -10,6 +10,7 @@ SDK sets a fixed value instead and skips the step when the import raised).
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from geti_bulk.errors import FatalError, GetiBulkError, TargetNotFoundError, TransientError
 from geti_bulk.events import Notice, Reporter
@@ -27,14 +28,28 @@ class AutoTraining:
         self.journal = journal
         self.reporter = reporter
         self.original: dict[str, bool] = {}
+        self._lock: Any = None
+        self._done = False
 
-    async def switch_off(self, annotating: bool = True) -> None:
-        """Remember each task's setting (a previous, killed run's memory wins), then off.
-        A run with nothing to annotate only takes over what a killed run left to restore."""
+    def take_over(self) -> None:
+        """What a killed run left to restore is restored at the end of this one."""
+        self.original = self._saved()
+
+    async def ensure_off(self) -> None:
+        """Before the first annotation of the run (a rerun with nothing left to annotate
+        never touches the setting); once."""
+        if self._lock is None:
+            import anyio
+
+            self._lock = anyio.Lock()
+        async with self._lock:
+            if not self._done:
+                await self.switch_off()
+                self._done = True
+
+    async def switch_off(self) -> None:
+        """Remember each task's setting (a previous, killed run's memory wins), then off."""
         saved = self._saved()
-        if not annotating:
-            self.original = saved
-            return
         try:
             current = await self.client.auto_training(self.target)
         except TargetNotFoundError as e:   # a Geti before 2.12: no project_configuration

@@ -32,6 +32,9 @@ def _add_target_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ca-bundle", help="PEM file of CAs to trust instead of certifi's [env GETI_CA_BUNDLE]")
     g.add_argument("--insecure", action="store_true", default=None,
                    help="do not verify the server's TLS certificate (prints a warning)")
+    g.add_argument("--dialect", choices=["auto", "geti2", "geti3"],
+                   help="which Geti: auto (the default) asks GET /api/openapi.json; Geti 3 "
+                        "needs no token [env GETI_DIALECT]")
     g.add_argument("--config", type=Path, help="TOML config file (see config.example.toml)")
 
 
@@ -178,7 +181,7 @@ def _flags(ns: argparse.Namespace) -> dict[str, Any]:
         "upload.skip_unknown_labels": a.skip_unknown_labels,
         "upload.subset_dataset": a.subset_dataset,
         "upload.keep_auto_training": a.keep_auto_training,
-        "upload.max_outage": a.max_outage,
+        "upload.max_outage": a.max_outage, "target.dialect": a.dialect,
         "output.progress": "json" if a.json else a.progress,
     }
 

@@ -28,6 +28,7 @@ KEYS: dict[str, tuple[type | tuple[type, ...], Any, str | None]] = {
     "target.dataset": (str, "", "GETI_DATASET"),
     "target.ca_bundle": (str, "", "GETI_CA_BUNDLE"),
     "target.insecure": (bool, False, None),
+    "target.dialect": (str, "auto", "GETI_DIALECT"),
     "upload.labels": (str, "folders", None),
     "upload.include": (list, [], None),
     "upload.exclude": (list, [], None),
@@ -53,6 +54,7 @@ KEYS: dict[str, tuple[type | tuple[type, ...], Any, str | None]] = {
 }
 FORMATS = ("auto", "coco", "yolo", "voc", "datumaro", "folders", "manifest")
 CHOICES = {"upload.labels": ("folders", "none"), "upload.format": FORMATS,
+           "target.dialect": ("auto", "geti2", "geti3"),
            "output.progress": ("auto", "rich", "plain", "json", "none")}
 MINIMUM = {"upload.concurrency": 1, "upload.max_inflight_mb": 1, "upload.max_attempts": 1,
            "upload.chunk_kb": 16}
@@ -95,6 +97,7 @@ class UploadConfig:
     subset_dataset: tuple[tuple[str, str], ...] = ()   # (subset, dataset name or id)
     keep_auto_training: bool = False
     max_outage: float = 600.0          # seconds the server may stay unreachable
+    dialect: str = "auto"              # auto | geti2 | geti3 (GETI3_API.md §10)
 
 
 def _subsets(values: list[str]) -> tuple[tuple[str, str], ...]:
@@ -106,6 +109,10 @@ def _subsets(values: list[str]) -> tuple[tuple[str, str], ...]:
                               "e.g. val=\"Testing set\"")
         out.append((subset.strip().lower(), dataset.strip()))
     return tuple(out)
+
+
+NO_TOKEN = ("token: no Geti token; set GETI_TOKEN, or pass --token-file FILE (or "
+            "target.token_file in the config); Geti 3 needs none")
 
 
 def parse_duration(text: str, where: str) -> float:
@@ -218,9 +225,8 @@ def build(flags: Mapping[str, Any], env: Mapping[str, str] | None = None,
           manifests: tuple[Path, ...] = (), dry_run: bool = False, verbose: bool = False,
           quiet: bool = False, use_journal: bool = True) -> UploadConfig:
     v = resolve(flags, os.environ if env is None else env, config_file)
-    if not v["token"]:
-        raise ConfigError("token: no Geti token; set GETI_TOKEN, or pass --token-file FILE "
-                          "(or target.token_file in the config)")
+    if not v["token"] and v["target.dialect"] == "geti2":
+        raise ConfigError(NO_TOKEN)
     if not v["target.project"]:
         raise ConfigError("project: name the project with --project, GETI_PROJECT or "
                           "target.project in the config")
@@ -256,4 +262,5 @@ def build(flags: Mapping[str, Any], env: Mapping[str, str] | None = None,
         skip_unknown_labels=v["upload.skip_unknown_labels"],
         subset_dataset=_subsets(v["upload.subset_dataset"]),
         keep_auto_training=v["upload.keep_auto_training"],
-        max_outage=parse_duration(v["upload.max_outage"], "upload -> max_outage"))
+        max_outage=parse_duration(v["upload.max_outage"], "upload -> max_outage"),
+        dialect=v["target.dialect"])

@@ -50,13 +50,16 @@ class OutageGate:
         self._over: anyio.Event | None = None
         self._fatal: FatalError | None = None
         self._probing = False
+        self.outages_told = 0
 
     @property
     def active(self) -> bool:
         return self._over is not None
 
     def succeeded(self) -> None:
+        """A real answer (not the probe's): the outage, if any, is over for good."""
         self.signs = 0
+        self.since = None
 
     def failed(self, error: TransientError) -> bool:
         """Count a failure; True when it is an outage sign (the file keeps that try)."""
@@ -70,6 +73,8 @@ class OutageGate:
 
     def _begin(self, error: TransientError) -> None:
         self._over = anyio.Event()
+        if self.since is not None:
+            return       # the probe answered, but uploads still meet only the gateway
         self.since = self.clock()
         self.outages += 1
         self.reporter.emit(Notice(
@@ -113,16 +118,26 @@ class OutageGate:
                 self._fatal = e
                 return
             except TransientError as e:
-                if self.clock() - self.since >= self.max_outage:
-                    self._fatal = FatalError(
-                        f"the server has not answered for {_minutes(self.max_outage)} "
-                        f"(last: {e}); stopped. Rerun the same command to resume")
+                if self._too_long(e):
                     return
                 continue
-            self.waited += self.clock() - self.since
-            self.reporter.emit(Notice(f"server answers again after "
-                                      f"{self.clock() - self.since:.1f} s; uploads go on"))
+            if self._too_long(None):
+                return
+            if tries > 1 or self.outages_told < self.outages:
+                self.outages_told = self.outages
+                self.reporter.emit(Notice(f"server answers again after "
+                                          f"{self.clock() - self.since:.1f} s; uploads go on"))
             return
+
+    def _too_long(self, error: TransientError | None) -> bool:
+        assert self.since is not None
+        if self.clock() - self.since < self.max_outage:
+            return False
+        last = f"last: {error}" if error else "it answers, but uploads get only gateway errors"
+        self._fatal = FatalError(
+            f"the server has not answered for {_minutes(self.max_outage)} ({last}); "
+            "stopped. Rerun the same command to resume")
+        return True
 
 
 def _minutes(seconds: float) -> str:

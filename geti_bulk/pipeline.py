@@ -31,7 +31,7 @@ from geti_bulk.annotate import Annotator
 from geti_bulk.attempts import ExistingIndex, FileUploader
 from geti_bulk.autotrain import AutoTraining
 from geti_bulk.concurrency import AdaptiveLimiter
-from geti_bulk.config import UploadConfig
+from geti_bulk.config import NO_TOKEN, UploadConfig
 from geti_bulk.datasets import Sources, dataset_jobs, open_sources
 from geti_bulk.errors import ConfigError, FatalError, GetiBulkError
 from geti_bulk.events import (
@@ -46,6 +46,8 @@ from geti_bulk.events import (
     ScanDone,
 )
 from geti_bulk.geti.client import GetiClient, Target, env_proxy, make_ssl, pick_dataset
+from geti_bulk.geti.dialect import detect as detect_dialect
+from geti_bulk.geti.v3 import Geti3Client
 from geti_bulk.jobs import FileJob
 from geti_bulk.journal import Journal, JournalReader, default_journal_path
 from geti_bulk.journal_lock import JournalLock
@@ -61,6 +63,7 @@ from geti_bulk.outage import OutageGate
 from geti_bulk.report import ReportWriter
 from geti_bulk.retry import RetryBudget, RetryPolicy
 from geti_bulk.scan import ScanOptions, folder_label_names, iter_jobs, manifest_label_names
+from geti_bulk.sources.model import SourceAnnotation, SourceObject
 
 SCAN_BATCH = 256
 QUEUE_SIZE = 512
@@ -114,6 +117,7 @@ class Run:
         self.subset_map: dict[str, Target] = {}
         self.targets: dict[str, Target] = {}
         self.notices: list[str] = []    # told after the start line
+        self.labels_as_annotations = False   # Geti 3: folder labels are a second step
 
     # --- control --------------------------------------------------------------------
 
@@ -192,8 +196,11 @@ class Run:
                 connector=connector, trust_env=False,
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, connect=60))
         try:
-            client = GetiClient(session, cfg.host, cfg.token, proxy=env_proxy(cfg.host))
+            client = await self._client(session)
             self.target = target = await client.resolve(cfg.project, cfg.dataset, cfg.workspace)
+            if target.dialect == "geti3" and cfg.subset_dataset:
+                raise ConfigError("subset_dataset: Geti 3 has one dataset per project; each "
+                                  "file's subset goes into its annotation instead")
             self.subset_map = _subset_targets(target, cfg.subset_dataset)
             self.targets = {t.dataset.id: t for t in self.subset_map.values()}
             self.sources = await anyio.to_thread.run_sync(self._open_sources)
@@ -235,6 +242,17 @@ class Run:
         verifier.result.report_path = report_path
         self.verify_result = verifier.result
 
+    async def _client(self, session: aiohttp.ClientSession) -> GetiClient:
+        """The client of the dialect the host speaks (asked, unless --dialect says)."""
+        cfg = self.cfg
+        proxy = env_proxy(cfg.host)
+        dialect, version = await detect_dialect(session, cfg.host, cfg.dialect, proxy=proxy)
+        if dialect == "geti3":
+            return Geti3Client(session, cfg.host, version=version, proxy=proxy)
+        if not cfg.token:
+            raise ConfigError(NO_TOKEN)
+        return GetiClient(session, cfg.host, cfg.token, proxy=proxy)
+
     def _open_sources(self) -> Sources:
         cfg = self.cfg
         index_dir = (cfg.journal.parent if cfg.journal else
@@ -249,6 +267,15 @@ class Run:
             for m in self.cfg.manifests:
                 names |= manifest_label_names(m)
         label_map = parse_label_map(self.cfg.label_map)
+        if target.dialect == "geti3":
+            # no labels at upload in Geti 3 (§5): folder labels are annotations too
+            self.labels_as_annotations = True
+            plan = LabelPlan(target.project.name, target.project.task_type, {})
+            names |= self.sources.label_names()
+            if not names:
+                return plan, None
+            return plan, plan_annotation_labels(target.project, names, label_map,
+                                                self.cfg.skip_unknown_labels)
         plan = plan_labels(target.project, names, label_map, self.cfg.skip_unknown_labels)
         if not self.sources.readers:
             return plan, None
@@ -309,12 +336,12 @@ class Run:
         send, receive = anyio.create_memory_object_stream[FileJob](QUEUE_SIZE)
         fatal: FatalError | None = None
         training: AutoTraining | None = None
-        annotating = ann_labels is not None or bool(plan.by_name)
-        if not cfg.dry_run and not cfg.keep_auto_training and (annotating or journal):
+        if not cfg.dry_run and not cfg.keep_auto_training:
             training = AutoTraining(client, target, journal, reporter)
+            up.before_annotating = annotator.before_posting = training.ensure_off
         try:
             if training is not None:
-                await training.switch_off(annotating)
+                training.take_over()
             async with anyio.create_task_group() as tg:
                 self._workers_started = True
                 tg.start_soon(self._produce, send,
@@ -432,9 +459,15 @@ class Run:
         subsets = {k: t.dataset.id for k, t in self.subset_map.items()}
 
         def jobs() -> Iterator[FileJob]:
+            as_annotations = self.labels_as_annotations
             for job in iter_jobs(sources.folders, cfg.manifests, opts):
                 routed = subsets.get(job.subset or "") if subsets else None
-                yield dataclasses.replace(job, dataset_id=routed) if routed else job
+                if routed:
+                    job = dataclasses.replace(job, dataset_id=routed)
+                if as_annotations and job.labels:
+                    ann = SourceAnnotation(objects=(SourceObject(labels=job.labels),))
+                    job = dataclasses.replace(job, annotation=ann, labels=())
+                yield job
             yield from dataset_jobs(sources, subsets)
 
         def scan() -> None:

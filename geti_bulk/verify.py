@@ -117,7 +117,8 @@ class Verifier:
         target = self.target
         try:
             got = await self.annotator._retrying(
-                job, lambda: self.client.latest_annotation(target, item.id))
+                job, lambda: self.client.latest_annotation(target, item.id,
+                                                           (item.width, item.height)))
             if label_ids:
                 box = {"type": "RECTANGLE", "x": 0, "y": 0, "width": item.width,
                        "height": item.height}

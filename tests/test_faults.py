@@ -59,14 +59,16 @@ async def test_retry_after_is_honoured(server, token, tmp_path, fault):
 
 async def test_backoff_grows_with_full_jitter_and_gives_up(server, token, tmp_path):
     data, _ = one_image(tmp_path)
-    server.set_faults(script=["503"] * 10)
+    # 504 after the whole body: the file's own trouble (an outage sign, such as a 503
+    # that never reached the service, holds the run instead: tests/test_outage.py)
+    server.set_faults(script=["504"] * 10)
     sleeps = SleepRecorder()
     policy = RetryPolicy(max_attempts=4, base_delay=1.0, max_delay=3.0)
     result, rec = await upload(make_cfg(server, token, tmp_path, (data,)), sleep=sleeps,
                                policy=policy)
     assert (result.uploaded, result.failed, result.exit_code) == (0, 1, 1)
     [failed] = [e for e in rec.events if isinstance(e, FileFailed)]
-    assert "gave up after 4 failed tries (4 sent)" in failed.reason and "503" in failed.reason
+    assert "gave up after 4 failed tries (4 sent)" in failed.reason and "504" in failed.reason
     assert len(sleeps.delays) == 3
     for attempt, d in enumerate(sleeps.delays, 1):
         assert 0 <= d <= min(3.0, 2 ** (attempt - 1))
@@ -117,9 +119,24 @@ async def test_disk_full_stops_the_run_without_retries(tmp_path, token):
 async def test_outage_stops_the_run_instead_of_a_retry_storm(server, token, tmp_path):
     data = tmp_path / "data"
     make_labelled_tree(data, ["cat"], 30)
+    # a gateway that refuses every upload (503 overflow, never reached the service) while
+    # the rest of the server answers: the run holds, probes, and stops at --max-outage
     server.set_faults(spec="503=1.0")
     policy = RetryPolicy(max_attempts=100, outage_after=20, budget_floor=1000)
-    result, _ = await upload(make_cfg(server, token, tmp_path, (data,)), policy=policy)
+    t0 = time.monotonic()
+    result, _ = await upload(make_cfg(server, token, tmp_path, (data,), max_outage=3.0),
+                             policy=policy)
+    assert result.exit_code == 3 and "has not answered for 3 s" in result.fatal, result.fatal
+    assert "only gateway errors" in result.fatal
+    assert result.failed == 0 and time.monotonic() - t0 < 20
+    assert sum(result.retries.values()) < 200, "held, not a retry storm"
+    # a gateway timeout after the whole body (the service may be at fault, not an
+    # outage) still stops on the consecutive-failure rule, without a storm
+    server.set_faults(spec="504=1.0")
+    data2 = tmp_path / "data2"
+    make_labelled_tree(data2, ["dog"], 30)
+    result, _ = await upload(make_cfg(server, token, tmp_path, (data2,),
+                                      journal=tmp_path / "j2.sqlite"), policy=policy)
     assert result.exit_code == 3 and "keeps failing" in result.fatal
     assert sum(result.retries.values()) < 40
 

@@ -62,13 +62,19 @@ class Target:
     workspace_name: str
     project: Project
     dataset: Dataset
+    dialect: str = "geti2"     # "geti3": one dataset per project, no organization
+    version: str = ""          # the server's version, when it says
 
     @property
     def dataset_path(self) -> str:
+        if self.dialect == "geti3":
+            return f"/api/projects/{self.project.id}/dataset"
         return (f"/api/v1/organizations/{self.organization_id}/workspaces/{self.workspace_id}"
                 f"/projects/{self.project.id}/datasets/{self.dataset.id}")
 
     def describe(self) -> str:
+        if self.dialect == "geti3":
+            return f"{self.host} (Geti {self.version or '3'}) / {self.project.name}"
         return f"{self.host} / {self.project.name} / {self.dataset.name}"
 
 
@@ -249,7 +255,8 @@ class GetiClient:
         await self._call("POST", f"{target.dataset_path}/media:query", what="dataset",
                          params={"limit": 1, "skip": 0}, json_body={})
 
-    async def find_by_name(self, target: Target, name: str, kind: str) -> list[MediaItem]:
+    async def find_by_name(self, target: Target, name: str, kind: str,
+                           recent: bool = False) -> list[MediaItem]:
         """Media whose stored name is exactly `name`. Names over 255 characters cannot be
         filtered with `equal` (§3.6): query `contains` on a prefix and compare here."""
         if len(name) <= MAX_FILTER_STRING:
@@ -295,13 +302,16 @@ class GetiClient:
     # --- annotations (GETI_ANNOTATIONS.md §1, §2, §5) -------------------------------
 
     async def post_annotation(self, target: Target, media_id: str,
-                              annotations: list[dict[str, Any]]) -> dict[str, Any]:
+                              annotations: list[dict[str, Any]],
+                              subset: str | None = None) -> dict[str, Any]:
         """One POST = one new version that replaces the latest: safe to repeat (§5)."""
         data = await self._call("POST", f"{target.dataset_path}/media/images/{media_id}/annotations",
                                 what="annotation", json_body={"annotations": annotations})
         return data if isinstance(data, dict) else {}
 
-    async def latest_annotation(self, target: Target, media_id: str) -> list[dict[str, Any]] | None:
+    async def latest_annotation(self, target: Target, media_id: str,
+                                size: tuple[int, int] | None = None
+                                ) -> list[dict[str, Any]] | None:
         """The latest annotation's shapes, or None when the media has none (204)."""
         data = await self._call(
             "GET", f"{target.dataset_path}/media/images/{media_id}/annotations/latest",
@@ -316,8 +326,14 @@ class GetiClient:
         except GetiBulkError as e:
             raise self._scrub(e) from None
 
+    def _upload_url(self, target: Target, kind: str) -> str:
+        return f"{self.host}{target.dataset_path}/media/{kind}s"
+
+    def _media(self, data: Any) -> MediaItem:
+        return MediaItem.from_json(data)
+
     async def _upload(self, target: Target, kind: str, body: MultipartFileBody) -> MediaItem:
-        url = f"{self.host}{target.dataset_path}/media/{kind}s"
+        url = self._upload_url(target, kind)
         headers = self._headers()
         headers["Content-Type"] = body.content_type
         headers["Content-Length"] = str(body.content_length)
@@ -356,7 +372,7 @@ class GetiClient:
         if status >= 300:
             raise map_status(status, data, rheaders, what="dataset", body_complete=body.complete)
         try:
-            return MediaItem.from_json(json.loads(data))
+            return self._media(json.loads(data))
         except (ValueError, KeyError, TypeError):
             raise AmbiguousError(f"server answered {status} with an unreadable body",
                                  status=status) from None

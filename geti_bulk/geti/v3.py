@@ -1,0 +1,222 @@
+"""Geti 3 (the single-user application, GETI3_API.md): the same operations as the
+Geti 2 client, so the pipeline never says "if geti3".
+
+What differs (§14): no token and no organization, workspace or dataset; UUID ids; the
+upload is a multipart `file` part alone (its name sent literally, §15) answered 201;
+labels always come as a second request, which *replaces* the item's annotations and
+carries its subset; shapes are `full_image`, `rectangle` and `polygon` with `{x, y}`
+points; "no objects" is an empty list, not a label; and there is no name filter, so
+reconciliation lists the media created since the run started (`start_date` minus 1 s,
+§15), and matches name, format and size.
+
+Annotations cross this seam in Geti 2 terms (what `geti_bulk.shapes` builds and
+compares), converted here both ways.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from geti_bulk.errors import FileError, TargetNotFoundError
+from geti_bulk.geti.client import GetiClient, Secret, Target, pick_one
+from geti_bulk.geti.models import Dataset, Label, MediaItem, Project, Task
+
+EMPTY_ID = "00000000-0000-0000-0000-000000000000"   # stands for "no objects": sent as []
+UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+                  r"[0-9a-fA-F]{12}$")
+PAGE = 100                                          # the largest page (§8)
+SUBSETS = {"train": "training", "training": "training", "val": "validation",
+           "valid": "validation", "validation": "validation", "test": "testing",
+           "testing": "testing"}
+
+
+def project_from_v3(d: dict[str, Any]) -> Project:
+    """A `ProjectView` (§4) as our model: one task; exclusive labels share one group;
+    detection and segmentation get a stand-in empty label for images with no objects."""
+    task = d.get("task") or {}
+    task_type = str(task.get("task_type", "")).lower()
+    exclusive = bool(task.get("exclusive_labels", True))
+    labels = [Label(id=str(x["id"]), name=str(x["name"]),
+                    group="labels" if exclusive else str(x["name"]))
+              for x in task.get("labels", [])]
+    if task_type in ("detection", "instance_segmentation") or (
+            task_type == "classification" and not exclusive):
+        labels.append(Label(id=EMPTY_ID, name="(no objects)", group="(empty)", is_empty=True))
+    return Project(id=str(d["id"]), name=str(d.get("name", "")),
+                   tasks=(Task(id=str(d["id"]), title=task_type, task_type=task_type,
+                               labels=tuple(labels)),),
+                   datasets=(Dataset(id="dataset", name="dataset", use_for_training=True),))
+
+
+def media_from_v3(d: dict[str, Any]) -> MediaItem:
+    fmt = str(d.get("format", "")).lower()
+    size = d.get("size")
+    return MediaItem(id=str(d["id"]), name=str(d.get("name", "")), type=str(d.get("type", "")),
+                     extension=f".{fmt}" if fmt else "",
+                     size=int(size) if isinstance(size, int) else None,
+                     width=int(d.get("width") or 0), height=int(d.get("height") or 0))
+
+
+class Geti3Client(GetiClient):
+    """Speaks Geti 3 over one aiohttp session; never sends a token."""
+
+    dialect = "geti3"
+
+    def __init__(self, session: Any, host: str, *, version: str = "",
+                 proxy: str | None = None) -> None:
+        super().__init__(session, host, Secret(""), proxy=proxy)
+        self.version = version
+        self.started_utc = time.time()
+
+    def _headers(self) -> dict[str, str]:
+        return {"Accept": "application/json"}
+
+    def _upload_url(self, target: Target, kind: str) -> str:
+        return f"{self.host}{target.dataset_path}/media"
+
+    def _media(self, data: Any) -> MediaItem:
+        return media_from_v3(data)
+
+    async def resolve(self, project: str, dataset: str | None = None,
+                      workspace: str | None = None) -> Target:
+        if dataset or workspace:
+            raise TargetNotFoundError("Geti 3 has no workspaces and one dataset per project: "
+                                      "drop --dataset/--workspace (subsets go with "
+                                      "--subset-dataset or the dataset's own splits)")
+        listed = await self._call("GET", "/api/projects", what="server")
+        items = [p for p in listed if isinstance(p, dict)] if isinstance(listed, list) else []
+        if UUID.match(project):
+            chosen = {"id": project.lower()}
+        else:
+            chosen = pick_one("project", project, items)
+        data = await self._call("GET", f"/api/projects/{chosen['id']}", what="project")
+        proj = project_from_v3(data)
+        self.started_utc = time.time()
+        return Target(self.host, "", "", "", proj, proj.datasets[0], dialect="geti3",
+                      version=self.version)
+
+    async def query_media(self, target: Target, rules: list[dict[str, Any]] | None = None,
+                          limit: int = PAGE, since: float | None = None
+                          ) -> AsyncIterator[list[MediaItem]]:
+        """Every media item, oldest first (new uploads land after the pages read, §15)."""
+        params: dict[str, Any] = {"limit": min(limit, PAGE), "offset": 0,
+                                  "sort_direction": "asc"}
+        if since is not None:
+            params["start_date"] = _iso(since - 1.0)   # second-granular, strict (§15)
+        for _ in range(10_000_000):
+            data = await self._call("GET", f"{target.dataset_path}/media", what="dataset",
+                                    params=dict(params))
+            page = [media_from_v3(m) for m in (data or {}).get("items", [])]
+            if page:
+                yield page
+            pag = (data or {}).get("pagination") or {}
+            params["offset"] += len(page)
+            if not page or params["offset"] >= int(pag.get("total", 0)):
+                return
+
+    async def find_by_name(self, target: Target, name: str, kind: str,
+                           recent: bool = False) -> list[MediaItem]:
+        """No name filter in Geti 3 (§8): list (only what this run may have created, when
+        `recent`) and compare here."""
+        out: list[MediaItem] = []
+        async for page in self.query_media(target, since=self.started_utc if recent else None):
+            out.extend(m for m in page if m.name == name and m.type == kind)
+        return out
+
+    async def probe(self, target: Target) -> None:
+        await self._call("GET", f"{target.dataset_path}/media", what="dataset",
+                         params={"limit": 1, "offset": 0})
+
+    async def media_detail(self, target: Target, kind: str, media_id: str) -> MediaItem:
+        data = await self._call("GET", f"{target.dataset_path}/media/{media_id}", what="media")
+        return media_from_v3(data)
+
+    async def auto_training(self, target: Target) -> dict[str, bool]:
+        return {}       # Geti 3 has no per-task auto-training switch in its REST API
+
+    async def set_auto_training(self, target: Target, enabled: dict[str, bool]) -> None:
+        return None
+
+    async def post_annotation(self, target: Target, media_id: str,
+                              annotations: list[dict[str, Any]],
+                              subset: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"annotations": to_v3(annotations, target.project)}
+        if subset and subset.lower() in SUBSETS:
+            body["subset"] = SUBSETS[subset.lower()]
+        data = await self._call("POST", f"{target.dataset_path}/media/{media_id}/annotations",
+                                what="annotation", json_body=body)
+        return data if isinstance(data, dict) else {}
+
+    async def latest_annotation(self, target: Target, media_id: str,
+                                size: tuple[int, int] | None = None
+                                ) -> list[dict[str, Any]] | None:
+        try:
+            data = await self._call(
+                "GET", f"{target.dataset_path}/media/{media_id}/annotations", what="annotation")
+        except TargetNotFoundError:          # "Media has not been annotated yet."
+            return None
+        if not isinstance(data, dict):
+            return None
+        return from_v3(list(data.get("annotations") or []), target.project, size)
+
+
+def to_v3(annotations: list[dict[str, Any]], project: Project) -> list[dict[str, Any]]:
+    """Geti 2 shapes (as `geti_bulk.shapes` builds them) → Geti 3's (§7)."""
+    task = project.task_type
+    out = []
+    for a in annotations:
+        labels = [{"id": x["id"]} for x in a.get("labels", []) if x.get("id") != EMPTY_ID]
+        if not labels:
+            continue                        # the empty label: "no objects" is []
+        shape = a["shape"]
+        if task == "classification":
+            out.append({"labels": labels, "shape": {"type": "full_image"}})
+            continue
+        if shape["type"] == "RECTANGLE" and task == "detection":
+            v3 = {"type": "rectangle", **{k: int(shape[k]) for k in ("x", "y", "width",
+                                                                     "height")}}
+        elif shape["type"] == "RECTANGLE":  # instance segmentation takes polygons only
+            x, y, w, h = (shape[k] for k in ("x", "y", "width", "height"))
+            v3 = {"type": "polygon", "points": [{"x": x, "y": y}, {"x": x + w, "y": y},
+                                                {"x": x + w, "y": y + h}, {"x": x, "y": y + h}]}
+        elif shape["type"] == "POLYGON":
+            v3 = {"type": "polygon", "points": [{"x": p["x"], "y": p["y"]}
+                                                for p in shape["points"]]}
+        else:
+            raise FileError(f"Geti 3 cannot hold a {shape['type']} shape")
+        out.append({"labels": labels, "shape": v3})
+    return out
+
+
+def from_v3(annotations: list[dict[str, Any]], project: Project,
+            size: tuple[int, int] | None) -> list[dict[str, Any]]:
+    """Geti 3 annotations → Geti 2 terms, so `scene_matches` compares like with like."""
+    w, h = size or (0, 0)
+    if not annotations:
+        empty = [lab for lab in project.labels if lab.is_empty]
+        full = {"type": "RECTANGLE", "x": 0, "y": 0, "width": w, "height": h}
+        return [{"labels": [{"id": empty[0].id}], "shape": full}] if empty else []
+    out = []
+    for a in annotations:
+        s = a.get("shape") or {}
+        kind = str(s.get("type", "")).lower()
+        if kind == "full_image":
+            shape: dict[str, Any] = {"type": "RECTANGLE", "x": 0, "y": 0, "width": w, "height": h}
+        elif kind == "rectangle":
+            shape = {"type": "RECTANGLE", **{k: s.get(k, 0) for k in ("x", "y", "width",
+                                                                       "height")}}
+        elif kind == "polygon":
+            shape = {"type": "POLYGON", "points": [{"x": p["x"], "y": p["y"]}
+                                                   for p in s.get("points", [])]}
+        else:
+            shape = {"type": kind.upper()}
+        out.append({"labels": [{"id": x["id"]} for x in a.get("labels", [])], "shape": shape})
+    return out
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S")
