@@ -137,10 +137,6 @@ class SceneStore:
                                 (dataset_id, video_id))
         return [json.loads(row[0]) for row in rows]
 
-    def delete_media(self, media_id: str) -> None:
-        with self._db:
-            self._db.execute("DELETE FROM annotation_scenes WHERE media_id = ?", (media_id,))
-
     def count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM annotation_scenes").fetchone()[0])
 
