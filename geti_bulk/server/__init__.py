@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from .cli import serve_main
 from .config import ServerConfig
+from .geti3 import Geti3Config, LocalGeti3
 from .server import LocalGeti
 from .store import MediaRecord, Store
 
-__all__ = ["LocalGeti", "MediaRecord", "ServerConfig", "Store", "serve_main"]
+__all__ = ["Geti3Config", "LocalGeti", "LocalGeti3", "MediaRecord", "ServerConfig", "Store",
+           "serve_main"]

@@ -15,9 +15,12 @@ import sys
 from pathlib import Path
 
 from .config import ServerConfig
+from .geti3.cli import serve3_main
 from .overload import OVERLOAD_MODES
 from .seed import generate_pat
 from .server import LocalGeti
+
+DIALECTS = ("geti2", "geti3")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
                     "then serves until Ctrl-C or SIGTERM. Token: --token-file, GETI_TOKEN, or "
                     "generated into DATA_DIR/token.",
     )
+    p.add_argument("--dialect", choices=DIALECTS, default="geti2",
+                   help="geti2 (default: this server) or geti3 (a Geti 3 server, HTTPS, "
+                        "no token; see --dialect geti3 --help)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1: loopback only)")
     p.add_argument("--port", type=int, default=0, help="0 picks a free port")
@@ -99,8 +105,18 @@ def _resolve_token(args: argparse.Namespace, data_dir: Path) -> tuple[str, Path 
     return token, path.resolve()
 
 
+def _dialect(argv: list[str] | None) -> tuple[str, list[str]]:
+    pre = argparse.ArgumentParser(prog="geti-bulk serve", add_help=False)
+    pre.add_argument("--dialect", choices=DIALECTS, default="geti2")
+    known, rest = pre.parse_known_args(argv)
+    return str(known.dialect), rest
+
+
 def serve_main(argv: list[str] | None = None) -> int:
     """Entry point of ``geti-bulk serve``; returns the exit code."""
+    dialect, rest = _dialect(argv)
+    if dialect == "geti3":
+        return serve3_main(rest)
     args = _parser().parse_args(argv)
     if bool(args.tls_cert) != bool(args.tls_key):
         print("error: --tls-cert and --tls-key go together", file=sys.stderr)
