@@ -379,6 +379,7 @@ class FileUploader:
         self.budget.file_started()
         while True:
             error: TransientError | None = None
+            sending = False
             if self.gate is not None and self.gate.active:
                 await self.gate.wait()
             try:
@@ -394,6 +395,7 @@ class FileUploader:
                 # a small file read whole at check time is sent from memory on every
                 # attempt (bounded: one chunk per worker); a large one is re-read
                 reuse = attempt == 1 or len(head) == job.size
+                sending = True
                 item, digest, rtt, wait = await self._send_once(
                     job, label_ids, head if reuse else None, weight, attempt)
             except FileError as e:
@@ -413,7 +415,7 @@ class FileUploader:
             uncertain = uncertain or isinstance(error, AmbiguousError)
             if error.cause in OVERLOAD_CAUSES:
                 self.limiter.on_overload()
-            if error.cause == "connect":
+            if error.cause == "connect" and sending:
                 attempt -= 1            # refused before a byte went out: nothing was sent
             if self.gate is not None and self.gate.failed(error):
                 # nothing reached the service: not this file's fault, it keeps its tries

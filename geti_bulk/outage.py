@@ -22,9 +22,13 @@ GATEWAY_STATUSES = frozenset({502, 503, 504})
 
 
 def is_outage_sign(error: TransientError) -> bool:
-    """Nothing reached the service: refused or unroutable, or a gateway answering for it."""
+    """Nothing reached the service: refused, dropped before the body was out, or a
+    gateway answering for it. A file that keeps meeting these still ends its tries, after
+    `OUTAGE_SIGNS_PER_FILE` of them."""
     if error.cause == "connect":
         return True
+    if error.cause == "network" and not isinstance(error, AmbiguousError):
+        return True     # the connection dropped before the body was out: nothing stored
     return error.status in GATEWAY_STATUSES and not isinstance(error, AmbiguousError)
 
 
@@ -50,7 +54,6 @@ class OutageGate:
         self._over: anyio.Event | None = None
         self._fatal: FatalError | None = None
         self._probing = False
-        self.outages_told = 0
 
     @property
     def active(self) -> bool:
@@ -59,6 +62,9 @@ class OutageGate:
     def succeeded(self) -> None:
         """A real answer (not the probe's): the outage, if any, is over for good."""
         self.signs = 0
+        if self.since is not None:
+            self.reporter.emit(Notice(f"server answers again after "
+                                      f"{self.clock() - self.since:.1f} s; uploads go on"))
         self.since = None
 
     def failed(self, error: TransientError) -> bool:
@@ -106,9 +112,8 @@ class OutageGate:
             over.set()
 
     async def _probe_loop(self) -> None:
-        assert self.since is not None
         tries = 0
-        while True:
+        while self.since is not None:     # None: a real answer ended the outage meanwhile
             tries += 1
             delay = self.rng.uniform(0, min(self.max_delay, self.base_delay * 2 ** (tries - 1)))
             await self.sleep(max(0.05, delay))
@@ -123,15 +128,10 @@ class OutageGate:
                 continue
             if self._too_long(None):
                 return
-            if tries > 1 or self.outages_told < self.outages:
-                self.outages_told = self.outages
-                self.reporter.emit(Notice(f"server answers again after "
-                                          f"{self.clock() - self.since:.1f} s; uploads go on"))
             return
 
     def _too_long(self, error: TransientError | None) -> bool:
-        assert self.since is not None
-        if self.clock() - self.since < self.max_outage:
+        if self.since is None or self.clock() - self.since < self.max_outage:
             return False
         last = f"last: {error}" if error else "it answers, but uploads get only gateway errors"
         self._fatal = FatalError(

@@ -29,6 +29,8 @@ def test_what_counts_as_an_outage_sign():
     assert not is_outage_sign(AmbiguousError("server answered 500", status=500))
     assert not is_outage_sign(AmbiguousError("connection termination", status=503))
     assert not is_outage_sign(TransientError("timed out", cause="timeout"))
+    assert is_outage_sign(TransientError("connection lost", cause="network"))
+    assert not is_outage_sign(AmbiguousError("connection lost", cause="network"))
 
 
 class FakeClock:
@@ -62,6 +64,7 @@ async def test_gate_opens_after_the_threshold_and_every_waiter_goes_on_when_back
     assert gate.active
     await asyncio.gather(*(gate.wait() for _ in range(5)))
     assert not gate.active and answers == [] and gate.outages == 1
+    gate.succeeded()                              # the first real answer ends the outage
     texts = [e.text for e in rec.events if isinstance(e, Notice)]
     assert "server unreachable" in texts[0] and "answers again" in texts[-1]
 
