@@ -35,7 +35,7 @@ def is_outage_sign(error: TransientError) -> bool:
 class OutageGate:
     def __init__(self, probe: Callable[[], Awaitable[None]], reporter: Reporter, *,
                  max_outage: float = 600.0, threshold: int = 3, base_delay: float = 0.5,
-                 max_delay: float = 30.0, rng: random.Random | None = None,
+                 max_delay: float = 30.0, release_spread: float = 1.0, rng: random.Random | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[None]] | None = None) -> None:
         self.probe = probe
@@ -44,6 +44,7 @@ class OutageGate:
         self.threshold = threshold
         self.base_delay = base_delay
         self.max_delay = max_delay
+        self.release_spread = release_spread
         self.rng = rng or random.Random()
         self.clock = clock
         self.sleep = sleep or anyio.sleep
@@ -99,6 +100,9 @@ class OutageGate:
             await self._probe_until_back(over)
         else:
             await over.wait()
+            if self._fatal is None:
+                # waiters go back spread out, not as one herd that knocks the server over
+                await self.sleep(self.rng.uniform(0, self.release_spread))
         if self._fatal is not None:
             raise self._fatal
 
