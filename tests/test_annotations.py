@@ -302,3 +302,85 @@ async def test_dry_run_counts_subsets_and_labels_reads_the_journal_and_writes_a_
     assert again.skipped == len(imgs) and server.store.count() == len(imgs)
     assert all(json.loads(r)["reason"] == "already uploaded (journal)"
                for r in (tmp_path / "report.jsonl").read_text().splitlines())
+
+
+def polygon_images(n: int) -> list[Img]:
+    """Images with triangles and quads (COCO `segmentation`), labels bolt / nut."""
+    from tests.datasets import Obj
+
+    imgs = []
+    for i in range(n):
+        objs = []
+        for k in range(1 + i % 3):
+            x, y = 6 + 20 * k, 5 + 7 * k
+            pts = [(x, y), (x + 15.4, y + 1.2), (x + 9.6, y + 14.7)]
+            if k % 2:
+                pts.append((x + 0.5, y + 12.2))
+            xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+            objs.append(Obj(("bolt", "nut")[(i + k) % 2],
+                            (min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)), pts))
+        imgs.append(Img(f"part_{i:03d}.jpg", 96, 72, objs))
+    return imgs
+
+
+async def test_coco_polygons_round_trip_into_instance_segmentation(server, token, tmp_path):
+    project = "Parts instance segmentation"
+    imgs = polygon_images(12)
+    write_coco(tmp_path / "coco", imgs, ("bolt", "nut"))
+    server.set_annotation_faults(spec="stored500=0.2,503=0.1")
+    result, _ = await upload(make_cfg(server, token, tmp_path, (tmp_path / "coco",),
+                                      project=project))
+    assert (result.uploaded, result.exit_code) == (len(imgs), 0)
+    names = {v: k for k, v in label_ids(server, project).items()}
+    for im in imgs:
+        [rec] = stored_by_name(server)[Path(im.name).stem]
+        got = await latest(server, token, project, rec.id)
+        assert got is not None
+        shapes = sorted((names[a["labels"][0]["id"]],
+                         [(p["x"], p["y"]) for p in a["shape"]["points"]]) for a in got
+                        if a["shape"]["type"] == "POLYGON")
+        want = sorted((o.label, o.polygon) for o in im.objects)
+        assert len(shapes) == len(want) == len(got), (im.name, got)
+        for (gl, gp), (wl, wp) in zip(shapes, want, strict=True):
+            assert gl == wl and len(gp) == len(wp)
+            assert all(abs(a - round(c)) <= 1 and abs(b - round(d)) <= 1
+                       for (a, b), (c, d) in zip(gp, wp, strict=True)), (im.name, gp, wp)
+
+
+async def test_boxes_into_rotated_detection_and_a_detection_classification_chain(
+        server, token, tmp_path):
+    imgs = [im for im in sample_images(10) if im.objects]
+    write_coco(tmp_path / "coco", imgs, LABELS)
+    # rotated detection: every box a ROTATED_RECTANGLE at its true centre, angle 0
+    result, _ = await upload(make_cfg(server, token, tmp_path, (tmp_path / "coco",),
+                                      project="Ship rotated detection",
+                                      label_map=("car=ship", "truck=ship")))
+    assert result.exit_code == 0
+    for im in imgs:
+        [rec] = stored_by_name(server)[Path(im.name).stem]
+        got = await latest(server, token, "Ship rotated detection", rec.id)
+        assert got is not None
+        centres = sorted((a["shape"]["x"], a["shape"]["y"]) for a in got)
+        want = sorted((x + w / 2, y + h / 2) for _, x, y, w, h in im.expected_boxes())
+        assert all(a["shape"]["type"] == "ROTATED_RECTANGLE" for a in got)
+        assert len(centres) == len(want) and all(
+            abs(a - c) <= 1 and abs(b - d) <= 1
+            for (a, b), (c, d) in zip(centres, want, strict=True)), (im.name, centres, want)
+    # detection -> classification: each box holds the detection label and the class label
+    chain = "Detection then classification"
+    cfg = make_cfg(server, token, tmp_path, (tmp_path / "coco",), project=chain,
+                   label_map=("car=object,red", "truck=object,blue"),
+                   journal=tmp_path / "chain.sqlite")
+    result, _ = await upload(cfg)
+    assert result.exit_code == 0, result.fatal
+    ids = label_ids(server, chain)
+    names = {v: k for k, v in ids.items()}
+    for im in imgs:
+        recs = stored_by_name(server)[Path(im.name).stem]
+        rec = next(r for r in recs if r.project_id == project_info(server, chain)["id"])
+        got = await latest(server, token, chain, rec.id)
+        assert got is not None
+        pairs = sorted(tuple(sorted(names[x["id"]] for x in a["labels"])) for a in got)
+        colour = {"car": "red", "truck": "blue"}
+        assert pairs == sorted(tuple(sorted(("object", colour[lab])))
+                               for lab, *_ in im.expected_boxes()), (im.name, pairs)
