@@ -231,16 +231,33 @@ class Run:
         annotator = Annotator(client, ann_labels, limiter, self.policy, RetryBudget(self.policy),
                               self.reporter, rng=self.rng, sleep=self.sleep or anyio.sleep)
         index = await index_dataset(client, target)
+        for routed in self.targets.values():
+            if routed.dataset.id != target.dataset.id:
+                await index_dataset(client, routed, index)
         opts = self._scan_options()
+        subsets = {k: t.dataset.id for k, t in self.subset_map.items()}
         report_path.parent.mkdir(parents=True, exist_ok=True)
         with report_path.open("w", encoding="utf-8") as report:
             verifier = Verifier(client, target, plan, annotator, index, report,
                                 sources.annotation_for)
-            jobs = itertools.chain(iter_jobs(sources.folders, self.cfg.manifests, opts),
-                                   dataset_jobs(sources, {}))
+            verifier.targets = self.targets
+            jobs = (self._routed(job, subsets) for job in itertools.chain(
+                iter_jobs(sources.folders, self.cfg.manifests, opts),
+                dataset_jobs(sources, subsets)))
             await verify_jobs(verifier, jobs, self.cfg.concurrency)
         verifier.result.report_path = report_path
         self.verify_result = verifier.result
+
+    def _routed(self, job: FileJob, subsets: dict[str, str]) -> FileJob:
+        """A folder job's dataset (by its subset folder), and on Geti 3 its folder labels
+        as an annotation (Geti 3 takes no labels at upload)."""
+        routed = subsets.get(job.subset or "") if subsets and not job.dataset_id else None
+        if routed:
+            job = dataclasses.replace(job, dataset_id=routed)
+        if self.labels_as_annotations and job.labels and job.annotation is None:
+            ann = SourceAnnotation(objects=(SourceObject(labels=job.labels),))
+            job = dataclasses.replace(job, annotation=ann, labels=())
+        return job
 
     async def _client(self, session: aiohttp.ClientSession) -> GetiClient:
         """The client of the dialect the host speaks (asked, unless --dialect says)."""
@@ -459,15 +476,8 @@ class Run:
         subsets = {k: t.dataset.id for k, t in self.subset_map.items()}
 
         def jobs() -> Iterator[FileJob]:
-            as_annotations = self.labels_as_annotations
             for job in iter_jobs(sources.folders, cfg.manifests, opts):
-                routed = subsets.get(job.subset or "") if subsets else None
-                if routed:
-                    job = dataclasses.replace(job, dataset_id=routed)
-                if as_annotations and job.labels:
-                    ann = SourceAnnotation(objects=(SourceObject(labels=job.labels),))
-                    job = dataclasses.replace(job, annotation=ann, labels=())
-                yield job
+                yield self._routed(job, subsets)
             yield from dataset_jobs(sources, subsets)
 
         def scan() -> None:

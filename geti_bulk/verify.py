@@ -29,7 +29,7 @@ from geti_bulk.labels import AnnotationLabels, LabelPlan
 from geti_bulk.shapes import scene_matches
 from geti_bulk.sources.model import SourceAnnotation
 
-MediaIndex = dict[tuple[str, str, str], list[MediaItem]]
+MediaIndex = dict[tuple[str, str, str, str], list[MediaItem]]   # (dataset, kind, name, ext)
 
 
 @dataclass(slots=True)
@@ -66,6 +66,7 @@ class Verifier:
         self.index = index
         self.report = report
         self.annotation_for = annotation_for
+        self.targets: dict[str, Target] = {}      # dataset id → target, for routed subsets
         self.result = VerifyResult()
         self.claimed: set[str] = set()
 
@@ -87,7 +88,8 @@ class Verifier:
             return
         name = media.media_name(job.filename)
         ext = media.stored_extension(os.path.splitext(job.filename)[1])
-        found = [m for m in self.index.get((job.kind, name, ext), [])
+        dataset = job.dataset_id or self.target.dataset.id
+        found = [m for m in self.index.get((dataset, job.kind, name, ext), [])
                  if _same_size(job, m)]
         self.claimed.update(m.id for m in found)
         if not found:
@@ -114,7 +116,7 @@ class Verifier:
         label_ids = () if job.annotated else self.plan.ids_for(job.labels)
         if ann is None and not label_ids:
             return None
-        target = self.target
+        target = self.targets.get(job.dataset_id or "", self.target)
         try:
             got = await self.annotator._retrying(
                 job, lambda: self.client.latest_annotation(target, item.id,
@@ -137,11 +139,13 @@ class Verifier:
         return scene_matches(expected, got, project=target.project)
 
 
-async def index_dataset(client: GetiClient, target: Target) -> MediaIndex:
-    index: MediaIndex = {}
+async def index_dataset(client: GetiClient, target: Target,
+                        index: MediaIndex | None = None) -> MediaIndex:
+    index = {} if index is None else index
     async for page in client.query_media(target):
         for item in page:
-            index.setdefault((item.type, item.name, item.extension), []).append(item)
+            key = (target.dataset.id, item.type, item.name, item.extension)
+            index.setdefault(key, []).append(item)
     return index
 
 

@@ -384,3 +384,27 @@ async def test_boxes_into_rotated_detection_and_a_detection_classification_chain
         colour = {"car": "red", "truck": "blue"}
         assert pairs == sorted(tuple(sorted(("object", colour[lab])))
                                for lab, *_ in im.expected_boxes()), (im.name, pairs)
+
+
+async def test_subsets_go_to_the_datasets_named_and_verify_follows_them(server, token,
+                                                                        tmp_path):
+    data = tmp_path / "data"
+    make_labelled_tree(data / "train", ["cat", "dog"], 8, size=(48, 40))
+    for p in make_labelled_tree(data / "val", ["cat", "dog"], 4, size=(48, 40), seed=4):
+        p.rename(p.with_name("v" + p.name))
+    result, _ = await upload(make_cfg(server, token, tmp_path, (data,),
+                                      subset_dataset=(("val", "Holdout"),)))
+    assert (result.uploaded, result.exit_code) == (12, 0)
+    info = project_info(server, "Pets classification")
+    holdout = next(d["id"] for d in info["datasets"] if d["name"] == "Holdout")
+    where = {r.name: r.dataset_id for r in server.store.list_media()}
+    assert {n for n, d in where.items() if d == holdout} == {p.stem for p in
+                                                             (data / "val").rglob("*.*")}
+    cmd = [sys.executable, "-m", "geti_bulk.cli", "verify", str(data), "--host",
+           server.base_url, "--project", "Pets classification", "--subset-dataset",
+           "val=Holdout", "--report", str(tmp_path / "v.jsonl")]
+    proc = await asyncio.create_subprocess_exec(
+        *cmd, env={**os.environ, "GETI_TOKEN": token}, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0 and "verify: 12 match" in out.decode(), out.decode()
