@@ -15,16 +15,17 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from geti_bulk.concurrency import AdaptiveLimiter
-from geti_bulk.errors import FatalError, FileError, TransientError
-from geti_bulk.events import FileRetrying, Reporter
+from geti_bulk.errors import FileError, TransientError
+from geti_bulk.events import Reporter
 from geti_bulk.geti.client import GetiClient, Target
 from geti_bulk.geti.models import Label, MediaItem
 from geti_bulk.jobs import FileJob
 from geti_bulk.labels import AnnotationLabels
 from geti_bulk.outage import OutageGate
-from geti_bulk.retry import OVERLOAD_CAUSES, RetryBudget, RetryPolicy
+from geti_bulk.retry import RetryBudget, RetryPolicy
 from geti_bulk.shapes import ResolvedObject, Scene, build_scene, scene_matches
 from geti_bulk.sources.model import SourceAnnotation, SourceObject
+from geti_bulk.tries import Tries
 
 T = TypeVar("T")
 
@@ -128,38 +129,22 @@ class Annotator:
         return Annotated(1, True, ("labels were missing after the upload; posted",))
 
     async def _retrying(self, job: FileJob, call: Callable[[], Awaitable[T]]) -> T:
-        """One request with the media step's retry rules; a slot of the limiter each try."""
-        failures = signs = 0
+        """One request with the media step's retry rules; a slot of the limiter each try.
+        Each POST replaces the last version (§5), so nothing is reconciled first."""
+        tries = Tries(job.key, policy=self.policy, budget=self.budget, limiter=self.limiter,
+                      gate=self.gate, reporter=self.reporter, rng=self.rng, sleep=self.sleep)
         while True:
-            if self.gate is not None and self.gate.active:
-                await self.gate.wait()
+            await tries.before()
             await self.limiter.acquire(0)
             try:
                 result = await call()
             except TransientError as e:
                 error = e
             else:
-                self.budget.succeeded()
-                if self.gate is not None:
-                    self.gate.succeeded()
+                tries.succeeded()
                 return result
             finally:
                 await self.limiter.release(0)
-            if error.cause in OVERLOAD_CAUSES:
-                self.limiter.on_overload()
-            if self.gate is not None and self.gate.failed(error) and signs < 64:
-                signs += 1          # nothing reached the service: the file keeps its tries
-                if not self.gate.active:
-                    await self.sleep(self.policy.delay(error, signs, self.rng))
-                continue
-            failures += 1
-            self.budget.failed()
-            if self.budget.outage:
-                raise FatalError(f"the server keeps failing ({self.budget.consecutive_failures} "
-                                 f"failures in a row, last: {error}); stopped. Rerun the same "
-                                 "command to resume")
-            if failures >= self.policy.max_attempts or not self.budget.try_spend(error.cause):
-                raise FileError(f"annotation: gave up after {failures} failed tries: {error}")
-            delay = self.policy.delay(error, failures, self.rng)
-            self.reporter.emit(FileRetrying(job.key, failures, error.cause, delay, str(error)))
-            await self.sleep(delay)
+            why = await tries.failed(error)
+            if why is not None:
+                raise FileError(f"annotation: {why}: {error}")

@@ -33,7 +33,6 @@ from geti_bulk.events import (
     BytesSent,
     FileDone,
     FileFailed,
-    FileRetrying,
     FileSkipped,
     FileStarted,
     Reporter,
@@ -45,8 +44,9 @@ from geti_bulk.jobs import FileJob
 from geti_bulk.journal import Journal
 from geti_bulk.labels import LabelPlan
 from geti_bulk.outage import OutageGate
-from geti_bulk.retry import OVERLOAD_CAUSES, RetryBudget, RetryPolicy
+from geti_bulk.retry import RetryBudget, RetryPolicy
 from geti_bulk.sources.model import SourceAnnotation
+from geti_bulk.tries import Tries
 
 
 @dataclass(slots=True)
@@ -86,7 +86,6 @@ class DeferredSource(Protocol):
     def annotation_for(self, rel: str) -> SourceAnnotation | None: ...
 
 
-OUTAGE_SIGNS_PER_FILE = 64   # a gateway that refuses one file forever still ends its tries
 ExistingIndex = dict[tuple[str, str, str], list[MediaItem]]   # (kind, name, stored ext) → media
 
 
@@ -369,19 +368,21 @@ class FileUploader:
             return
         await self._attempts(job, label_ids, head, weight, mark)
 
+    def _tries(self, job: FileJob) -> Tries:
+        return Tries(job.key, policy=self.policy, budget=self.budget, limiter=self.limiter,
+                     gate=self.gate, reporter=self.reporter, rng=self.rng, sleep=self.sleep)
+
     async def _attempts(self, job: FileJob, label_ids: tuple[str, ...], head: bytes, weight: int,
                         mark: asyncio.Future[None] | None) -> None:
         assert job.kind is not None
         uncertain = job.prior_state == "sending" or job.prior_uncertain
         attempt = 0      # uploads sent
-        failures = 0     # transient failures, of a send or of a reconcile query
-        signs = 0        # failures that never reached the service (an outage, not the file)
+        tries = self._tries(job)
         self.budget.file_started()
         while True:
             error: TransientError | None = None
             sending = False
-            if self.gate is not None and self.gate.active:
-                await self.gate.wait()
+            await tries.before()
             try:
                 if uncertain:
                     item = await self._reconcile(job)
@@ -406,57 +407,27 @@ class FileUploader:
             if error is None:
                 assert item is not None
                 self.limiter.on_success(rtt, wait)
-                self.budget.succeeded()
-                if self.gate is not None:
-                    self.gate.succeeded()
+                tries.succeeded()
                 await self._finish(job, item, attempt, adopted=False, label_ids=label_ids,
                                    sha256=digest)
                 return
             uncertain = uncertain or isinstance(error, AmbiguousError)
-            if error.cause in OVERLOAD_CAUSES:
-                self.limiter.on_overload()
             if error.cause == "connect" and sending:
                 attempt -= 1            # refused before a byte went out: nothing was sent
-            if self.gate is not None and self.gate.failed(error):
-                # nothing reached the service: not this file's fault, it keeps its tries
-                signs += 1
-                if signs < OUTAGE_SIGNS_PER_FILE:
-                    await self._hold(job, error, signs)
-                    continue
-            failures += 1
-            self.budget.failed()
-            if self.budget.outage:
-                raise FatalError(f"the server keeps failing ({self.budget.consecutive_failures} "
-                                 f"failures in a row, last: {error}); stopped. Rerun the same "
-                                 "command to resume")
-            if failures >= self.policy.max_attempts or not self.budget.try_spend(error.cause):
-                why = ("retry budget used up" if failures < self.policy.max_attempts
-                       else f"gave up after {failures} failed tries ({attempt} sent)")
-                if uncertain:
-                    item_or_none = await self._final_reconcile(job)
-                    if item_or_none is not None:
-                        await self._finish(job, item_or_none, attempt, adopted=True,
-                                           label_ids=label_ids)
-                        return
-                self._fail(job, f"{why}: {error}", attempts=attempt, status=error.status,
-                           uncertain=uncertain)
-                return
-            delay = self.policy.delay(error, failures, self.rng)
-            self.reporter.emit(FileRetrying(job.key, failures, error.cause, delay, str(error)))
-            await self.sleep(delay)
-
-    async def _hold(self, job: FileJob, error: TransientError, signs: int) -> None:
-        """Back off (or wait out the outage) without spending one of the file's tries."""
-        assert self.gate is not None
-        if self.gate.active:
-            self.reporter.emit(FileRetrying(job.key, signs, error.cause, 0.0,
-                                            f"waiting for the server: {error}"))
-            await self.gate.wait()
+            why = await tries.failed(error)
+            if why is None:
+                continue
+            if why.startswith("gave up"):
+                why += f" ({attempt} sent)"
+            if uncertain:
+                item_or_none = await self._final_reconcile(job)
+                if item_or_none is not None:
+                    await self._finish(job, item_or_none, attempt, adopted=True,
+                                       label_ids=label_ids)
+                    return
+            self._fail(job, f"{why}: {error}", attempts=attempt, status=error.status,
+                       uncertain=uncertain)
             return
-        self.budget.by_cause[error.cause] = self.budget.by_cause.get(error.cause, 0) + 1
-        delay = self.policy.delay(error, signs, self.rng)
-        self.reporter.emit(FileRetrying(job.key, signs, error.cause, delay, str(error)))
-        await self.sleep(delay)
 
     async def _send_once(self, job: FileJob, label_ids: tuple[str, ...], head: bytes | None,
                          weight: int,
