@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 from geti_bulk.errors import TransientError
 
-OVERLOAD_CAUSES = frozenset({"429", "502", "503", "504", "timeout"})
+# "locked": Geti 3's 500 after SQLite's lock timeout under parallel writes (GETI3_API.md §5)
+OVERLOAD_CAUSES = frozenset({"429", "502", "503", "504", "timeout", "locked"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -190,3 +190,25 @@ async def test_a_self_signed_certificate_gets_one_line_on_how_to_trust_it(geti3,
     assert proc.returncode == 3, text
     assert len(text.splitlines()) == 1 and "--ca-bundle" in text and "--insecure" in text
     assert "Traceback" not in text
+
+
+async def test_sqlite_locked_500s_are_reconciled_and_slow_the_writers(tmp_path):
+    from geti_bulk.events import ConcurrencyChanged
+
+    srv = LocalGeti3(Geti3Config(data_dir=tmp_path / "g3l", locked_writers=3, locked_ms=200,
+                                 latency_ms=10, seed=2))
+    await srv.start()
+    try:
+        data = tmp_path / "data"
+        make_labelled_tree(data, ["cat", "dog"], 60, size=(48, 40))
+        result, rec = await upload(cfg3(srv, tmp_path, (data,), "Pets classification",
+                                        concurrency=8))
+        assert (result.uploaded, result.failed, result.exit_code) == (60, 0, 0)
+        stats = await admin3(srv)
+        assert stats["duplicates"] == 0 and stats["media_total"] == 60
+        assert stats["locked_errors"] > 0, "the limit must have been hit to test anything"
+        assert result.retries.get("locked", 0) >= 1
+        levels = [e.limit for e in rec.events if isinstance(e, ConcurrencyChanged)]
+        assert levels and min(levels) <= 3, levels
+    finally:
+        await srv.stop()

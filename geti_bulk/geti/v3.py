@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-from geti_bulk.errors import FileError, TargetNotFoundError
+from geti_bulk.errors import AmbiguousError, FileError, TargetNotFoundError
 from geti_bulk.geti.client import GetiClient, Secret, Target, pick_one
 from geti_bulk.geti.models import Dataset, Label, MediaItem, Project, Task
 
@@ -74,6 +74,12 @@ class Geti3Client(GetiClient):
 
     def _headers(self) -> dict[str, str]:
         return {"Accept": "application/json"}
+
+    async def upload(self, target: Target, kind: str, body: Any) -> MediaItem:
+        try:
+            return await super().upload(target, kind, body)
+        except AmbiguousError as e:
+            raise _as_locked(e) from None
 
     def _upload_url(self, target: Target, kind: str) -> str:
         return f"{self.host}{target.dataset_path}/media"
@@ -147,8 +153,12 @@ class Geti3Client(GetiClient):
         body: dict[str, Any] = {"annotations": to_v3(annotations, target.project)}
         if subset and subset.lower() in SUBSETS:
             body["subset"] = SUBSETS[subset.lower()]
-        data = await self._call("POST", f"{target.dataset_path}/media/{media_id}/annotations",
-                                what="annotation", json_body=body)
+        try:
+            data = await self._call("POST",
+                                    f"{target.dataset_path}/media/{media_id}/annotations",
+                                    what="annotation", json_body=body)
+        except AmbiguousError as e:
+            raise _as_locked(e) from None
         return data if isinstance(data, dict) else {}
 
     async def latest_annotation(self, target: Target, media_id: str,
@@ -216,6 +226,16 @@ def from_v3(annotations: list[dict[str, Any]], project: Project,
             shape = {"type": kind.upper()}
         out.append({"labels": [{"id": x["id"]} for x in a.get("labels", [])], "shape": shape})
     return out
+
+
+def _as_locked(e: AmbiguousError) -> AmbiguousError:
+    """A Geti 3 write answered 500: most likely SQLite's "database is locked" after its
+    30 s timeout under parallel writes (§5, issue #7614). The commit may have happened, so
+    it stays ambiguous (reconciled first), and it tells the limiter to back off."""
+    if e.status != 500:
+        return e
+    return AmbiguousError(f"{e} (Geti 3 writes to one SQLite file: too many parallel writes?)",
+                          status=500, retry_after=e.retry_after, cause="locked")
 
 
 def _iso(ts: float) -> str:
