@@ -289,6 +289,16 @@ def _print_status(reader: Any, path: Path, *, brief: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    code = _main(argv)
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):   # `geti-bulk … | head -1`: nobody reads any more
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())   # so the interpreter's last flush is quiet
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "serve":
         from geti_bulk.server import serve_main

@@ -180,3 +180,28 @@ async def test_a_resume_prints_one_line_for_journal_skips_not_one_per_file(serve
     assert len(rows) == 12 and {r["status"] for r in rows} == {"skipped"}   # all in the report
     code, out, _ = await run_cli(*args, "-v", token=token)
     assert out.count("skipped data/") == 12                              # per file when verbose
+
+
+async def test_a_closed_stdout_is_not_an_internal_error(server, token, tmp_path):
+    """`geti-bulk upload --dry-run … | head -1`: the run goes on, no traceback."""
+    import asyncio
+    import os
+    import shlex
+    import sys
+
+    from geti_bulk.sampledata import make_labelled_tree
+
+    data = tmp_path / "data"
+    make_labelled_tree(data, ["cat", "dog"], 300, size=(40, 36))
+    cmd = " ".join(shlex.quote(x) for x in [
+        sys.executable, "-m", "geti_bulk.cli", "upload", str(data), "--host", server.base_url,
+        "--project", "Pets classification", "--dry-run", "--progress", "plain", "-v",
+        "--journal", str(tmp_path / "j.sqlite")])
+    proc = await asyncio.create_subprocess_exec(
+        "bash", "-c", f"{cmd} 2>{tmp_path / 'err'} | head -1; exit ${{PIPESTATUS[0]}}",
+        env={**os.environ, "GETI_TOKEN": token}, stdout=asyncio.subprocess.PIPE)
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    err = (tmp_path / "err").read_text()
+    assert len(out.decode().splitlines()) == 1
+    assert "internal error" not in err and "Traceback" not in err and "BrokenPipe" not in err, err
+    assert proc.returncode == 0, err

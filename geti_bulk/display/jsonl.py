@@ -69,6 +69,7 @@ class JsonReporter:
         self._wall_clock = wall_clock
         self._pending: dict[str, int] = {}       # path -> bytes not yet written
         self._last: dict[str, float] = {}        # path -> when its last bytes_sent went out
+        self._closed = False
 
     def start(self) -> None:
         """Nothing to start; present so every reporter has the same lifecycle."""
@@ -76,7 +77,11 @@ class JsonReporter:
     def stop(self) -> None:
         for path in list(self._pending):
             self._flush_bytes(path)
-        self.stream.flush()
+        if not self._closed:
+            try:
+                self.stream.flush()
+            except (BrokenPipeError, ValueError):
+                self._closed = True
 
     def __enter__(self) -> JsonReporter:
         return self
@@ -115,8 +120,13 @@ class JsonReporter:
 
     def _write(self, name: str, fields: dict[str, Any]) -> None:
         record = {"event": name, "ts": self._wall_clock(), **fields}
-        self.stream.write(json.dumps(record) + "\n")
-        self.stream.flush()
+        if self._closed:
+            return
+        try:
+            self.stream.write(json.dumps(record) + "\n")
+            self.stream.flush()
+        except (BrokenPipeError, ValueError):   # the reader of the stream went away
+            self._closed = True
 
 
 def _fields(event: Event) -> dict[str, Any]:

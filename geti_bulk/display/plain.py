@@ -65,12 +65,17 @@ class PlainReporter:
         self._mark_time = clock()
         self._mark_bytes = 0
         self._journal_skips = 0
+        self._closed = False
 
     def start(self) -> None:
         """Nothing to start; present so every reporter has the same lifecycle."""
 
     def stop(self) -> None:
-        self.stream.flush()
+        if not self._closed:
+            try:
+                self.stream.flush()
+            except (BrokenPipeError, ValueError):
+                self._closed = True
 
     def __enter__(self) -> PlainReporter:
         return self
@@ -147,5 +152,10 @@ class PlainReporter:
                     f"{format_bytes(t.sent_bytes)}, {format_rate(rate)}, {t.failed} failed")
 
     def _write(self, *lines: str) -> None:
-        self.stream.write("".join(line + "\n" for line in lines))
-        self.stream.flush()
+        if self._closed:
+            return
+        try:
+            self.stream.write("".join(line + "\n" for line in lines))
+            self.stream.flush()
+        except (BrokenPipeError, ValueError):   # `| head -1`: the reader went away
+            self._closed = True                 # the run goes on; its report has every row
