@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,6 +31,7 @@ from benchlib.contenders import (  # noqa: E402
     curl_available,
     script_available,
     sdk_available,
+    verify_argv,
 )
 from benchlib.measure import run_measured  # noqa: E402
 from benchlib.resume import build_journal, fresh_copy  # noqa: E402
@@ -121,6 +123,8 @@ class Bench:
                 path = data.padded_jpegs(self.data_dir, "large", *s.large)
             elif name == "resume":
                 path = data.resume_tree(self.data_dir, s.resume_rows)
+            elif name == "coco":
+                path = data.coco(self.data_dir, s.coco)
             else:
                 raise ValueError(name)
             self._datasets[name] = path
@@ -194,6 +198,9 @@ class Bench:
         contender = CONTENDERS[name]
         folder = self.folder_for(case, name)
         files, size = data.listing(folder)
+        labelled = case.dataset == "coco"
+        if labelled:   # the rate is images (media and annotations) per second
+            files = len(data.coco_images(folder))
         run_dir = self.out / "runs" / _slug(case.key) / f"{_slug(name)}-{rep + 1}"
         run_dir.mkdir(parents=True, exist_ok=True)
         server = LocalServer(self.out / "server-data", self.token_file,
@@ -205,7 +212,8 @@ class Bench:
         server.start()
         try:
             ctx = RunContext(server=server, folder=folder, run_dir=run_dir, token=self.token,
-                             tls=server.tls, files=data.files(folder), source=self.source)
+                             tls=server.tls, files=data.files(folder), source=self.source,
+                             annotations=labelled)
             if journal is not None:
                 ctx.journal = fresh_copy(journal, run_dir)
             argv = contender.argv(ctx)
@@ -218,10 +226,12 @@ class Bench:
             if server.alive():
                 server_cpu = server.cpu_since_start()
                 stats = server.stats()
+                checked = self.verify(ctx, env, run_dir) if labelled else None
             else:   # recorded, reported, and the harness exits 1 at the end
                 self.errors.append(f"{case.key} {name} #{rep + 1}: the server died; "
                                    f"see {run_dir / 'server.log'}")
                 server_cpu = 0.0
+                checked = None
                 stats = {"media_total": -1, "duplicates": -1, "faults": {}, "overload_503": 0,
                          "restarts": 0,
                          "peak_inflight": 0, "uploads_received": 0}
@@ -245,6 +255,12 @@ class Bench:
             # (the harness's sampler, and other people's work): interference
             "other_cpu_s": max(0.0, busy - m.cpu_s - server_cpu),
         }
+        if labelled:
+            notes = stats.get("annotations", {})
+            rec["annotation_posts"] = notes.get("posts", 0)
+            rec["scenes_stored"] = notes.get("scenes_stored", 0)
+            rec["posted_with_auto_training_on"] = notes.get("posted_with_auto_training_on", 0)
+            rec["verify"] = checked or {"exit_code": -1}
         if m.exit_code != 0:
             rec["stderr_tail"] = m.stderr_tail[-600:]
         print(f"[{case.key}] {name} #{rep + 1}: {files:,} files {m.wall_s:.2f} s "
@@ -252,7 +268,44 @@ class Bench:
               f"rss {m.peak_rss_mb:,.0f} MB cpu {m.cpu_s:.2f} s srv-cpu {server_cpu:.2f} s "
               f"stored {rec['stored']} dups {rec['duplicates']} exit {m.exit_code}"
               + (" TIMEOUT" if m.timed_out else ""), flush=True)
+        if labelled:
+            v = rec["verify"]
+            print(f"[{case.key}] {name} #{rep + 1}: verify {v.get('ok', 0)} ok, "
+                  f"{v.get('wrong_shapes', '?')} wrong shapes, {v.get('empty_unlabelled', 0)} "
+                  f"empty images without 'No object', {v.get('missing', 0)} missing, "
+                  f"{v.get('duplicated', 0)} duplicated; {rec['annotation_posts']} annotation "
+                  f"POSTs, {rec['posted_with_auto_training_on']} with auto-training on",
+                  flush=True)
         return rec
+
+    def verify(self, ctx: RunContext, env: dict[str, str], run_dir: Path) -> dict[str, Any]:
+        """``geti-bulk verify`` after the run, its report read back into counts: every
+        image stored once, and its latest annotation what geti-bulk would post (boxes
+        clipped, ±1 px; "No object" for an image without boxes). An image without boxes
+        that has no annotation at all is counted apart (``empty_unlabelled``: the SDK
+        posts nothing for it), not as a wrong shape."""
+        report_path = run_dir / "verify.jsonl"
+        argv = verify_argv(ctx, report_path)
+        (run_dir / "verify-argv.json").write_text(json.dumps(argv))
+        with open(run_dir / "verify.log", "wb") as log:
+            done = subprocess.run(argv, env=env, cwd=run_dir, stdout=log, stderr=log,
+                                  stdin=subprocess.DEVNULL, timeout=self.timeout)
+        boxed = {Path(k).name: v for k, v in data.coco_images(ctx.folder).items()}
+        out = {"exit_code": done.returncode, "ok": 0, "missing": 0, "duplicated": 0,
+               "wrong_shapes": 0, "empty_unlabelled": 0, "not_checked": 0}
+        rows = report_path.read_text().splitlines() if report_path.is_file() else []
+        for line in rows:
+            row = json.loads(line)
+            status = row.get("status")
+            if status == "annotation_differs":
+                absent = row.get("reason") == "no annotation on the server"
+                empty = not boxed.get(Path(row["path"]).name, True)
+                out["empty_unlabelled" if absent and empty else "wrong_shapes"] += 1
+            elif status in out:
+                out[status] += 1
+        if not rows:
+            out["wrong_shapes"] = -1   # verify wrote nothing: counted as a failure
+        return out
 
     # --- output ------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ class RunContext:
     files: list[Path] = field(default_factory=list)   # for curl: the exact files
     journal: Path | None = None     # geti-bulk: a prepared journal to resume from
     source: Path | None = None      # a geti_bulk export to run instead of the installed one
+    annotations: bool = False       # the folder is a pre-labelled dataset: send its labels
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,9 @@ def _script(name: str, *extra: str) -> Callable[[RunContext], list[str]]:
 def _geti_bulk(*extra: str, pty: bool = False) -> Callable[[RunContext], list[str]]:
     def argv(ctx: RunContext) -> list[str]:
         cmd = [geti_bulk_exe(), "upload", str(ctx.folder), "--project", TARGET_PROJECT,
-               "--host", ctx.server.base_url, "--labels", "none"]
+               "--host", ctx.server.base_url]
+        if not ctx.annotations:   # a labelled dataset's format is auto-detected
+            cmd += ["--labels", "none"]
         if "--progress" not in extra:
             cmd += ["--progress", "none"]
         if ctx.tls is not None:
@@ -108,11 +111,24 @@ def sdk_python() -> str:
 
 
 def _sdk(ctx: RunContext) -> list[str]:
-    cmd = [sdk_python(), str(HERE / "geti_sdk_upload.py"), "--url", ctx.server.base_url,
+    script = "geti_sdk_coco.py" if ctx.annotations else "geti_sdk_upload.py"
+    cmd = [sdk_python(), str(HERE / script), "--url", ctx.server.base_url,
            "--project", TARGET_PROJECT]
     if ctx.limit:
         cmd += ["--limit", str(ctx.limit)]
     return [*cmd, str(ctx.folder)]
+
+
+def verify_argv(ctx: RunContext, report: Path) -> list[str]:
+    """``geti-bulk verify`` of the run's folder against the server, as the user would run
+    it after the import (read-only; its exit code is 0 only if everything matches)."""
+    cmd = [geti_bulk_exe(), "verify", str(ctx.folder), "--project", TARGET_PROJECT,
+           "--host", ctx.server.base_url, "--report", str(report)]
+    if not ctx.annotations:
+        cmd += ["--labels", "none"]
+    if ctx.tls is not None:
+        cmd += ["--ca-bundle", str(ctx.tls.bundle)]
+    return cmd
 
 
 def sdk_available() -> bool:
@@ -140,8 +156,11 @@ CONTENDERS: dict[str, Contender] = {c.name: c for c in [
               _script("tutorial_toolbelt.py"), limited=True),
     Contender("sdk_like_threads", "5 threads, one requests.Session, files read whole",
               _script("sdk_like_threads.py"), limited=True),
-    Contender("geti_sdk", "the Geti SDK's ImageClient.upload_folder (5 threads)", _sdk,
+    Contender("geti_sdk", "the Geti SDK's ImageClient.upload_folder (5 threads); with a "
+              "labelled dataset, then AnnotationClient.upload_annotations_for_images", _sdk,
               limited=True),
+    Contender("tutorial_annotations", "per image: requests.post the image, then its "
+              "annotation; sequential, no session", _script("tutorial_annotations.py")),
     Contender("bare_aiohttp", "bare aiohttp, 8 workers, exact Content-Length, 1 MiB reads",
               _script("bare_aiohttp.py")),
     Contender("curl", "curl -F file=@..., one request per file (--next)", _curl),

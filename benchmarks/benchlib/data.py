@@ -14,6 +14,10 @@ Every file is a real image the local server accepts:
 * ``resume``: a tree of N tiny files for the resume test, made of hard links to 1,000
   distinct PNGs (a link costs ~20 µs here, a new small file ~220 µs); the scanner stats
   every link as a separate directory entry, which is what a resume pays for.
+* ``coco``: a pre-labelled COCO detection dataset (``geti_bulk.sampledata.make_coco_dataset``:
+  ``images/train/*.jpg`` of about 320x240 and ``annotations/instances_train.json`` with
+  0-4 boxes of car/truck per image, every 10th image without boxes, every 7th with a box
+  crossing the right edge).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
-from geti_bulk.sampledata import image_bytes
+from geti_bulk.sampledata import image_bytes, make_coco_dataset
 
 SMALL_SIZE = (448, 336)   # noise 0.5, quality 90: about 100 KB per JPEG
 
@@ -130,6 +134,30 @@ def resume_tree(base: Path, count: int, distinct: int = 1000) -> Path:
 
     return _cached(base / f"resume-{count}", {"kind": "resume", "count": count,
                                               "distinct": distinct}, build) / "tree"
+
+
+COCO_SIZE = (320, 240)
+
+
+def coco(base: Path, count: int) -> Path:
+    """A COCO detection dataset of ``count`` images with their boxes."""
+    def build(root: Path) -> None:
+        make_coco_dataset(root, count, seed=0, size=COCO_SIZE)
+
+    return _cached(base / f"coco-{count}", {"kind": "coco", "count": count,
+                                            "size": COCO_SIZE}, build)
+
+
+def coco_images(root: Path) -> dict[str, bool]:
+    """Image path relative to ``root`` → whether the COCO file gives it at least one box."""
+    out: dict[str, bool] = {}
+    for path in sorted((root / "annotations").glob("instances_*.json")):
+        subset = path.stem[len("instances_"):]
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        boxed = {a["image_id"] for a in doc["annotations"]}
+        for im in doc["images"]:
+            out[f"images/{subset}/{im['file_name']}"] = im["id"] in boxed
+    return out
 
 
 def warm(root: Path) -> int:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-SCENARIOS = ("small", "medium", "large", "tiny", "faults", "journal", "display", "overload")
+SCENARIOS = ("small", "medium", "large", "tiny", "faults", "journal", "display", "overload",
+             "annotations")
 FAULT_SPEC = "503=0.05,reset=0.02,stored500=0.02"
 
 OVERLOAD_SERVER = ("--overload", "oom", "--restart-ms", "2000", "--workers", "2",
@@ -29,13 +30,15 @@ class Sizes:
     slow_subset: int               # files for sequential clients where they take minutes
     latency_subset: int            # files for every client in the 50 ms latency cases
     overload_subset: int
+    coco: int = 1000               # images of the pre-labelled COCO detection dataset
 
 
 FULL = Sizes(small=2000, medium=(20, 50 * 1000**2), large=(2, 1 << 30), tiny=10_000,
              resume_rows=1_000_000, slow_subset=200, latency_subset=500,
-             overload_subset=1000)
+             overload_subset=1000, coco=1000)
 QUICK = Sizes(small=60, medium=(2, 8 * 1000**2), large=(1, 48 << 20), tiny=400,
-              resume_rows=5000, slow_subset=30, latency_subset=40, overload_subset=60)
+              resume_rows=5000, slow_subset=30, latency_subset=40, overload_subset=60,
+              coco=100)
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ class Case:
     scenario: str
     name: str                      # shown in the table, e.g. "small, 50 ms latency"
     transport: str                 # "http" | "https"
-    dataset: str                   # "small" | "medium" | "large" | "tiny" | "resume"
+    dataset: str                   # "small" | "medium" | "large" | "tiny" | "resume" | "coco"
     contenders: tuple[str, ...]
     limits: dict[str, int] = field(default_factory=dict)   # contender → first N files
     subset: int = 0                # every contender gets the first N files
@@ -123,4 +126,9 @@ def _expand(scenario: str, s: Sizes, quick: bool, sweep: tuple[str, ...]) -> lis
                      ("geti-bulk", "geti-bulk fixed c=8", "geti-bulk fixed c=16"),
                      latency_ms=20, max_inflight=6, server_args=OVERLOAD_REFUSE,
                      subset=s.overload_subset, repeats=1)]
+    if scenario == "annotations":
+        # a pre-labelled COCO detection dataset, media and boxes together; HTTPS only, as
+        # the SDK rewrites http:// to https://. Every run is checked with geti-bulk verify.
+        return [Case("annotations", f"annotations, COCO {s.coco:,} images", "https", "coco",
+                     ("tutorial_annotations", "geti_sdk", "geti-bulk"))]
     raise ValueError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")

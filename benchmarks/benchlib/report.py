@@ -39,6 +39,13 @@ def summarize(runs: list[Record]) -> dict[str, Any]:
         "server_503": _span(r.get("overload_503", r["faults"].get("overload", 0))
                             for r in runs),
         "restarts": _span(r.get("restarts", 0) for r in runs),
+        # labelled datasets: geti-bulk verify after every run, and the annotation POSTs
+        "wrong_shapes": _span(r.get("verify", {}).get("wrong_shapes", 0) for r in runs),
+        "empty_unlabelled": _span(r.get("verify", {}).get("empty_unlabelled", 0)
+                                  for r in runs),
+        "verify_ok": _span(r.get("verify", {}).get("ok", 0) for r in runs),
+        "annotation_posts": _span(r.get("annotation_posts", 0) for r in runs),
+        "auto_train_on": _span(r.get("posted_with_auto_training_on", 0) for r in runs),
     }
 
 
@@ -63,11 +70,15 @@ def markdown(records: list[Record], reference_of: dict[str, str],
         ref = summarize(by_contender[ref_name]) if ref_name in by_contender else None
         rate = "mb_per_s" if bytes_metric.get(case) else "files_per_s"
         overload = any(r.get("max_inflight") for runs in by_contender.values() for r in runs)
+        labelled = any("verify" in r for runs in by_contender.values() for r in runs)
         lines += [f"### {case}", ""]
         head = ["contender", "files", "runs", "wall s", "files/s", "MB/s", "peak RSS MB",
                 "CPU s", "server CPU s", "stored", "dups", "exit"]
         if overload:
             head += ["server 503s", "OOM restarts"]
+        if labelled:
+            head += ["verify ok", "wrong shapes", "empty, no label", "annotation POSTs",
+                     "POSTs with auto-training on"]
         head.append(f"{ref_name} ×")
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "---|" * len(head))
@@ -82,6 +93,9 @@ def markdown(records: list[Record], reference_of: dict[str, str],
                    _num(s["server_cpu_s"]), s["stored"], s["duplicates"], s["exit"]]
             if overload:
                 row += [s["server_503"], s["restarts"]]
+            if labelled:
+                row += [s["verify_ok"], s["wrong_shapes"], s["empty_unlabelled"],
+                        s["annotation_posts"], s["auto_train_on"]]
             row.append(ratio)
             lines.append("| " + " | ".join(row) + " |")
         lines += [""]
@@ -107,6 +121,14 @@ def _notes(case: str, by_contender: dict[str, list[Record]]) -> list[str]:
     if other and sum(wall) > 0 and sum(other) / sum(wall) > 0.1:
         out.append(f"Interference: other processes used {sum(other) / sum(wall):.2f} CPU "
                    f"cores on average during these runs (max {max(other):.1f} CPU s in one run).")
+    if any("verify" in r for runs in by_contender.values() for r in runs):
+        out.append("Files are images, each sent with its boxes: the rate counts media and "
+                   "annotations together. After every run `geti-bulk verify` checks each "
+                   "image stored once and its latest annotation equal, within 1 px, to what "
+                   "geti-bulk would post (boxes clipped to the image; \"No object\" for an "
+                   "image without boxes): `wrong shapes` are images whose stored annotation "
+                   "differs or is missing although the image has boxes; `empty, no label` "
+                   "are images without boxes left with no annotation at all.")
     if "geti-bulk resume" in by_contender:
         s = summarize(by_contender["geti-bulk resume"])
         out.append(f"Resume with nothing to do: {s['wall_s']:.1f} s wall, {s['cpu_s']:.1f} s CPU, "
