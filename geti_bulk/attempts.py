@@ -181,13 +181,13 @@ class FileUploader:
         """The media is stored: done, or on to its annotation (journaled in between)."""
         if (label_ids and adopted) or job.annotated:
             await self._second_step(job, item, attempts, check_first=adopted,
-                                    label_ids=label_ids, sha256=sha256)
+                                    label_ids=label_ids, sha256=sha256, adopted=adopted)
         else:
             self._done(job, item, attempts, adopted, sha256)
 
     async def _second_step(self, job: FileJob, item: MediaItem, attempts: int, *,
                            check_first: bool, label_ids: tuple[str, ...] = (),
-                           sha256: str | None = None) -> None:
+                           sha256: str | None = None, adopted: bool = False) -> None:
         if self.journal is not None:
             await self.journal.record_media(job, item.id, _dims(item), attempts, sha256)
         ann = job.annotation
@@ -216,7 +216,7 @@ class FileUploader:
             self._fail(job, f"media stored as {item.id}, but not its annotation: {e}",
                        attempts=attempts, status=_status_of(e), item=item)
             return
-        self._done(job, item, attempts, check_first, sha256, result)
+        self._done(job, item, attempts, adopted, sha256, result)
 
     async def resume_second_step(self, job: FileJob) -> bool:
         """A file whose media an earlier run stored: only its annotation is left."""

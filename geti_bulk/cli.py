@@ -278,6 +278,8 @@ def _print_status(reader: Any, path: Path, *, brief: bool) -> None:
     meta = reader.meta()
     total = sum(counts.values())
     parts = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("uploaded", "skipped", "failed", "sending"))
+    if counts.get("media"):
+        parts += f", {counts['media']} stored with their annotation still to post"
     print(f"{path}\n  target: {meta.get('target', '?')}\n  {total} files: {parts}")
     if counts.get("sending"):
         print("  'sending' files were in flight when a run stopped; the next run checks the "

@@ -264,7 +264,9 @@ class JournalReader:
 
     def _c(self) -> sqlite3.Connection:
         if self._conn is None:
-            self._conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
+            # read from whichever worker thread runs the lookup (to_thread), closed on the loop
+            self._conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None,
+                                         check_same_thread=False)
         return self._conn
 
     def lookup(self, keys: Iterable[str]) -> dict[str, PriorState]:

@@ -368,6 +368,9 @@ class Run:
                 receive.close()
             if journal is not None and up.tally.deferred and not self.stopping:
                 await self._deferred_annotations(journal, up)
+            if up.tally.deferred:
+                reporter.emit(Notice(f"{up.tally.deferred} file(s) stored, their annotations "
+                                     "not posted yet: rerun the same command to post them"))
             if cfg.dry_run:
                 for text in up.dry.lines():
                     reporter.emit(Notice(text))
@@ -391,7 +394,8 @@ class Run:
             r = self.result
             r.uploaded, r.skipped, r.failed = t.uploaded, t.skipped, t.failed
             # everything the scan handed over that did not end as a row
-            r.not_started = max(t.not_started, self.queued - (t.uploaded + t.skipped + t.failed))
+            r.not_started = max(t.not_started, self.queued - (t.uploaded + t.skipped + t.failed
+                                                              + t.deferred))
             r.bytes_sent = t.bytes_sent
             r.retries = dict(budget.by_cause)
             r.peak_concurrency = limiter.peak

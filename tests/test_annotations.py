@@ -408,3 +408,35 @@ async def test_subsets_go_to_the_datasets_named_and_verify_follows_them(server, 
         stderr=asyncio.subprocess.STDOUT)
     out, _ = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0 and "verify: 12 match" in out.decode(), out.decode()
+
+
+async def test_annotations_known_only_later_are_posted_in_a_second_phase(server, token,
+                                                                          tmp_path, monkeypatch):
+    """A COCO file whose index is not ready while its images upload (a 1 GB file): media
+    first, then every annotation from the journal's `media` rows, in the same run."""
+    import dataclasses
+
+    import geti_bulk.datasets as ds
+    from geti_bulk.events import FileDone
+
+    imgs = sample_images(20)
+    write_coco(tmp_path / "coco", imgs, LABELS)
+    real_job, real_ready = ds._job, ds.Sources.annotations_ready
+    monkeypatch.setattr(ds, "_job", lambda *a: dataclasses.replace(
+        real_job(*a), annotation=None, deferred=True))
+    calls = {"n": 0}
+
+    def ready(self: ds.Sources) -> bool:
+        calls["n"] += 1
+        return calls["n"] > len(imgs) and real_ready(self)
+
+    monkeypatch.setattr(ds.Sources, "annotations_ready", ready)
+    server.set_annotation_faults(spec="stored500=0.2")
+    result, rec = await upload(make_cfg(server, token, tmp_path, (tmp_path / "coco",),
+                                        project=DETECTION))
+    assert (result.uploaded, result.failed, result.not_started, result.exit_code) == \
+        (len(imgs), 0, 0, 0), result.fatal
+    done = [e for e in rec.events if isinstance(e, FileDone)]
+    assert len(done) == len(imgs) and not any(e.adopted for e in done)
+    assert _states(tmp_path / "journal.sqlite") == {"uploaded": len(imgs)}
+    await assert_all_annotated(server, token, imgs)
