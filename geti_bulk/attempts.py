@@ -78,6 +78,9 @@ class DryCounts:
                 f"with no objects (the empty label), {self.unannotated} without annotation"]
 
 
+RECONCILE_GRACE = 10.0   # seconds after a killed run's `sending` mark before asking for it
+
+
 class DeferredSource(Protocol):
     """The reader, for annotations it knows only once its index is complete."""
 
@@ -368,6 +371,16 @@ class FileUploader:
             return
         await self._attempts(job, label_ids, head, weight, mark)
 
+    async def _grace(self, job: FileJob) -> None:
+        """A killed run's upload may still be stored after it died: the server goes on
+        with a body it received whole (a slow decode, a SQLite lock wait). Ask for it only
+        `RECONCILE_GRACE` seconds after it was marked, not at once."""
+        wait = job.prior_updated + RECONCILE_GRACE - time.time()
+        if wait > 0:
+            import anyio
+
+            await anyio.sleep(min(wait, RECONCILE_GRACE))
+
     def _tries(self, job: FileJob) -> Tries:
         return Tries(job.key, policy=self.policy, budget=self.budget, limiter=self.limiter,
                      gate=self.gate, reporter=self.reporter, rng=self.rng, sleep=self.sleep)
@@ -376,6 +389,8 @@ class FileUploader:
                         mark: asyncio.Future[None] | None) -> None:
         assert job.kind is not None
         uncertain = job.prior_state == "sending" or job.prior_uncertain
+        if job.prior_state == "sending":
+            await self._grace(job)
         attempt = 0      # uploads sent
         tries = self._tries(job)
         self.budget.file_started()

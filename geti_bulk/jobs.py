@@ -42,6 +42,7 @@ class FileJob:
     prior_sha256: str | None = None
     prior_width: int | None = None
     prior_height: int | None = None
+    prior_updated: float = 0.0      # when the journal last wrote the row (time.time())
 
     @property
     def annotated(self) -> bool:

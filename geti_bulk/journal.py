@@ -90,6 +90,7 @@ class PriorState:
     width: int | None = None
     height: int | None = None
     dataset_id: str | None = None
+    updated: float = 0.0       # when the row was last written (time.time())
 
 
 _Op = tuple[str, tuple[Any, ...], "asyncio.Future[Any] | None", Callable[[sqlite3.Cursor], Any] | None]
@@ -277,9 +278,9 @@ class JournalReader:
             marks = ",".join("?" * len(chunk))
             for row in self._c().execute(
                     f"SELECT key, state, media_id, size, mtime_ns, uncertain, sha256, width, "
-                    f"height, dataset_id FROM files WHERE key IN ({marks})", chunk):
+                    f"height, dataset_id, updated FROM files WHERE key IN ({marks})", chunk):
                 out[row[0]] = PriorState(row[1], row[2], row[3], row[4], bool(row[5]), row[6],
-                                         row[7], row[8], row[9])
+                                         row[7], row[8], row[9], float(row[10] or 0))
         return out
 
     def pending_annotations(self, run_id: str, after: int = 0, limit: int = 500

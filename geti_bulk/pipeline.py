@@ -518,7 +518,7 @@ def _with_journal(batch: list[FileJob], reader: JournalReader | None) -> list[Fi
         out.append(dataclasses.replace(
             job, prior_state=p.state, prior_media_id=p.media_id, prior_size=p.size,
             prior_mtime_ns=p.mtime_ns, prior_uncertain=p.uncertain, prior_sha256=p.sha256,
-            prior_width=p.width, prior_height=p.height))
+            prior_width=p.width, prior_height=p.height, prior_updated=p.updated))
     return out
 
 

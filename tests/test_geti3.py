@@ -212,3 +212,45 @@ async def test_sqlite_locked_500s_are_reconciled_and_slow_the_writers(tmp_path):
         assert levels and min(levels) <= 3, levels
     finally:
         await srv.stop()
+
+
+async def test_kill_9_between_the_steps_then_the_rerun_finishes_on_geti3(tmp_path):
+    import sqlite3
+
+    srv = LocalGeti3(Geti3Config(data_dir=tmp_path / "g3k", slow_ms=1500, locked_ms=300,
+                                 seed=5))
+    await srv.start()
+    try:
+        imgs = [im for im in sample_images(24) if im.expected_boxes() or not im.objects]
+        write_coco(tmp_path / "coco", imgs, LABELS)
+        journal = tmp_path / "journal.sqlite"
+        cmd = [sys.executable, "-m", "geti_bulk.cli", "upload", str(tmp_path / "coco"),
+               "--host", srv.base_url, "--project", "Vehicle detection", "--ca-bundle",
+               str(srv.cert_path), "--journal", str(journal), "--progress", "plain"]
+
+        def states() -> dict[str, int]:
+            if not journal.exists():
+                return {}
+            with sqlite3.connect(journal) as c:
+                return dict(c.execute("SELECT state, COUNT(*) FROM files GROUP BY state"))
+
+        srv.set_faults("slow=1.0")          # every write waits: media and annotations
+        proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.DEVNULL,
+                                                    stderr=asyncio.subprocess.DEVNULL)
+        for _ in range(400):
+            if states().get("media", 0) >= 2:
+                break
+            await asyncio.sleep(0.05)
+        proc.kill()
+        await proc.wait()
+        assert states().get("media", 0) >= 2, states()
+        srv.set_faults("stored500=0.2,locked=0.1")
+        proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.STDOUT)
+        out, _ = await asyncio.wait_for(proc.communicate(), 120)
+        assert proc.returncode == 0, out.decode()[-2000:]
+        assert states() == {"uploaded": len(imgs)}
+        await assert_detection_annotated(srv, imgs)
+        assert (await admin3(srv))["duplicates"] == 0
+    finally:
+        await srv.stop()
