@@ -15,15 +15,28 @@ compares), converted here both ways.
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from geti_bulk.errors import AmbiguousError, FileError, TargetNotFoundError
+from geti_bulk.geti import tus
 from geti_bulk.geti.client import GetiClient, Secret, Target, pick_one
 from geti_bulk.geti.models import Dataset, Label, MediaItem, Project, Task
+from geti_bulk.geti.tus import (
+    TUS_CHUNK,
+    TUS_THRESHOLD,
+    MemoryResumeStore,
+    ResumeStore,
+    TusSupport,
+    TusTransfer,
+)
+from geti_bulk.media import WIRE_ESCAPES, media_name
 
 EMPTY_ID = "00000000-0000-0000-0000-000000000000"   # stands for "no objects": sent as []
 UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
@@ -75,11 +88,62 @@ class Geti3Client(GetiClient):
     def _headers(self) -> dict[str, str]:
         return {"Accept": "application/json"}
 
+    # large files go over TUS when the server offers it (§6); set per client
+    tus_threshold: int = TUS_THRESHOLD
+    tus_chunk_size: int = TUS_CHUNK
+    tus_checksum: bool = True          # send Upload-Checksum when the server checks one
+    resume_store: ResumeStore | None = None   # None: in memory, lost with the process
+    _tus: TusSupport | None = None
+    _tus_lock: asyncio.Lock | None = None
+    _memory_resume: MemoryResumeStore | None = None
+
     async def upload(self, target: Target, kind: str, body: Any) -> MediaItem:
         try:
+            if body.size >= self.tus_threshold and (await self.tus_support()).takes(body.size):
+                return await self._upload_tus(target, kind, body)
             return await super().upload(target, kind, body)
         except AmbiguousError as e:
             raise _as_locked(e) from None
+
+    async def tus_support(self) -> TusSupport:
+        """`OPTIONS /api/uploads`, asked once per client (§6); an error is not remembered."""
+        if self._tus is None:
+            if self._tus_lock is None:
+                self._tus_lock = asyncio.Lock()
+            async with self._tus_lock:
+                if self._tus is None:
+                    self._tus = await tus.probe(self.session, self.host, proxy=self.proxy,
+                                                api_timeout=self.api_timeout)
+        return self._tus
+
+    def resumes(self) -> ResumeStore:
+        """Where upload URLs are kept: `resume_store`, else one in memory per client."""
+        if self.resume_store is not None:
+            return self.resume_store
+        if self._memory_resume is None:
+            self._memory_resume = MemoryResumeStore()
+        return self._memory_resume
+
+    def tus_transfer(self, body: Any, support: TusSupport) -> TusTransfer:
+        if not self.tus_checksum:
+            support = replace(support, checksum=None)
+        return TusTransfer(self.session, self.host, body, filename=_wire_filename(body),
+                           store=self.resumes(), support=support, proxy=self.proxy,
+                           chunk_size=self.tus_chunk_size, api_timeout=self.api_timeout,
+                           stall_timeout=self.stall_timeout)
+
+    async def _upload_tus(self, target: Target, kind: str, body: Any) -> MediaItem:
+        transfer = self.tus_transfer(body, await self.tus_support())
+        await transfer.send()
+        wait = self.video_response_timeout if kind == "video" else self.response_timeout
+        # the name multipart would store, so reconciliation finds either (§15)
+        data = await transfer.consume(f"{self.host}{target.dataset_path}/media:from-upload",
+                                      media_name(transfer.filename), wait)
+        try:
+            return media_from_v3(data)
+        except (KeyError, TypeError, ValueError):
+            raise AmbiguousError("server answered a from-upload with an unreadable body",
+                                 status=201) from None
 
     def _upload_url(self, target: Target, kind: str) -> str:
         return f"{self.host}{target.dataset_path}/media"
@@ -236,6 +300,22 @@ def _as_locked(e: AmbiguousError) -> AmbiguousError:
         return e
     return AmbiguousError(f"{e} (Geti 3 writes to one SQLite file: too many parallel writes?)",
                           status=500, retry_after=e.retry_after, cause="locked")
+
+
+def _wire_filename(body: Any) -> str:
+    """The file's name as a multipart upload of it would be stored, escapes included
+    (`media.media_name`, §15): a body's `filename`, else read back from its part header
+    (whose quoted-string doubles backslashes)."""
+    name = getattr(body, "filename", None)
+    if isinstance(name, str):
+        return name.translate(WIRE_ESCAPES)
+    found = _FILENAME.search(getattr(body, "preamble", b""))
+    if found is None:
+        return os.path.basename(str(body.path)).translate(WIRE_ESCAPES)
+    return found.group(1).decode("utf-8", "replace").replace("\\\\", "\\")
+
+
+_FILENAME = re.compile(rb'name="file"; filename="([^"]*)"\r\n')
 
 
 def _iso(ts: float) -> str:
