@@ -42,7 +42,7 @@ from geti_bulk.geti.client import GetiClient, Target
 from geti_bulk.geti.models import MediaItem
 from geti_bulk.jobs import FileJob
 from geti_bulk.journal import Journal
-from geti_bulk.labels import LabelPlan
+from geti_bulk.labels import AnnotationLabels, LabelPlan
 from geti_bulk.outage import OutageGate
 from geti_bulk.retry import RetryBudget, RetryPolicy
 from geti_bulk.sources.model import SourceAnnotation
@@ -57,17 +57,24 @@ class DryCounts:
     labels: dict[str, int] = field(default_factory=dict)
     empty: int = 0
     unannotated: int = 0
+    dropped: int = 0          # objects whose category maps to no label (skipped or dropped)
+    dataset: bool = False     # a dataset source: a file with no entry is "without annotation"
 
-    def add(self, job: FileJob, ann: SourceAnnotation | None) -> None:
+    def add(self, job: FileJob, ann: SourceAnnotation | None,
+            labels: AnnotationLabels | None = None) -> None:
         key = job.subset or "(none)"
         self.subsets[key] = self.subsets.get(key, 0) + 1
         names = [n for o in ann.objects for n in o.labels] if ann else list(job.labels)
+        if labels is not None and ann is not None:   # as the run would send them
+            mapped = [lab.name for n in names for lab in labels.by_name.get(n, ())]
+            self.dropped += sum(1 for n in names if n not in labels.by_name)
+            names = mapped
         for n in names:
             self.labels[n] = self.labels.get(n, 0) + 1
         if ann is not None and not ann.objects:
             self.empty += ann.empty
             self.unannotated += not ann.empty
-        elif ann is None and job.annotated:
+        elif ann is None and (job.annotated or self.dataset):
             self.unannotated += 1
 
     def lines(self) -> list[str]:
@@ -75,7 +82,8 @@ class DryCounts:
         labels = ", ".join(f"{k} {v}" for k, v in sorted(self.labels.items())) or "none"
         return [f"dry run: files per subset: {subsets or 'none'}",
                 f"dry run: objects (or files) per label: {labels}; {self.empty} image(s) "
-                f"with no objects (the empty label), {self.unannotated} without annotation"]
+                f"with no objects (the empty label), {self.unannotated} without annotation, "
+                f"{self.dropped} object(s) dropped by the label map"]
 
 
 RECONCILE_GRACE = 10.0   # seconds after a killed run's `sending` mark before asking for it
@@ -138,7 +146,7 @@ class FileUploader:
         self.rng = rng or random.Random()
         self.sleep = sleep or anyio.sleep
         self.tally = Tally()
-        self.dry = DryCounts()
+        self.dry = DryCounts(dataset=bool(getattr(source, "readers", None)))
 
     # --- outcomes -----------------------------------------------------------------
 
@@ -276,7 +284,7 @@ class FileUploader:
             while not self.source.annotations_ready():  # noqa: ASYNC110 (a reader thread)
                 await anyio.sleep(0.05)
             ann = self.source.annotation_for(job.rel)
-        self.dry.add(job, ann)
+        self.dry.add(job, ann, self.annotator.labels if self.annotator else None)
         if ann is not None:
             n = len(ann.objects)
             shown = f" with {n} object(s)" if n else (" with the empty label" if ann.empty

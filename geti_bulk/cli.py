@@ -205,8 +205,9 @@ def cmd_verify(a: argparse.Namespace) -> int:
 
     cfg = config.build(_flags(a), config_file=a.config, sources=tuple(a.paths),
                        manifests=tuple(a.manifest), use_journal=False)
-    report = Path(a.report) if a.report else Path(
-        f"geti-bulk-verify-{_time.strftime('%Y%m%d-%H%M%S')}.jsonl")
+    now = _time.time()
+    stamp = _time.strftime("%Y%m%d-%H%M%S", _time.localtime(now)) + f"-{int(now * 1000) % 1000:03d}"
+    report = Path(a.report) if a.report else Path(f"geti-bulk-verify-{stamp}-{os.getpid()}.jsonl")
     run = Run(cfg, RecordingReporter(), verify_report=report)
     result = asyncio.run(run.execute(handle_signals=True))
     if result.fatal:
@@ -266,6 +267,8 @@ def cmd_status(a: argparse.Namespace) -> int:
         for j in journals:
             _print_status(JournalReader(j), j, brief=len(journals) > 1)
         return EXIT_OK
+    if a.journal.is_dir():
+        raise ConfigError(f"journal: {a.journal} is a folder; name a journal file in it")
     if not a.journal.is_file():
         raise ConfigError(f"journal: {a.journal} does not exist")
     check_journal_file(a.journal)   # reads only; never takes the run's lock

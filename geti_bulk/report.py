@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import IO
 
@@ -17,6 +18,7 @@ class ReportWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._f: IO[str] | None = path.open("w", encoding="utf-8", buffering=1 << 16)
         self.rows = 0
+        self._flushed = time.monotonic()
 
     def emit(self, event: Event) -> None:
         if self._f is None:
@@ -45,6 +47,10 @@ class ReportWriter:
             return
         self._f.write(json.dumps(row, ensure_ascii=False) + "\n")
         self.rows += 1
+        now = time.monotonic()
+        if now - self._flushed >= 1.0:    # a kill -9 loses at most the last second of rows
+            self._f.flush()
+            self._flushed = now
 
     def close(self) -> None:
         if self._f is not None:

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 
 from geti_bulk.errors import TransientError
 
-# "locked": Geti 3's 500 after SQLite's lock timeout under parallel writes (GETI3_API.md §5)
-OVERLOAD_CAUSES = frozenset({"429", "502", "503", "504", "timeout", "locked"})
+# "500-locked?": a Geti 3 write answered 500, most often SQLite's lock timeout under
+# parallel writes (GETI3_API.md §5)
+OVERLOAD_CAUSES = frozenset({"429", "502", "503", "504", "timeout", "500-locked?"})
 
 
 @dataclass(frozen=True, slots=True)

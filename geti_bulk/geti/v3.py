@@ -299,7 +299,7 @@ def _as_locked(e: AmbiguousError) -> AmbiguousError:
     if e.status != 500:
         return e
     return AmbiguousError(f"{e} (Geti 3 writes to one SQLite file: too many parallel writes?)",
-                          status=500, retry_after=e.retry_after, cause="locked")
+                          status=500, retry_after=e.retry_after, cause="500-locked?")
 
 
 def _wire_filename(body: Any) -> str:
