@@ -256,6 +256,32 @@ class Journal:
         return JournalReader(self.path)
 
 
+class JournalResumeStore:
+    """Where a resumable (TUS) upload's URL is kept: the journal's meta table, so a run
+    killed mid-file resumes from the server's offset (`geti.tus.ResumeStore`)."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self._urls: dict[str, str] = {}
+        self._reader = JournalReader(journal.path)
+
+    def get(self, key: str) -> str | None:
+        if key in self._urls:
+            return self._urls[key]
+        return self._reader.meta().get(key)
+
+    def put(self, key: str, url: str) -> None:
+        self._urls[key] = url
+        self.journal.set_meta(key, url)
+
+    def drop(self, key: str) -> None:
+        self._urls.pop(key, None)
+        self.journal.set_meta(key, None)
+
+    def close(self) -> None:
+        self._reader.close()
+
+
 class JournalReader:
     """Read-only lookups for the scanning thread: batched, so memory stays flat."""
 

@@ -49,7 +49,7 @@ from geti_bulk.geti.client import GetiClient, Target, env_proxy, make_ssl, pick_
 from geti_bulk.geti.dialect import detect as detect_dialect
 from geti_bulk.geti.v3 import Geti3Client
 from geti_bulk.jobs import FileJob
-from geti_bulk.journal import Journal, JournalReader, default_journal_path
+from geti_bulk.journal import Journal, JournalReader, JournalResumeStore, default_journal_path
 from geti_bulk.journal_lock import JournalLock
 from geti_bulk.labels import (
     AnnotationLabels,
@@ -328,6 +328,8 @@ class Run:
             journal = Journal(path, target=target.describe())
             journal.start()
             self.result.journal_path = path
+            if isinstance(client, Geti3Client):    # a TUS upload resumes after a kill -9
+                client.resume_store = JournalResumeStore(journal)
         elif path is not None and path.is_file():
             dry_reader = JournalReader(path)   # a dry run reads the journal, writes nothing
         report = ReportWriter(cfg.report or _default_report_path(journal, path))

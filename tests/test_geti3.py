@@ -254,3 +254,39 @@ async def test_kill_9_between_the_steps_then_the_rerun_finishes_on_geti3(tmp_pat
         assert (await admin3(srv))["duplicates"] == 0
     finally:
         await srv.stop()
+
+
+async def test_a_large_file_goes_over_tus_with_its_url_in_the_journal(geti3, tmp_path,
+                                                                     monkeypatch):
+    import hashlib
+    import sqlite3
+
+    from geti_bulk.geti.v3 import Geti3Client
+    from geti_bulk.sampledata import image_bytes
+
+    monkeypatch.setattr(Geti3Client, "tus_threshold", 1 << 20)
+    monkeypatch.setattr(Geti3Client, "tus_chunk_size", 1 << 20)
+    data = tmp_path / "big"
+    (data / "cat").mkdir(parents=True)
+    png = data / "cat" / "large.png"
+    png.write_bytes(image_bytes(1200, 900, "PNG", seed=3, noise=1.0))
+    assert png.stat().st_size > 3 << 20
+    seen: list[str] = []
+    from geti_bulk.journal import JournalResumeStore
+
+    real_put = JournalResumeStore.put
+    monkeypatch.setattr(JournalResumeStore, "put",
+                        lambda self, k, url: (seen.append(url), real_put(self, k, url))[1])
+    result, _ = await upload(cfg3(geti3, tmp_path, (data,), "Pets classification"))
+    assert (result.uploaded, result.exit_code) == (1, 0)
+    assert seen and "/api/uploads/" in seen[0], "the upload URL went to the journal"
+    with sqlite3.connect(tmp_path / "journal.sqlite") as c:
+        keys = [k for (k,) in c.execute("SELECT k FROM meta WHERE k LIKE 'tus:%'")]
+    assert keys == [], "dropped once the media was made"
+    status, body = await get(geti3, f"/api/projects/{pid(geti3, 'Pets classification')}/"
+                                    "dataset/media?limit=10")
+    [m] = body["items"]
+    status, blob = await get(geti3, f"/api/projects/{pid(geti3, 'Pets classification')}/"
+                                    f"dataset/media/{m['id']}/binary")
+    assert status == 200 and hashlib.sha256(blob).hexdigest() == \
+        hashlib.sha256(png.read_bytes()).hexdigest()
