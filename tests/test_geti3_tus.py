@@ -469,7 +469,7 @@ async def test_a_stored_then_500_from_upload_asks_the_caller_to_reconcile(
     env.srv.set_faults(script=["stored500"])
     with pytest.raises(AmbiguousError) as first:
         await client.upload(target, "video", body_of(video))
-    assert (first.value.status, first.value.cause) == (500, "locked")
+    assert (first.value.status, first.value.cause) == (500, "500-locked?")
     assert len(env.media()) == 1 and client.resumes().get(key_of(video)) is not None
     # had the caller not reconciled: the upload is consumed, so it is told to, again
     rec.clear()
