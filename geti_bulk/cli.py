@@ -107,7 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "errors) before the run stops; meanwhile uploads wait and files keep "
                         "their tries (default 10m; e.g. 90s, 1h)")
     g.add_argument("--journal", help="journal file (default: one per host/project/dataset "
-                                     "under $XDG_STATE_HOME/geti-bulk) [env GETI_BULK_JOURNAL]")
+                                     "(and shard) under $XDG_STATE_HOME/geti-bulk) "
+                                     "[env GETI_BULK_JOURNAL]")
+    g.add_argument("--shard", metavar="K/N",
+                   help="upload only shard K of N (K from 0 to N-1, like Kubernetes' "
+                        "JOB_COMPLETION_INDEX), split by a hash of each file's path "
+                        "relative to its source argument, so N machines or processes "
+                        "share one migration; each shard keeps its own journal "
+                        "[env GETI_BULK_SHARD]")
     g.add_argument("--no-journal", action="store_true", help="do not keep a journal (no resume)")
     g.add_argument("--report", help="JSON-lines report of every file (default: next to the "
                                     "journal; with --no-journal, in the current folder)")
@@ -182,6 +189,7 @@ def _flags(ns: argparse.Namespace) -> dict[str, Any]:
         "upload.subset_dataset": a.subset_dataset,
         "upload.keep_auto_training": a.keep_auto_training,
         "upload.max_outage": a.max_outage, "target.dialect": a.dialect,
+        "upload.shard": a.shard,
         "output.progress": "json" if a.json else a.progress,
     }
 

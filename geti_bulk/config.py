@@ -18,6 +18,7 @@ from typing import Any
 
 from geti_bulk.errors import ConfigError
 from geti_bulk.geti.client import Secret, normalize_host
+from geti_bulk.shard import Shard, parse_shard
 
 # key path -> (type, default, env var)
 KEYS: dict[str, tuple[type | tuple[type, ...], Any, str | None]] = {
@@ -50,6 +51,7 @@ KEYS: dict[str, tuple[type | tuple[type, ...], Any, str | None]] = {
     "upload.subset_dataset": (list, [], None),
     "upload.keep_auto_training": (bool, False, None),
     "upload.max_outage": (str, "10m", None),
+    "upload.shard": (str, "", "GETI_BULK_SHARD"),
     "output.progress": (str, "auto", None),
 }
 FORMATS = ("auto", "coco", "yolo", "voc", "datumaro", "folders", "manifest")
@@ -98,6 +100,7 @@ class UploadConfig:
     keep_auto_training: bool = False
     max_outage: float = 600.0          # seconds the server may stay unreachable
     dialect: str = "auto"              # auto | geti2 | geti3 (GETI3_API.md §10)
+    shard: Shard | None = None         # --shard K/N (K 0-based): this run's part of the tree
 
 
 def _subsets(values: list[str]) -> tuple[tuple[str, str], ...]:
@@ -263,4 +266,4 @@ def build(flags: Mapping[str, Any], env: Mapping[str, str] | None = None,
         subset_dataset=_subsets(v["upload.subset_dataset"]),
         keep_auto_training=v["upload.keep_auto_training"],
         max_outage=parse_duration(v["upload.max_outage"], "upload -> max_outage"),
-        dialect=v["target.dialect"])
+        dialect=v["target.dialect"], shard=parse_shard(v["upload.shard"]))

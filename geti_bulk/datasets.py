@@ -18,6 +18,7 @@ from geti_bulk.errors import ConfigError
 from geti_bulk.jobs import FileJob
 from geti_bulk.media import media_kind
 from geti_bulk.scan import key_text
+from geti_bulk.shard import Shard
 from geti_bulk.sources.model import DatasetReader, SourceAnnotation, SourceItem
 
 DATASET_FORMATS = frozenset({"coco", "yolo", "voc", "datumaro"})
@@ -79,12 +80,16 @@ def open_sources(roots: tuple[Path, ...], fmt: str, index_dir: Path) -> Sources:
     return out
 
 
-def dataset_jobs(sources: Sources, subset_datasets: dict[str, str]) -> Iterator[FileJob]:
-    """Every media file the readers name, as a job (stat here, in the scan thread)."""
+def dataset_jobs(sources: Sources, subset_datasets: dict[str, str],
+                 shard: Shard | None = None) -> Iterator[FileJob]:
+    """Every media file the readers name, as a job (stat here, in the scan thread).
+    With a shard, the items of other shards are dropped by their path in the dataset
+    before the file is looked at."""
     for root, reader in sources.readers:
         root_name = _root_name(root)
         for item in reader.items():
-            yield _job(item, root_name, subset_datasets)
+            if shard is None or shard.wants(item.rel):
+                yield _job(item, root_name, subset_datasets)
 
 
 def _root_name(root: Path) -> str:

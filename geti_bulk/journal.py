@@ -65,11 +65,16 @@ _ADDED_COLUMNS = {"sha256": "TEXT", "width": "INTEGER", "height": "INTEGER",
                   "dataset_id": "TEXT", "run_id": "TEXT"}
 
 
-def default_journal_path(host: str, project_id: str, dataset_id: str) -> Path:
+def default_journal_path(host: str, project_id: str, dataset_id: str,
+                         shard: str | None = None) -> Path:
+    """One journal per target, and per shard (`K/N` → `…-shard-K-of-N.sqlite`), so the
+    shards of one migration on one machine never share a journal or its lock."""
     base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
     digest = hashlib.sha256(f"{host}|{project_id}|{dataset_id}".encode()).hexdigest()[:16]
     safe_host = "".join(c if c.isalnum() or c in "-." else "_" for c in host.split("://")[-1])
-    return base / "geti-bulk" / "journals" / f"{safe_host}-{project_id}-{dataset_id}-{digest}.sqlite"
+    part = "-shard-{}-of-{}".format(*shard.split("/")) if shard else ""
+    return (base / "geti-bulk" / "journals"
+            / f"{safe_host}-{project_id}-{dataset_id}-{digest}{part}.sqlite")
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -320,6 +325,9 @@ class JournalReader:
 
     def counts(self) -> dict[str, int]:
         return dict(self._c().execute("SELECT state, COUNT(*) FROM files GROUP BY state").fetchall())
+
+    def has_rows(self) -> bool:
+        return self._c().execute("SELECT 1 FROM files LIMIT 1").fetchone() is not None
 
     def failures(self, limit: int = 50) -> list[tuple[str, str]]:
         return list(self._c().execute(

@@ -16,6 +16,7 @@ import itertools
 import os
 import random
 import signal
+import sqlite3
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -63,6 +64,7 @@ from geti_bulk.outage import OutageGate
 from geti_bulk.report import ReportWriter
 from geti_bulk.retry import RetryBudget, RetryPolicy
 from geti_bulk.scan import ScanOptions, folder_label_names, iter_jobs, manifest_label_names
+from geti_bulk.shard import journal_shard_problem
 from geti_bulk.sources.model import SourceAnnotation, SourceObject
 
 SCAN_BATCH = 256
@@ -234,7 +236,8 @@ class Run:
         for routed in self.targets.values():
             if routed.dataset.id != target.dataset.id:
                 await index_dataset(client, routed, index)
-        opts = self._scan_options()
+        # verify always compares the whole source: a shard is an upload's split only
+        opts = dataclasses.replace(self._scan_options(), shard=None)
         subsets = {k: t.dataset.id for k, t in self.subset_map.items()}
         report_path.parent.mkdir(parents=True, exist_ok=True)
         with report_path.open("w", encoding="utf-8") as report:
@@ -303,7 +306,8 @@ class Run:
     def _scan_options(self) -> ScanOptions:
         c = self.cfg
         return ScanOptions(labels=c.labels, include=c.include, exclude=c.exclude,
-                           follow_symlinks=c.follow_symlinks, include_hidden=c.include_hidden)
+                           follow_symlinks=c.follow_symlinks, include_hidden=c.include_hidden,
+                           shard=c.shard)
 
     async def _existing(self, client: GetiClient, target: Target) -> ExistingIndex:
         index: ExistingIndex = {}
@@ -320,17 +324,25 @@ class Run:
         lock: JournalLock | None = None
         dry_reader: JournalReader | None = None
         path = None
+        shard = str(cfg.shard) if cfg.shard is not None else None
         if cfg.use_journal:
             path = cfg.journal or default_journal_path(target.host, target.project.id,
-                                                       target.dataset.id)
+                                                       target.dataset.id, shard)
         if path is not None and not cfg.dry_run:
             lock = JournalLock.acquire(path)   # one run per journal, else JournalBusyError
+            try:
+                _check_journal_shard(path, cfg)
+            except ConfigError:
+                lock.release()
+                raise
             journal = Journal(path, target=target.describe())
             journal.start()
+            journal.set_meta("shard", shard or "0/1")   # committed with the first mark
             self.result.journal_path = path
             if isinstance(client, Geti3Client):    # a TUS upload resumes after a kill -9
                 client.resume_store = JournalResumeStore(journal)
         elif path is not None and path.is_file():
+            _check_journal_shard(path, cfg)
             dry_reader = JournalReader(path)   # a dry run reads the journal, writes nothing
         report = ReportWriter(cfg.report or _default_report_path(journal, path))
         self.result.report_path = report.path
@@ -350,6 +362,11 @@ class Run:
                           rng=self.rng, sleep=self.sleep, annotator=annotator,
                           source=self.sources, targets=self.targets, gate=gate)
         reporter.emit(RunStarted(target.describe(), limiter.limit, cfg.dry_run))
+        if cfg.shard is not None:
+            self.notices.append(
+                f"shard {cfg.shard}: only the files whose path (relative to its source "
+                f"argument) hashes to {cfg.shard.index} of {cfg.shard.count}"
+                + (f"; journal {path}" if path is not None else ""))
         for text in self.notices:
             reporter.emit(Notice(text))
         send, receive = anyio.create_memory_object_stream[FileJob](QUEUE_SIZE)
@@ -484,7 +501,7 @@ class Run:
         def jobs() -> Iterator[FileJob]:
             for job in iter_jobs(sources.folders, cfg.manifests, opts):
                 yield self._routed(job, subsets)
-            yield from dataset_jobs(sources, subsets)
+            yield from dataset_jobs(sources, subsets, opts.shard)
 
         def scan() -> None:
             try:
@@ -505,6 +522,23 @@ class Run:
 
         async with out:
             await anyio.to_thread.run_sync(scan, abandon_on_cancel=True)
+
+
+def _check_journal_shard(path: Path, cfg: UploadConfig) -> None:
+    """A journal kept by another shard (or by an unsharded run) stops this run (exit 2)."""
+    if not path.is_file():
+        return
+    reader = JournalReader(path)
+    try:
+        recorded = reader.meta().get("shard")
+        has_rows = recorded is None and reader.has_rows()
+    except sqlite3.DatabaseError:
+        return   # not a journal, or an empty file: opening it says so
+    finally:
+        reader.close()
+    problem = journal_shard_problem(recorded, has_rows, cfg.shard, path)
+    if problem:
+        raise ConfigError(problem)
 
 
 def _with_journal(batch: list[FileJob], reader: JournalReader | None) -> list[FileJob]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from geti_bulk.errors import ConfigError
 from geti_bulk.jobs import FileJob, safe_text
 from geti_bulk.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, media_kind
+from geti_bulk.shard import Shard
 
 SUBSET_FOLDERS = frozenset({"train", "val", "valid", "validation", "test"})
 LABEL_SEPARATORS = (";", "|")
@@ -32,6 +33,11 @@ class ScanOptions:
     follow_symlinks: bool = False
     include_hidden: bool = False
     subset_folders: frozenset[str] = field(default=SUBSET_FOLDERS)
+    shard: Shard | None = None                 # --shard K/N: only this shard's files
+
+
+def _in_shard(rel: str, opts: ScanOptions) -> bool:
+    return opts.shard is None or opts.shard.wants(rel)
 
 
 def _matches(rel: str, patterns: Iterable[str]) -> bool:
@@ -109,12 +115,12 @@ def _unsupported(name: str) -> str:
 
 
 def _job(path: str, key: str, st: os.stat_result, labels: tuple[str, ...],
-         subset: str | None = None) -> FileJob:
+         subset: str | None = None, rel: str = "") -> FileJob:
     kind = media_kind(path)
     return FileJob(path=path, key=key, size=st.st_size, mtime_ns=st.st_mtime_ns,
                    kind=kind.kind if kind else None, labels=labels,
                    problem=None if kind else _unsupported(os.path.basename(path)),
-                   subset=subset)
+                   subset=subset, rel=rel)
 
 
 def folder_subset(rel_parts: list[str], opts: ScanOptions) -> str | None:
@@ -129,14 +135,19 @@ def walk(root: Path, opts: ScanOptions) -> Iterator[FileJob]:
     try:
         rst = root.stat()
     except OSError as err:
-        yield FileJob(path=str(root), key=root_name, problem=f"cannot read source: {err.strerror}")
+        if _in_shard(key_text(root.name), opts):
+            yield FileJob(path=str(root), key=root_name,
+                          problem=f"cannot read source: {err.strerror}")
         return
     if not stat.S_ISDIR(rst.st_mode):
+        name = key_text(root.name)     # a file given as a source: its shard is its name's
+        if not _in_shard(name, opts):
+            return
         if not stat.S_ISREG(rst.st_mode):   # a FIFO given as a source must not be opened
-            yield FileJob(path=str(root), key=key_text(root.name),
+            yield FileJob(path=str(root), key=name,
                           problem=f"{_special_kind(rst.st_mode)}, not a file")
             return
-        yield _job(str(root), key_text(root.name), rst, ())
+        yield _job(str(root), name, rst, (), rel=name)
         return
     seen = {(rst.st_dev, rst.st_ino)}
     stack: list[tuple[str, list[str]]] = [(str(root), [])]
@@ -150,8 +161,9 @@ def walk(root: Path, opts: ScanOptions) -> Iterator[FileJob]:
                 for e in it:
                     yield from _entry(e, parts, root_name, opts, seen, subdirs)
         except OSError as err:
-            yield FileJob(path=d, key="/".join([root_name, *map(key_text, parts)]) + "/",
-                          problem=f"cannot read folder: {err.strerror}")
+            if _in_shard("/".join(map(key_text, parts)) + "/", opts):
+                yield FileJob(path=d, key="/".join([root_name, *map(key_text, parts)]) + "/",
+                              problem=f"cannot read folder: {err.strerror}")
         subdirs.sort(key=lambda s: s[0])
         stack.extend(reversed(subdirs))
 
@@ -166,9 +178,14 @@ def _entry(e: os.DirEntry[str], parts: list[str], root_name: str, opts: ScanOpti
     try:
         if e.is_symlink() and not opts.follow_symlinks:
             return
+        # another shard's file is dropped on its directory entry alone (d_type, no stat),
+        # so a shard of a million-file tree stats only its own files
+        if (opts.shard is not None and not e.is_symlink() and not e.is_dir(follow_symlinks=False)
+                and not opts.shard.wants(rel)):
+            return
         st = e.stat(follow_symlinks=True)
     except OSError as err:
-        if _wanted(rel, opts):
+        if _wanted(rel, opts) and _in_shard(rel, opts):
             why = "broken symlink" if e.is_symlink() else f"cannot stat: {err.strerror}"
             if err.errno == 40:  # ELOOP
                 why = "symlink loop"
@@ -177,18 +194,21 @@ def _entry(e: os.DirEntry[str], parts: list[str], root_name: str, opts: ScanOpti
     if stat.S_ISDIR(st.st_mode):
         ident = (st.st_dev, st.st_ino)
         if ident in seen:
-            yield FileJob(path=e.path, key=key + "/",
-                          problem="symlink loop: folder already visited, not followed")
+            if _in_shard(rel + "/", opts):
+                yield FileJob(path=e.path, key=key + "/",
+                              problem="symlink loop: folder already visited, not followed")
         elif not (opts.exclude and _matches(rel + "/", opts.exclude)):
             seen.add(ident)
             subdirs.append((e.path, rel_parts))
         return
-    if not _wanted(rel, opts):
+    if not _wanted(rel, opts) or not _in_shard(rel, opts):
         return
     if not stat.S_ISREG(st.st_mode):
-        yield FileJob(path=e.path, key=key, problem=f"{_special_kind(st.st_mode)}, not a file")
+        yield FileJob(path=e.path, key=key, problem=f"{_special_kind(st.st_mode)}, not a file",
+                      rel=rel)
         return
-    yield _job(e.path, key, st, folder_label(rel_parts, opts), folder_subset(rel_parts, opts))
+    yield _job(e.path, key, st, folder_label(rel_parts, opts), folder_subset(rel_parts, opts),
+               rel=rel)
 
 
 # --- manifests -------------------------------------------------------------------
@@ -269,13 +289,15 @@ def manifest_jobs(path: Path, opts: ScanOptions) -> Iterator[FileJob]:
         if row.problem:
             # the key names the line; the reason says what is wrong with it
             where = f"{path.name}:{row.line}"
+            if not _in_shard(where, opts):
+                continue
             yield FileJob(path=str(path), key=where,
                           problem=row.problem.removeprefix(where + ": "))
             continue
         p = Path(row.path)
         full = p if p.is_absolute() else base / p
         key = safe_text(row.path if not p.is_absolute() else str(p))
-        if not _wanted(key, opts):
+        if not _wanted(key, opts) or not _in_shard(key_text(row.path), opts):
             continue
         try:
             st = full.stat()
@@ -287,7 +309,8 @@ def manifest_jobs(path: Path, opts: ScanOptions) -> Iterator[FileJob]:
             yield FileJob(path=str(full), key=key,
                           problem=f"{path.name}:{row.line}: {_special_kind(st.st_mode)}, not a file")
             continue
-        yield _job(str(full), key, st, row.labels if opts.labels != "none" else ())
+        yield _job(str(full), key, st, row.labels if opts.labels != "none" else (),
+                   rel=key_text(row.path))
 
 
 def iter_jobs(roots: Iterable[Path], manifests: Iterable[Path], opts: ScanOptions) -> Iterator[FileJob]:
