@@ -141,10 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
     ve.add_argument("--progress", choices=["auto", "rich", "plain", "json", "none"],
                     default="none", help=argparse.SUPPRESS)
 
-    st = sub.add_parser("status", help="show a journal's counts and failures",
+    st = sub.add_parser("status", help="show a journal's counts and failures (or several "
+                                       "shards' journals as one)",
                         description="Show what a journal holds: files uploaded, skipped, "
-                                    "failed and still marked sending, and the failures.")
-    st.add_argument("journal", type=Path, nargs="?", help="journal file")
+                                    "failed and still marked sending, and the failures. "
+                                    "Several journals (the shards of one --shard split) "
+                                    "are shown as one: totals, a line per shard, failures "
+                                    "with their shard, and any shard missing.")
+    st.add_argument("journal", type=Path, nargs="*", help="journal file(s)")
     st.add_argument("--all", action="store_true", help="list every journal under the state folder")
 
     sub.add_parser("serve", help="run the Geti-compatible local server (see `serve --help`)",
@@ -261,44 +265,29 @@ def cmd_upload(a: argparse.Namespace) -> int:
 
 
 def cmd_status(a: argparse.Namespace) -> int:
-    from geti_bulk.journal import JournalReader, default_journal_path
+    from geti_bulk.journal import default_journal_path
     from geti_bulk.journal_lock import check_journal_file
+    from geti_bulk.status import one_journal, read_view, status_lines
 
-    if a.all or a.journal is None:
+    if a.all or not a.journal:
         folder = default_journal_path("x", "x", "x").parent
         journals = sorted(folder.glob("*.sqlite")) if folder.is_dir() else []
         if not journals:
             print(f"no journals under {folder}")
             return EXIT_OK
-        if a.journal is None and not a.all and len(journals) > 1:
-            print("several journals; name one (or use --all):")
+        if not a.journal and not a.all and len(journals) > 1:
+            print("several journals; name one, or several shards' (or use --all):")
         for j in journals:
-            _print_status(JournalReader(j), j, brief=len(journals) > 1)
+            print("\n".join(one_journal(read_view(j), brief=len(journals) > 1)))
         return EXIT_OK
-    if a.journal.is_dir():
-        raise ConfigError(f"journal: {a.journal} is a folder; name a journal file in it")
-    if not a.journal.is_file():
-        raise ConfigError(f"journal: {a.journal} does not exist")
-    check_journal_file(a.journal)   # reads only; never takes the run's lock
-    _print_status(JournalReader(a.journal), a.journal, brief=False)
+    for j in a.journal:
+        if j.is_dir():
+            raise ConfigError(f"journal: {j} is a folder; name a journal file in it")
+        if not j.is_file():
+            raise ConfigError(f"journal: {j} does not exist")
+    # reads only; never takes a run's lock
+    print("\n".join(status_lines(list(a.journal), check_journal_file)))
     return EXIT_OK
-
-
-def _print_status(reader: Any, path: Path, *, brief: bool) -> None:
-    counts = reader.counts()
-    meta = reader.meta()
-    total = sum(counts.values())
-    parts = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("uploaded", "skipped", "failed", "sending"))
-    if counts.get("media"):
-        parts += f", {counts['media']} stored with their annotation still to post"
-    print(f"{path}\n  target: {meta.get('target', '?')}\n  {total} files: {parts}")
-    if counts.get("sending"):
-        print("  'sending' files were in flight when a run stopped; the next run checks the "
-              "server for them before sending again")
-    if not brief:
-        for key, reason in reader.failures():
-            print(f"  FAILED {key}: {reason}")
-    reader.close()
 
 
 def main(argv: list[str] | None = None) -> int:

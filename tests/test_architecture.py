@@ -17,6 +17,7 @@ ALLOWED = {
     "concurrency": set(),
     "labels": {"errors", "geti.models"},
     "shard": {"errors"},
+    "status": {"journal", "shard"},
     "scan": {"errors", "jobs", "media", "shard"},
     "journal": {"jobs"},
     "journal_lock": {"errors"},
