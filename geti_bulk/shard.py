@@ -73,7 +73,8 @@ def journal_shard_problem(recorded: str | None, has_rows: bool, shard: Shard | N
     theirs = recorded if recorded is not None else (UNSHARDED if has_rows else None)
     if theirs is None or theirs == mine:
         return None
-    return (f"journal: {path} belongs to {_name(theirs)}, and this run is {_name(mine)}; "
+    this = "unsharded" if mine == UNSHARDED else f"--shard {mine}"
+    return (f"journal: {path} belongs to {_name(theirs)}, and this run is {this}; "
             "each shard keeps its own journal (leave out --journal for a per-shard default, "
             "or name another file)")
 

@@ -1,0 +1,274 @@
+"""`--shard K/N`: shards are disjoint and together complete, over folders and datasets,
+wherever the tree is mounted; each shard keeps its own journal, a journal refuses another
+shard, `status` merges shards, and four shard processes share an overloaded server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import sqlite3
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from geti_bulk.config import build
+from geti_bulk.errors import ConfigError
+from geti_bulk.sampledata import image_bytes
+from geti_bulk.scan import ScanOptions, iter_jobs
+from geti_bulk.shard import Shard, parse_shard, shard_of
+from tests.conftest import admin_stats, make_cfg, upload
+from tests.datasets import sample_images, write_coco
+from tests.test_annotations import DETECTION, LABELS, assert_all_annotated
+from tests.test_cli import run_cli
+
+N = 4
+
+
+def make_tree(root: Path, files: int) -> list[str]:
+    """A classification tree of real images, nested at several depths, with a train/val
+    level, a deeper folder and a non-ASCII name: the relative paths it holds."""
+    rels = []
+    for i in range(files):
+        label = ("cat", "dog", "horse")[i % 3]
+        sub = ("train", "val")[i % 2]
+        deep = f"/batch{i % 5}" if i % 4 == 0 else ""
+        name = f"{label}_{i:04d}.jpg" if i % 17 else f"{label}_é{i:04d}.jpg"
+        rel = f"{sub}/{label}{deep}/{name}"
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(image_bytes(40, 36, seed=i))
+        rels.append(rel)
+    return rels
+
+
+def scan_rels(root: Path, shard: Shard | None) -> list[str]:
+    jobs = iter_jobs([root], [], ScanOptions(shard=shard))
+    return [j.key.split("/", 1)[1] for j in jobs]
+
+
+# --- the split itself ---------------------------------------------------------------
+
+def test_shard_spec_is_zero_based_and_errors_name_the_key():
+    assert parse_shard("0/4") == Shard(0, 4) and parse_shard(" 3 / 4 ") == Shard(3, 4)
+    assert parse_shard("") is None
+    with pytest.raises(ConfigError, match=r"upload -> shard: .*4/4 is out of range; the last "
+                                          r"of 4 is 3/4"):
+        parse_shard("4/4")
+    with pytest.raises(ConfigError, match="expected K/N"):
+        parse_shard("1of4")
+    with pytest.raises(ConfigError, match="N must be at least 1"):
+        parse_shard("0/0")
+    # env (GETI_BULK_SHARD) < flag, as for the other options
+    env = {"GETI_TOKEN": "t", "GETI_HOST": "http://h", "GETI_BULK_SHARD": "2/4"}
+    cfg = build({"target.project": "p"}, env, sources=(Path("."),))
+    assert cfg.shard == Shard(2, 4)
+    cfg = build({"target.project": "p", "upload.shard": "1/4"}, env, sources=(Path("."),))
+    assert cfg.shard == Shard(1, 4)
+
+
+def test_the_hash_is_md5_of_the_relative_path_so_anyone_can_recompute_it():
+    import hashlib
+
+    for rel in ("cat/a.jpg", "train/dog/b.png", "é/ü.jpg"):
+        want = int.from_bytes(hashlib.md5(rel.encode()).digest()[:8], "big") % 7
+        assert shard_of(rel, 7) == want
+        assert shard_of("./" + rel, 7) == want       # as a manifest may write it
+
+
+def test_folder_shards_are_disjoint_complete_and_mount_independent(tmp_path):
+    rels = make_tree(tmp_path / "a" / "train_set", 300)
+    whole = scan_rels(tmp_path / "a" / "train_set", None)
+    assert sorted(whole) == sorted(rels)
+    parts = [scan_rels(tmp_path / "a" / "train_set", Shard(k, N)) for k in range(N)]
+    union = Counter(r for p in parts for r in p)
+    assert set(union) == set(rels) and max(union.values()) == 1      # complete, disjoint
+    assert all(40 <= len(p) <= 110 for p in parts), [len(p) for p in parts]   # ~75 each
+    # the same tree elsewhere, under another folder name, and through a symlink
+    other = tmp_path / "mnt" / "elsewhere" / "copy"
+    shutil.copytree(tmp_path / "a" / "train_set", other)
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "a" / "train_set")
+    for moved in (other, link):
+        assert [sorted(scan_rels(moved, Shard(k, N))) for k in range(N)] == \
+            [sorted(p) for p in parts]
+
+
+def test_problem_rows_belong_to_exactly_one_shard(tmp_path):
+    """A file that cannot be read (here a dangling symlink, followed) is one failed row
+    in its own shard, and in no other."""
+    root = tmp_path / "tree"
+    root.mkdir()
+    for i in range(40):
+        (root / f"gone_{i}.jpg").symlink_to(tmp_path / "nowhere" / f"{i}.jpg")
+    jobs = [list(iter_jobs([root], [], ScanOptions(follow_symlinks=True, shard=Shard(k, N))))
+            for k in range(N)]
+    keys = Counter(j.key for part in jobs for j in part)
+    assert len(keys) == 40 and max(keys.values()) == 1
+    assert all(j.problem == "broken symlink" for part in jobs for j in part)
+
+
+# --- real runs against the local server -----------------------------------------------
+
+async def test_shards_over_a_folder_tree_upload_everything_once(server, token, tmp_path):
+    data = tmp_path / "tree"
+    rels = make_tree(data, 160)
+    keys: list[str] = []
+    for k in range(N):
+        cfg = make_cfg(server, token, tmp_path, (data,), shard=Shard(k, N),
+                       journal=tmp_path / f"j{k}.sqlite", report=tmp_path / f"r{k}.jsonl")
+        result, _ = await upload(cfg)
+        assert result.exit_code == 0 and result.failed == 0
+        rows = [json.loads(x) for x in (tmp_path / f"r{k}.jsonl").read_text().splitlines()]
+        assert {r["status"] for r in rows} == {"uploaded"}
+        assert all(shard_of(r["path"].split("/", 1)[1], N) == k for r in rows)
+        keys += [r["path"] for r in rows]
+    assert Counter(keys) == Counter(f"tree/{r}" for r in rels)
+    assert server.store.count() == len(rels) and server.store.duplicate_groups() == []
+    # a rerun of one shard finds its files in its journal and sends nothing
+    before = (await admin_stats(server))["media_total"]
+    result, _ = await upload(make_cfg(server, token, tmp_path, (data,), shard=Shard(2, N),
+                                      journal=tmp_path / "j2.sqlite"))
+    assert result.uploaded == 0 and result.skipped > 0
+    assert (await admin_stats(server))["media_total"] == before
+
+
+async def test_shards_over_a_coco_dataset_store_each_image_once_with_its_boxes(
+        server, token, tmp_path):
+    imgs = sample_images(40)
+    root = tmp_path / "coco"
+    write_coco(root, imgs, LABELS)
+    done = 0
+    for k in range(N):
+        cfg = make_cfg(server, token, tmp_path, (root,), project=DETECTION, shard=Shard(k, N),
+                       journal=tmp_path / f"j{k}.sqlite", report=tmp_path / f"r{k}.jsonl")
+        result, _ = await upload(cfg)
+        assert result.exit_code == 0, result.fatal
+        rows = [json.loads(x) for x in (tmp_path / f"r{k}.jsonl").read_text().splitlines()]
+        # the path inside the dataset (images/<subset>/<name>) decides the shard
+        assert all(shard_of(r["path"].split("/", 1)[1], N) == k for r in rows)
+        assert 0 < result.uploaded < len(imgs)
+        done += result.uploaded
+    assert done == len(imgs)
+    await assert_all_annotated(server, token, imgs)
+
+
+def _files(server) -> Counter[str]:
+    return Counter(r.name for r in server.store.list_media())
+
+
+async def test_a_journal_refuses_another_shard_with_one_line(server, token, tmp_path):
+    data = tmp_path / "tree"
+    make_tree(data, 24)
+    j = tmp_path / "j.sqlite"
+    base = ["upload", str(data), "--host", server.base_url, "--project", "Pets classification",
+            "--journal", str(j), "--progress", "none"]
+    code, _, err = await run_cli(*base, "--shard", "0/2", token=token)
+    assert code == 0, err
+    stored = _files(server)
+    conn = sqlite3.connect(j)
+    assert dict(conn.execute("SELECT k, v FROM meta"))["shard"] == "0/2"
+    conn.close()
+    for other in (["--shard", "1/2"], ["--shard", "0/3"], [], ["--shard", "1/2", "--dry-run"]):
+        code, out, err = await run_cli(*base, *other, token=token)
+        assert code == 2, (other, out, err)
+        [line] = err.strip().splitlines()
+        assert line.startswith(f"geti-bulk: error: journal: {j} belongs to --shard 0/2")
+        assert "each shard keeps its own journal" in line and "Traceback" not in err
+    # the same with GETI_BULK_SHARD, as the Kubernetes recipe passes it
+    code, _, err = await run_cli(*base, token=token, env_extra={"GETI_BULK_SHARD": "1/2"})
+    assert code == 2 and "this run is --shard 1/2" in err
+    assert _files(server) == stored                 # none of them sent anything
+    # an unsharded journal refuses a shard too
+    j2 = tmp_path / "plain.sqlite"
+    base2 = [*base[:-4], "--journal", str(j2), "--progress", "none"]
+    code, _, err = await run_cli(*base2, token=token)
+    assert code == 0, err
+    code, _, err = await run_cli(*base2, "--shard", "0/2", token=token)
+    assert code == 2 and "belongs to an unsharded run, and this run is --shard 0/2" in err
+
+
+async def test_default_journals_are_per_shard_and_status_merges_them(server, token, tmp_path):
+    data = tmp_path / "tree"
+    rels = make_tree(data, 60)
+    broken = data / "train" / "cat" / "zz_broken.jpg"
+    broken.write_bytes(b"not an image")
+    state = tmp_path / "state"
+    env = {"XDG_STATE_HOME": str(state)}
+    base = ["upload", str(data), "--host", server.base_url, "--project", "Pets classification",
+            "--progress", "none"]
+    # dry run first: it names the shard and counts only its files
+    code, out, err = await run_cli(*base, "--shard", "1/4", "--dry-run", "--progress", "plain",
+                                   token=token, env_extra=env)
+    assert code in (0, 1), err
+    mine = sum(1 for r in [*rels, "train/cat/zz_broken.jpg"] if shard_of(r, 4) == 1)
+    assert "shard 1/4: only the files whose path" in out
+    assert f"scan done: {mine} files" in out
+    codes = []
+    for k in range(4):
+        code, _, err = await run_cli(*base, "--shard", f"{k}/4", token=token, env_extra=env)
+        codes.append(code)
+    broken_shard = shard_of("train/cat/zz_broken.jpg", 4)
+    assert codes == [1 if k == broken_shard else 0 for k in range(4)]
+    journals = sorted((state / "geti-bulk" / "journals").glob("*.sqlite"))
+    assert [p.name.rsplit("-shard-", 1)[1] for p in journals] == \
+        [f"{k}-of-4.sqlite" for k in range(4)]
+    code, out, err = await run_cli("status", *map(str, journals), env_extra=env)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "4 journals: shards 0/4, 1/4, 2/4, 3/4"
+    assert f"  {len(rels) + 1} files: {len(rels)} uploaded, 0 skipped, 1 failed, 0 sending" \
+        in lines
+    per_shard = [ln for ln in lines if ln.startswith("  shard ")]
+    assert len(per_shard) == 4
+    assert sum(int(ln.split()[2]) for ln in per_shard) == len(rels) + 1
+    [failed] = [ln for ln in lines if "FAILED" in ln]
+    assert failed.startswith(f"  FAILED [shard {broken_shard}/4] tree/train/cat/zz_broken.jpg:")
+    assert "warning" not in out
+    # two of the four: the rest are named as missing
+    code, out, _ = await run_cli("status", str(journals[0]), str(journals[2]), env_extra=env)
+    assert code == 0
+    assert "warning: 2 of 4 shards have no journal here: 1/4, 3/4" in out
+    # one that is not a journal: one line, exit 2
+    (tmp_path / "x.txt").write_text("hello")
+    code, _, err = await run_cli("status", str(journals[0]), str(tmp_path / "x.txt"))
+    assert code == 2 and err.strip().endswith("x.txt: not a geti-bulk journal")
+
+
+# --- four shard processes at once against one overloaded server ---------------------------
+
+async def test_four_shard_processes_share_an_oom_prone_server(tmp_path, token):
+    """An upload service of 4 workers (20 ms each, 20 ms away) that holds 12 uploads and is
+    OOM-killed by a 13th. Four shard processes start together with the default adaptive
+    concurrency (ceiling 8 each, 32 in all): every file lands exactly once, and their
+    limiters, each seeing the others' load as delay, never knock the service over."""
+    from geti_bulk.server import LocalGeti, ServerConfig
+
+    data = tmp_path / "tree"
+    rels = make_tree(data, 320)
+    srv = LocalGeti(ServerConfig(data_dir=tmp_path / "srv", token=token, max_inflight=12,
+                                 workers=4, service_ms=20, restart_ms=500, latency_ms=20,
+                                 decode_images=False))
+    async with srv:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GETI_")}
+        env["GETI_TOKEN"] = token
+        procs = []
+        for k in range(N):
+            procs.append(await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "geti_bulk.cli", "upload", str(data), "--host",
+                srv.base_url, "--project", "Pets classification", "--shard", f"{k}/{N}",
+                "--journal", str(tmp_path / f"j{k}.sqlite"), "--progress", "none",
+                env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE))
+        outs = [await asyncio.wait_for(p.communicate(), 300) for p in procs]
+        assert [p.returncode for p in procs] == [0] * N, [o[1].decode()[-500:] for o in outs]
+        names = Counter(f"{r.name}" for r in srv.store.list_media())
+        assert srv.store.count() == len(rels)
+        assert srv.store.duplicate_groups() == []
+        assert max(names.values()) == 1
+        assert srv.state.service.restarts == 0, "an OOM kill: the shards overloaded the server"
+        assert srv.state.service.peak_inflight <= 12
+        stats = await admin_stats(srv)
+        assert stats["duplicates"] == 0 and stats.get("restarts", 0) == 0
