@@ -204,6 +204,7 @@ def resolve(flags: Mapping[str, Any], env: Mapping[str, str], config_file: Path 
     """Merge the layers into one flat dict of checked values (plus `token`)."""
     file_values = read_toml(config_file) if config_file else {}
     out: dict[str, Any] = {}
+    defaulted: set[str] = set()
     for key, (_typ, default, env_name) in KEYS.items():
         if flags.get(key) is not None:
             value = flags[key]
@@ -213,7 +214,9 @@ def resolve(flags: Mapping[str, Any], env: Mapping[str, str], config_file: Path 
             value = file_values[key]
         else:
             value = default
+            defaulted.add(key)
         out[key] = _check(key, value)
+    out["defaulted"] = defaulted
     token = flags.get("target.token") or env.get("GETI_TOKEN", "")
     if not token and out["target.token_file"]:
         token = read_token_file(Path(out["target.token_file"]))
@@ -242,6 +245,10 @@ def build(flags: Mapping[str, Any], env: Mapping[str, str] | None = None,
         if not m.is_file():
             raise ConfigError(f"manifest: {m} is not a readable file")
 
+    shard = parse_shard(v["upload.shard"])
+    concurrency = v["upload.concurrency"]
+    if shard is not None and "upload.concurrency" in v["defaulted"]:
+        concurrency = shard_concurrency(concurrency, shard.count)
     ca = v["target.ca_bundle"] or None
     if ca and not Path(ca).is_file():
         raise ConfigError(f"target -> ca_bundle: {ca} is not a file")
@@ -252,7 +259,7 @@ def build(flags: Mapping[str, Any], env: Mapping[str, str] | None = None,
         ca_bundle=ca, insecure=v["target.insecure"], labels=v["upload.labels"],
         include=tuple(v["upload.include"]), exclude=tuple(v["upload.exclude"]),
         follow_symlinks=v["upload.follow_symlinks"], include_hidden=v["upload.include_hidden"],
-        concurrency=v["upload.concurrency"], adaptive=v["upload.adaptive"],
+        concurrency=concurrency, adaptive=v["upload.adaptive"],
         max_inflight_bytes=v["upload.max_inflight_mb"] << 20,
         max_attempts=v["upload.max_attempts"], skip_existing=v["upload.skip_existing"],
         reupload_changed=v["upload.reupload_changed"], hash_content=v["upload.hash"],
@@ -266,4 +273,11 @@ def build(flags: Mapping[str, Any], env: Mapping[str, str] | None = None,
         subset_dataset=_subsets(v["upload.subset_dataset"]),
         keep_auto_training=v["upload.keep_auto_training"],
         max_outage=parse_duration(v["upload.max_outage"], "upload -> max_outage"),
-        dialect=v["target.dialect"], shard=parse_shard(v["upload.shard"]))
+        dialect=v["target.dialect"], shard=shard)
+
+
+def shard_concurrency(default: int, shards: int) -> int:
+    """The default ceiling of one of N shards: N runs against one server together push
+    about what one run would (8 in flight, like the web UI's 10), never below 2 each.
+    An explicit --concurrency (flag, env or file) is taken as it is."""
+    return max(2, -(-default // shards))
