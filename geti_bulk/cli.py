@@ -153,6 +153,34 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("journal", type=Path, nargs="*", help="journal file(s)")
     st.add_argument("--all", action="store_true", help="list every journal under the state folder")
 
+    k8s = sub.add_parser(
+        "k8s-manifest", help="print a Kubernetes Indexed Job running N --shard uploads",
+        description="Print a Kubernetes Job (completionMode: Indexed) whose pod K runs "
+                    "`geti-bulk upload --shard K/N` over a dataset volume mounted read-only, "
+                    "with its journal at /journals/shard-K-of-N.sqlite on a persistent volume "
+                    "and the token from a Secret. Options after `--` are passed to upload. "
+                    "See deploy/k8s/README.md.")
+    k8s.add_argument("--shards", type=int, required=True, help="N: pods, shards and journals")
+    k8s.add_argument("--host", required=True, help="Geti server URL")
+    k8s.add_argument("--project", required=True, help="project name or id")
+    k8s.add_argument("--dataset", help="dataset name or id (default: the training dataset)")
+    k8s.add_argument("--image", default="ghcr.io/example/geti-bulk:0.1.0",
+                     help="container image with geti-bulk (deploy/k8s/Dockerfile)")
+    k8s.add_argument("--name", default="geti-bulk-upload", help="the Job's name")
+    k8s.add_argument("--namespace")
+    k8s.add_argument("--source", default=".",
+                     help="the tree's path inside the dataset volume (default: its root)")
+    k8s.add_argument("--data-claim", default="geti-bulk-dataset",
+                     help="PersistentVolumeClaim of the dataset, mounted read-only at /data")
+    k8s.add_argument("--journal-claim", default="geti-bulk-journals",
+                     help="PersistentVolumeClaim (ReadWriteMany) for journals and reports")
+    k8s.add_argument("--secret", default="geti-bulk-token", help="Secret holding the token")
+    k8s.add_argument("--secret-key", default="token", help="key of the token in the Secret")
+    k8s.add_argument("--backoff-per-index", type=int, default=6,
+                     help="retries of one shard's pod before that index fails (default 6)")
+    k8s.add_argument("upload_args", nargs="*", metavar="-- UPLOAD_OPTION",
+                     help="more `geti-bulk upload` options, after `--`")
+
     sub.add_parser("serve", help="run the Geti-compatible local server (see `serve --help`)",
                    add_help=False)
     demo = sub.add_parser("demo", help="start the local server, make a labelled dataset and upload it",
@@ -292,6 +320,22 @@ def cmd_status(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_k8s_manifest(a: argparse.Namespace) -> int:
+    from geti_bulk.deploy import JobSpec, render
+
+    spec = JobSpec(shards=a.shards, host=a.host, project=a.project, image=a.image, name=a.name,
+                   namespace=a.namespace, dataset=a.dataset, source=a.source,
+                   data_claim=a.data_claim, journal_claim=a.journal_claim, secret=a.secret,
+                   secret_key=a.secret_key, backoff_per_index=a.backoff_per_index,
+                   extra_args=tuple(a.upload_args))
+    try:
+        text = render(spec)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    sys.stdout.write(text)
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     code = _main(argv)
     try:
@@ -319,6 +363,8 @@ def _main(argv: list[str] | None) -> int:
             return cmd_status(a)
         if a.command == "verify":
             return cmd_verify(a)
+        if a.command == "k8s-manifest":
+            return cmd_k8s_manifest(a)
         if a.command == "demo":
             from geti_bulk.demo import run_demo
             return run_demo(files=a.files, faults=a.faults, latency_ms=a.latency_ms,

@@ -17,6 +17,7 @@ ALLOWED = {
     "concurrency": set(),
     "labels": {"errors", "geti.models"},
     "shard": {"errors"},
+    "deploy": set(),
     "status": {"journal", "shard"},
     "scan": {"errors", "jobs", "media", "shard"},
     "journal": {"jobs"},
