@@ -128,4 +128,5 @@ def render(spec: JobSpec) -> str:
     head = (f"# geti-bulk: {spec.shards} shards as a Kubernetes Indexed Job; pod K runs "
             f"--shard K/{spec.shards}.\n# Made by `geti-bulk k8s-manifest`; see "
             "deploy/k8s/README.md.\n")
-    return head + yaml.safe_dump(job_manifest(spec), sort_keys=False, width=100)
+    body: str = yaml.safe_dump(job_manifest(spec), sort_keys=False, width=100)
+    return head + body
