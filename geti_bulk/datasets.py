@@ -83,10 +83,11 @@ def open_sources(roots: tuple[Path, ...], fmt: str, index_dir: Path) -> Sources:
 def dataset_jobs(sources: Sources, subset_datasets: dict[str, str],
                  shard: Shard | None = None) -> Iterator[FileJob]:
     """Every media file the readers name, as a job (stat here, in the scan thread).
-    With a shard, the items of other shards are dropped by their path in the dataset
-    before the file is looked at."""
+    With a shard, the readers drop the items of other shards by their path in the
+    dataset, before their annotation is read or their file looked at."""
     for root, reader in sources.readers:
         root_name = _root_name(root)
+        reader.wanted = shard.wants if shard is not None else None   # no label file read
         for item in reader.items():
             if shard is None or shard.wants(item.rel):
                 yield _job(item, root_name, subset_datasets)

@@ -294,3 +294,33 @@ async def test_four_shard_processes_share_an_oom_prone_server(tmp_path, token):
         assert srv.state.service.peak_inflight <= 12
         stats = await admin_stats(srv)
         assert stats["duplicates"] == 0 and stats.get("restarts", 0) == 0
+
+
+@pytest.mark.parametrize("fmt", ["coco", "yolo", "voc", "datumaro"])
+def test_each_dataset_reader_lists_only_its_shards_items(tmp_path, fmt):
+    """The readers drop other shards' items by their path in the dataset before reading
+    their annotation (YOLO's label file, VOC's XML, Datumaro's item): the shards are
+    disjoint and complete, and a shard's reader counts only its own items."""
+    from geti_bulk.sources.detect import open_reader
+    from tests.test_annotations import WRITERS
+
+    root = tmp_path / fmt
+    WRITERS[fmt](root, sample_images(30))
+
+    def listed(shard: Shard | None) -> tuple[list[str], int]:
+        reader = open_reader(root, fmt, tmp_path / "index")
+        try:
+            reader.wanted = shard.wants if shard is not None else None
+            rels = [item.rel for item in reader.items()]
+            return rels, reader.stats.images
+        finally:
+            reader.close()
+
+    whole, _ = listed(None)
+    assert len(whole) == 30
+    parts = [listed(Shard(k, N)) for k in range(N)]
+    union = Counter(r for rels, _ in parts for r in rels)
+    assert set(union) == set(whole) and max(union.values()) == 1
+    assert all(shard_of(r, N) == k for k, (rels, _) in enumerate(parts) for r in rels)
+    if fmt != "coco":     # COCO counts its images while indexing the whole file
+        assert [n for _, n in parts] == [len(rels) for rels, _ in parts]
