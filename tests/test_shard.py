@@ -324,3 +324,20 @@ def test_each_dataset_reader_lists_only_its_shards_items(tmp_path, fmt):
     assert all(shard_of(r, N) == k for k, (rels, _) in enumerate(parts) for r in rels)
     if fmt != "coco":     # COCO counts its images while indexing the whole file
         assert [n for _, n in parts] == [len(rels) for rels, _ in parts]
+
+
+def test_manifest_rows_split_like_the_tree_they_name(tmp_path):
+    """A manifest's rows split by the path as written; a manifest at the tree's root
+    names each file by the same relative path a walk finds, so both split alike. A bad
+    row is one failed row in exactly one shard."""
+    root = tmp_path / "tree"
+    rels = make_tree(root, 80)
+    manifest = root / "files.csv"
+    manifest.write_text("path,labels\n" + "".join(f"./{r},cat\n" for r in rels) + ",\n")
+    for k in range(N):
+        jobs = list(iter_jobs([], [manifest], ScanOptions(shard=Shard(k, N))))
+        good = sorted(j.rel.removeprefix("./") for j in jobs if not j.problem)
+        assert good == sorted(r for r in scan_rels(root, Shard(k, N)) if r != "files.csv")
+    bad = [j for k in range(N) for j in iter_jobs([], [manifest], ScanOptions(shard=Shard(k, N)))
+           if j.problem]
+    assert len(bad) == 1 and "empty path" in (bad[0].problem or "")
