@@ -341,3 +341,23 @@ def test_manifest_rows_split_like_the_tree_they_name(tmp_path):
     bad = [j for k in range(N) for j in iter_jobs([], [manifest], ScanOptions(shard=Shard(k, N)))
            if j.problem]
     assert len(bad) == 1 and "empty path" in (bad[0].problem or "")
+
+
+def test_merged_status_names_what_keeps_journals_from_being_one_split(tmp_path):
+    from geti_bulk.status import JournalView, merged
+
+    def view(name: str, shard: str, target: str = "h / p / d", **counts: int) -> JournalView:
+        return JournalView(tmp_path / name, target, shard, counts)
+
+    lines = merged([view("a", "0/2", uploaded=3), view("b", "1/2", uploaded=2, failed=1)])
+    assert lines[:3] == ["2 journals: shards 0/2, 1/2", "  target: h / p / d",
+                         "  6 files: 5 uploaded, 0 skipped, 1 failed, 0 sending"]
+    assert not any("warning" in ln for ln in lines)
+    lines = merged([view("a", "0/2"), view("b", "0/2"), view("c", "1/2", target="other")])
+    assert any("warning: the journals are for different targets" in ln for ln in lines)
+    assert any("shard 0/2 appears 2 times" in ln for ln in lines)
+    lines = merged([view("a", "0/2"), view("b", "1/4")])
+    assert any("different numbers of shards (2, 4)" in ln for ln in lines)
+    # an unsharded journal beside shards: a split into 1
+    lines = merged([view("a", "0/1"), view("b", "0/2")])
+    assert any("different numbers of shards (1, 2)" in ln for ln in lines)
