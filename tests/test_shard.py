@@ -134,23 +134,28 @@ def test_problem_rows_belong_to_exactly_one_shard(tmp_path):
 # --- real runs against the local server -----------------------------------------------
 
 async def test_shards_over_a_folder_tree_upload_everything_once(server, token, tmp_path):
+    """Shards 0 and 1 run on the tree where it is; shards 2 and 3 on a copy mounted
+    elsewhere under another name, as on another machine: together, every file once."""
     data = tmp_path / "tree"
     rels = make_tree(data, 160)
+    elsewhere = tmp_path / "mnt" / "nfs" / "dataset-copy"
+    shutil.copytree(data, elsewhere)
     keys: list[str] = []
     for k in range(N):
-        cfg = make_cfg(server, token, tmp_path, (data,), shard=Shard(k, N),
+        src = data if k < 2 else elsewhere
+        cfg = make_cfg(server, token, tmp_path, (src,), shard=Shard(k, N),
                        journal=tmp_path / f"j{k}.sqlite", report=tmp_path / f"r{k}.jsonl")
         result, _ = await upload(cfg)
         assert result.exit_code == 0 and result.failed == 0
         rows = [json.loads(x) for x in (tmp_path / f"r{k}.jsonl").read_text().splitlines()]
         assert {r["status"] for r in rows} == {"uploaded"}
-        assert all(shard_of(rel_in(r["path"], data), N) == k for r in rows)
-        keys += [rel_in(r["path"], data) for r in rows]
+        assert all(shard_of(rel_in(r["path"], src), N) == k for r in rows)
+        keys += [rel_in(r["path"], src) for r in rows]
     assert Counter(keys) == Counter(rels)
     assert server.store.count() == len(rels) and server.store.duplicate_groups() == []
     # a rerun of one shard finds its files in its journal and sends nothing
     before = (await admin_stats(server))["media_total"]
-    result, _ = await upload(make_cfg(server, token, tmp_path, (data,), shard=Shard(2, N),
+    result, _ = await upload(make_cfg(server, token, tmp_path, (elsewhere,), shard=Shard(2, N),
                                       journal=tmp_path / "j2.sqlite"))
     assert result.uploaded == 0 and result.skipped > 0
     assert (await admin_stats(server))["media_total"] == before
