@@ -296,7 +296,8 @@ async def test_four_shard_processes_share_an_oom_prone_server(tmp_path, token):
         assert srv.store.duplicate_groups() == []
         assert max(names.values()) == 1
         assert srv.state.service.restarts == 0, "an OOM kill: the shards overloaded the server"
-        assert srv.state.service.peak_inflight <= 12
+        # they did run at once: one process holds at most 2
+        assert 2 < srv.state.service.peak_inflight <= 12
         stats = await admin_stats(srv)
         assert stats["duplicates"] == 0 and stats.get("restarts", 0) == 0
 
