@@ -182,9 +182,12 @@ def main(argv: list[str] | None = None) -> int:
         best = max(fixed, key=lambda r: r["files_per_s"])
         ratio = shards["files_per_s"] / best["files_per_s"]
         summary.update(best_fixed=best["label"], ratio=round(ratio, 3))
-        print(f"\n{shards['label']} ÷ best {best['label']}: {ratio:.1%} "
-              f"(goal ≥ 90 %, with 0 duplicates and 0 OOM restarts: "
-              f"{shards['duplicates']} and {shards['restarts']})")
+        print()
+        for r in results:
+            if "shards" in r["label"]:
+                print(f"{r['label']} ÷ best {best['label']}: "
+                      f"{r['files_per_s'] / best['files_per_s']:.1%} (goal ≥ 90 %, with 0 "
+                      f"duplicates and 0 OOM restarts: {r['duplicates']} and {r['restarts']})")
     if skipped:
         print(f"skipped (over the {args.budget_s:.0f} s budget): {', '.join(skipped)}")
     (out / "shards.json").write_text(json.dumps(summary, indent=2))
