@@ -64,7 +64,7 @@ from geti_bulk.outage import OutageGate
 from geti_bulk.report import ReportWriter
 from geti_bulk.retry import RetryBudget, RetryPolicy
 from geti_bulk.scan import ScanOptions, folder_label_names, iter_jobs, manifest_label_names
-from geti_bulk.shard import journal_shard_problem
+from geti_bulk.shard import SPLIT_RULE, journal_shard_problem
 from geti_bulk.sources.model import SourceAnnotation, SourceObject
 
 SCAN_BATCH = 256
@@ -338,6 +338,8 @@ class Run:
             journal = Journal(path, target=target.describe())
             journal.start()
             journal.set_meta("shard", shard or "0/1")   # committed with the first mark
+            if shard is not None:
+                journal.set_meta("shard_rule", SPLIT_RULE)
             self.result.journal_path = path
             if isinstance(client, Geti3Client):    # a TUS upload resumes after a kill -9
                 client.resume_store = JournalResumeStore(journal)
@@ -530,13 +532,14 @@ def _check_journal_shard(path: Path, cfg: UploadConfig) -> None:
         return
     reader = JournalReader(path)
     try:
-        recorded = reader.meta().get("shard")
+        meta = reader.meta()
+        recorded, rule = meta.get("shard"), meta.get("shard_rule")
         has_rows = recorded is None and reader.has_rows()
     except sqlite3.DatabaseError:
         return   # not a journal, or an empty file: opening it says so
     finally:
         reader.close()
-    problem = journal_shard_problem(recorded, has_rows, cfg.shard, path)
+    problem = journal_shard_problem(recorded, has_rows, cfg.shard, path, rule)
     if problem:
         raise ConfigError(problem)
 

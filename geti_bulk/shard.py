@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from geti_bulk.errors import ConfigError
 
 UNSHARDED = "0/1"
+# recorded in each sharded journal: a geti-bulk that splits otherwise must not resume it
+# (a file that moved to another shard would be sent again by that shard)
+SPLIT_RULE = "md5(utf8(rel))[:8] big-endian mod N"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,13 +68,18 @@ def parse_shard(text: str, where: str = "upload -> shard") -> Shard | None:
 
 
 def journal_shard_problem(recorded: str | None, has_rows: bool, shard: Shard | None,
-                          path: object) -> str | None:
+                          path: object, rule: str | None = None) -> str | None:
     """Why this run may not use a journal another shard (or an unsharded run) keeps, or
-    None. `recorded` is the journal's `meta.shard`; a journal with rows and no record
-    was made by an unsharded run."""
+    None. `recorded` is the journal's `meta.shard` and `rule` its `meta.shard_rule`; a
+    journal with rows and no record was made by an unsharded run."""
     mine = str(shard) if shard is not None else UNSHARDED
     theirs = recorded if recorded is not None else (UNSHARDED if has_rows else None)
-    if theirs is None or theirs == mine:
+    if theirs is None:
+        return None
+    if theirs == mine:
+        if mine != UNSHARDED and rule is not None and rule != SPLIT_RULE:
+            return (f"journal: {path} was split by another rule ({rule}) than this "
+                    f"geti-bulk's ({SPLIT_RULE}); finish it with the geti-bulk that made it")
         return None
     this = "unsharded" if mine == UNSHARDED else f"--shard {mine}"
     return (f"journal: {path} belongs to {_name(theirs)}, and this run is {this}; "

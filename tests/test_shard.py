@@ -195,8 +195,9 @@ async def test_a_journal_refuses_another_shard_with_one_line(server, token, tmp_
     assert code == 0, err
     stored = _files(server)
     conn = sqlite3.connect(j)
-    assert dict(conn.execute("SELECT k, v FROM meta"))["shard"] == "0/2"
+    meta = dict(conn.execute("SELECT k, v FROM meta"))
     conn.close()
+    assert meta["shard"] == "0/2" and meta["shard_rule"].startswith("md5")
     for other in (["--shard", "1/2"], ["--shard", "0/3"], [], ["--shard", "1/2", "--dry-run"]):
         code, out, err = await run_cli(*base, *other, token=token)
         assert code == 2, (other, out, err)
@@ -207,6 +208,14 @@ async def test_a_journal_refuses_another_shard_with_one_line(server, token, tmp_
     code, _, err = await run_cli(*base, token=token, env_extra={"GETI_BULK_SHARD": "1/2"})
     assert code == 2 and "this run is --shard 1/2" in err
     assert _files(server) == stored                 # none of them sent anything
+    # a journal split by another rule (another geti-bulk) is not resumed with this one
+    conn = sqlite3.connect(j)
+    conn.execute("UPDATE meta SET v = 'sha1 v0' WHERE k = 'shard_rule'")
+    conn.commit()
+    conn.close()
+    code, _, err = await run_cli(*base, "--shard", "0/2", token=token)
+    assert code == 2 and "split by another rule (sha1 v0)" in err
+    assert _files(server) == stored
     # an unsharded journal refuses a shard too
     j2 = tmp_path / "plain.sqlite"
     base2 = [*base[:-4], "--journal", str(j2), "--progress", "none"]
