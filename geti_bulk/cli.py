@@ -113,9 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      "[env GETI_BULK_JOURNAL]")
     g.add_argument("--shard", metavar="K/N",
                    help="upload only shard K of N (K from 0 to N-1, like Kubernetes' "
-                        "JOB_COMPLETION_INDEX), split by a hash of each file's path "
-                        "relative to its source argument, so N machines or processes "
-                        "share one migration; each shard keeps its own journal "
+                        "JOB_COMPLETION_INDEX), split as rclone's --hash-filter K/N splits "
+                        "each file's path relative to its source argument, so N machines or "
+                        "processes share one migration; each shard keeps its own journal "
                         "[env GETI_BULK_SHARD]")
     g.add_argument("--no-journal", action="store_true", help="do not keep a journal (no resume)")
     g.add_argument("--report", help="JSON-lines report of every file (default: next to the "

@@ -1,11 +1,13 @@
 """`--shard K/N`: which files one of N cooperating runs takes.
 
-A file belongs to shard `md5(utf8(rel))[:8] as a big-endian integer mod N`, where `rel`
-is its path relative to the source argument it was found under (`cat/x.jpg` under
-`./imagenet/train`, `images/train/x.jpg` in a COCO dataset, the path as a manifest
-writes it, or the file's name when the argument is the file). The idea is rclone's
-`--hash-filter`: the shards are disjoint and together complete, and the split does not
-depend on where the tree is mounted, on the machine, or on the order of the walk.
+A file belongs to the shard rclone's `--hash-filter K/N` puts it in: its path relative
+to the source argument it was found under (`cat/x.jpg` under `./imagenet/train`,
+`images/train/x.jpg` in a COCO dataset, the path as a manifest writes it, or the file's
+name when the argument is the file), Unicode NFC, lower-cased, UTF-8, md5, the first 8
+bytes as a little-endian integer, mod N. So the shards are disjoint and together
+complete, the split does not depend on where the tree is mounted, on the machine, on the
+order of the walk or on a macOS (NFD) or Linux (NFC) spelling of a name, and
+`rclone lsf -R --files-only --hash-filter K/N SOURCE` lists shard K's files.
 
 K is 0-based (0 … N-1), as Kubernetes' `JOB_COMPLETION_INDEX` is, so an Indexed Job
 passes its index unchanged. Each shard keeps its own journal, which records the shard
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from geti_bulk.errors import ConfigError
@@ -23,7 +26,7 @@ from geti_bulk.errors import ConfigError
 UNSHARDED = "0/1"
 # recorded in each sharded journal: a geti-bulk that splits otherwise must not resume it
 # (a file that moved to another shard would be sent again by that shard)
-SPLIT_RULE = "md5(utf8(rel))[:8] big-endian mod N"
+SPLIT_RULE = "rclone hash-filter: md5(lower(nfc(rel)))[:8] little-endian mod N"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,12 +43,13 @@ class Shard:
 
 
 def shard_of(rel: str, count: int) -> int:
-    """The shard (0-based) of a relative path: md5 of its UTF-8 bytes, first 8 bytes, mod N."""
-    rel = rel.replace("\\", "/").lstrip("/")
+    """The shard (0-based) of a relative path, as rclone's `--hash-filter` computes it."""
+    rel = rel.strip("/")
     while rel.startswith("./"):
         rel = rel[2:]
-    digest = hashlib.md5(rel.encode("utf-8", "surrogateescape"), usedforsecurity=False).digest()
-    return int.from_bytes(digest[:8], "big") % count
+    name = unicodedata.normalize("NFC", rel).lower()
+    digest = hashlib.md5(name.encode("utf-8", "surrogateescape"), usedforsecurity=False).digest()
+    return int.from_bytes(digest[:8], "little") % count
 
 
 def parse_shard(text: str, where: str = "upload -> shard") -> Shard | None:

@@ -90,13 +90,40 @@ def test_shard_spec_is_zero_based_and_errors_name_the_key():
                  sources=(Path("."),)).concurrency == 6
 
 
-def test_the_hash_is_md5_of_the_relative_path_so_anyone_can_recompute_it():
-    import hashlib
+# shard of each path among 7, as rclone v1.75.2 computed it:
+# `rclone lsf -R --files-only --hash-filter K/7 DIR` for K = 0 … 6
+RCLONE_7 = {"crème/2.jpg": 0, "UPPER/ÄÖÜ.jpg": 2, "café/1.jpg": 2, "a.png": 3,
+            "JPEGImages/2007_000027.jpg": 3, "deep/a/b/c/d.jpg": 3,
+            "images/train/000000000139.jpg": 3, "train/Cat/B.JPG": 3, "val/dog/x y.png": 5,
+            "cat/a.jpg": 6}
 
-    for rel in ("cat/a.jpg", "train/dog/b.png", "é/ü.jpg"):
-        want = int.from_bytes(hashlib.md5(rel.encode()).digest()[:8], "big") % 7
-        assert shard_of(rel, 7) == want
-        assert shard_of("./" + rel, 7) == want       # as a manifest may write it
+
+def test_the_split_is_rclones_hash_filter():
+    import hashlib
+    import unicodedata
+
+    for rel, k in RCLONE_7.items():
+        assert shard_of(rel, 7) == k, rel
+        assert shard_of(unicodedata.normalize("NFD", rel), 7) == k    # macOS spelling
+        assert shard_of("./" + rel, 7) == k                           # as a manifest may write it
+    # and the rule, spelled out: NFC, lower case, md5, first 8 bytes little-endian, mod N
+    for rel in RCLONE_7:
+        name = unicodedata.normalize("NFC", rel).lower().encode()
+        assert shard_of(rel, 5) == int.from_bytes(hashlib.md5(name).digest()[:8], "little") % 5
+
+
+@pytest.mark.skipif(not shutil.which(os.environ.get("GETI_BULK_RCLONE", "rclone")),
+                    reason="rclone (v1.70+, with --hash-filter) is not installed")
+def test_each_shard_lists_what_rclone_hash_filter_lists(tmp_path):
+    import subprocess
+
+    rclone = shutil.which(os.environ.get("GETI_BULK_RCLONE", "rclone")) or "rclone"
+    root = tmp_path / "tree"
+    make_tree(root, 120)
+    for k in range(N):
+        out = subprocess.run([rclone, "lsf", "-R", "--files-only", "--hash-filter", f"{k}/{N}",
+                              str(root)], capture_output=True, text=True, check=True).stdout
+        assert sorted(out.splitlines()) == sorted(scan_rels(root, Shard(k, N)))
 
 
 def test_folder_shards_are_disjoint_complete_and_mount_independent(tmp_path):
