@@ -224,7 +224,7 @@ async def test_a_journal_refuses_another_shard_with_one_line(server, token, tmp_
     conn = sqlite3.connect(j)
     meta = dict(conn.execute("SELECT k, v FROM meta"))
     conn.close()
-    assert meta["shard"] == "0/2" and meta["shard_rule"].startswith("md5")
+    assert meta["shard"] == "0/2" and meta["shard_rule"].startswith("rclone hash-filter")
     for other in (["--shard", "1/2"], ["--shard", "0/3"], [], ["--shard", "1/2", "--dry-run"]):
         code, out, err = await run_cli(*base, *other, token=token)
         assert code == 2, (other, out, err)
