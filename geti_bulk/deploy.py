@@ -108,6 +108,8 @@ def job_manifest(spec: JobSpec) -> dict[str, Any]:
                 "metadata": {"labels": {"app.kubernetes.io/name": "geti-bulk"}},
                 "spec": {
                     "restartPolicy": "Never",
+                    # SIGTERM (eviction, drain) lets the uploads in flight finish first
+                    "terminationGracePeriodSeconds": 60,
                     "securityContext": {"runAsUser": 10001, "runAsGroup": 10001,
                                         "fsGroup": 10001},
                     "containers": [container],
