@@ -17,7 +17,7 @@ ALLOWED = {
     "concurrency": set(),
     "labels": {"errors", "geti.models"},
     "scan": {"errors", "jobs", "media"},
-    "journal": {"jobs"},
+    "journal": {"jobs", "errors"},
     "journal_lock": {"errors"},
     "report": {"events"},
     "config": {"errors", "geti.client"},
