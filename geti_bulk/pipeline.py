@@ -597,7 +597,7 @@ class Run:
                         if job.prior_state is not None and up.settle_from_journal(job):
                             continue
                         await send.send(job)
-            if not self.stopping:
+            if not self.stopping and self._scan_fatal is None:
                 reporter.emit(ScanDone(files, total))
 
     async def _scan_guarded(self, out: MemoryObjectSendStream[list[FileJob]],
@@ -622,8 +622,8 @@ class Run:
                 "after the files already found. Rerun the same command to resume"))
 
     def _scan_failed(self, error: FatalError) -> None:
+        """The files already found still go (the queue drains), then the run stops."""
         self._scan_fatal = error
-        self.request_stop(str(error))
 
     async def _scan_thread(self, out: MemoryObjectSendStream[list[FileJob]],
                            reader: JournalReader | None) -> None:
@@ -642,7 +642,16 @@ class Run:
         def scan() -> None:
             try:
                 batch: list[FileJob] = []
-                for job in jobs():
+                found = jobs()
+                failure: Exception | None = None
+                while True:
+                    try:
+                        job = next(found)
+                    except StopIteration:
+                        break
+                    except Exception as e:  # noqa: BLE001 — the files found so far still go
+                        failure = e
+                        break
                     if self.stopping:
                         return
                     batch.append(job)
@@ -651,6 +660,8 @@ class Run:
                         batch = []
                 if batch:
                     anyio.from_thread.run(out.send, _with_journal(batch, reader))
+                if failure is not None:
+                    raise failure
             finally:
                 if reader is not None:
                     reader.close()
