@@ -19,7 +19,6 @@ import textwrap
 from pathlib import Path
 
 from geti_bulk.sampledata import make_labelled_tree
-
 from tests.conftest import sha256, stored_by_sha
 
 BOOT = """
