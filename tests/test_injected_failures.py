@@ -404,3 +404,39 @@ async def test_a_closed_stdout_is_neither_a_traceback_nor_a_failed_run(server, t
     assert code == 1, err                          # its own exit code: the broken file again
     no_traceback(err)
     assert "BrokenPipe" not in err and err == "", err
+
+
+# --- the local servers ---------------------------------------------------------------
+
+async def test_the_servers_log_a_client_gone_mid_request_as_one_line(token):
+    """What aiohttp and asyncio log after a client is killed mid-request (the lingering
+    read of an unread body, a TLS transport cut) is one line; a real bug keeps its
+    traceback."""
+    code = textwrap.dedent("""
+        import asyncio, logging, ssl
+        from geti_bulk.server import quietlog
+        loop = asyncio.new_event_loop()
+        quietlog.install(loop)
+        logging.getLogger("aiohttp.server").error(
+            "Unhandled exception", exc_info=ConnectionResetError("Connection lost"))
+        try:
+            raise OSError("wrapped") from BrokenPipeError(32, "Broken pipe")
+        except OSError as e:
+            logging.getLogger("aiohttp.server").error("Error handling request", exc_info=e)
+        loop.call_exception_handler({"message": "Fatal error on SSL transport",
+                                     "exception": ssl.SSLError(1, "record layer failure")})
+        logging.getLogger("geti_bulk.server.app").error(
+            "unhandled error in POST /x", exc_info=RuntimeError("a real bug"))
+    """)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    lines = err.decode().splitlines()
+    assert lines[:3] == [
+        "geti-bulk serve: connection reset by client (ConnectionResetError: Connection lost)",
+        "geti-bulk serve: connection reset by client (OSError: wrapped)",
+        "geti-bulk serve: connection reset by client (SSLError: record layer failure)"]
+    rest = "\n".join(lines[3:])
+    assert rest.startswith("geti-bulk serve: ERROR geti_bulk.server.app: unhandled error in "
+                           "POST /x\nTraceback") and "RuntimeError: a real bug" in rest
