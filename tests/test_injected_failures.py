@@ -425,8 +425,10 @@ async def test_the_servers_log_a_client_gone_mid_request_as_one_line(token):
             logging.getLogger("aiohttp.server").error("Error handling request", exc_info=e)
         loop.call_exception_handler({"message": "Fatal error on SSL transport",
                                      "exception": ssl.SSLError(1, "record layer failure")})
-        logging.getLogger("geti_bulk.server.app").error(
-            "unhandled error in POST /x", exc_info=RuntimeError("a real bug"))
+        try:
+            raise RuntimeError("a real bug")
+        except RuntimeError:
+            logging.getLogger("geti_bulk.server.app").exception("unhandled error in POST /x")
     """)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE,
