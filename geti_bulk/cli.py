@@ -90,8 +90,6 @@ def _add_source_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from geti_bulk.config import ENV_RULE
-
     parser = argparse.ArgumentParser(
         prog="geti-bulk",
         description="Fast, resumable, exactly-once bulk uploads of images and videos to Intel Geti.")
@@ -102,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Upload every supported image and video under PATH... "
                                     "Rerun the same command to resume. Other files beside "
                                     "the media (.xml, .txt, .json …) are ignored and counted.",
-                        epilog=f"environment: {ENV_RULE}. {EXIT_CODES}.")
+                        epilog=f"environment: {{env}}. {EXIT_CODES}.")
     up.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="folders or files")
     _add_target_options(up)
     _add_source_options(up)
@@ -149,8 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     ve.add_argument("--progress", choices=["auto", "rich", "plain", "json", "none"],
                     default="none", help=argparse.SUPPRESS)
 
-    _name_env_vars(up)
-    _name_env_vars(ve)
+    up.format_help = _with_env_vars(up)    # type: ignore[method-assign]
+    ve.format_help = _with_env_vars(ve)    # type: ignore[method-assign]
     st = sub.add_parser("status", help="show a journal's counts and failures",
                         description="Show what a journal holds: files uploaded, skipped, "
                                     "failed and still marked sending, and the failures.")
@@ -178,6 +176,22 @@ def build_parser() -> argparse.ArgumentParser:
                       help="keep the dataset, the server's data and the report in DIR "
                            "(default: a temporary folder, removed on exit)")
     return parser
+
+
+def _with_env_vars(p: argparse.ArgumentParser) -> Any:
+    """`format_help` that first names each option's environment variable: the config
+    (and aiohttp with it) is imported only when help is shown, not on every start."""
+    plain = p.format_help
+
+    def format_help() -> str:
+        from geti_bulk.config import ENV_RULE
+
+        _name_env_vars(p)
+        if p.epilog and "{env}" in p.epilog:
+            p.epilog = p.epilog.replace("{env}", ENV_RULE)
+        return plain()
+
+    return format_help
 
 
 def _name_env_vars(p: argparse.ArgumentParser) -> None:
@@ -406,6 +420,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = _main(argv)
         out.flush()
+    except KeyboardInterrupt:    # Ctrl-C while still starting (imports, parsing)
+        print("geti-bulk: interrupted", file=sys.stderr)
+        code = EXIT_INTERRUPTED
     finally:
         sys.stdout = real
     return code

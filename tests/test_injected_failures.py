@@ -377,6 +377,30 @@ async def test_a_rich_display_that_raises_is_switched_off_too(server, token, tmp
     exactly_once(server, files)
 
 
+async def test_a_rich_display_that_fails_in_its_refresh_thread_says_so_in_one_line(
+        server, token, tmp_path):
+    data = tmp_path / "data"
+    files = make_labelled_tree(data, ["cat", "dog"], 30, size=(40, 36))
+    patch = """
+        import geti_bulk.display.rich_live as r
+        real = r.RichReporter._parts
+        calls = [0]
+        def parts(self):
+            calls[0] += 1
+            if calls[0] > 2:
+                raise RuntimeError("injected drawing bug")
+            return real(self)
+        r.RichReporter._parts = parts
+    """
+    code, _, err = await patched_cli(patch, *args_for(server, data, tmp_path)[:-1], "rich",
+                                     token=token)
+    assert code == 0, err
+    assert error_lines(err) == [
+        "geti-bulk: warning: the display failed (RuntimeError: injected drawing bug) and was "
+        "switched off; the run went on, and the report has every file"]
+    exactly_once(server, files)
+
+
 def _cli_cmd(*args: str) -> str:
     return " ".join(shlex.quote(x) for x in [sys.executable, "-m", "geti_bulk.cli", *args])
 
