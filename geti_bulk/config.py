@@ -265,11 +265,15 @@ def build(flags: Mapping[str, Any], env: Mapping[str, str] | None = None,
         if not m.is_file():
             raise ConfigError(f"manifest: {m} is not a readable file")
 
+    try:
+        host = normalize_host(v["target.host"])
+    except ValueError as e:    # `http://[::1`: not a URL at all
+        raise ConfigError(f"host: invalid URL {v['target.host']!r} ({e})") from None
     ca = v["target.ca_bundle"] or None
     if ca and not Path(ca).is_file():
         raise ConfigError(f"target -> ca_bundle: {ca} is not a file")
     return UploadConfig(
-        host=normalize_host(v["target.host"]), project=v["target.project"],
+        host=host, project=v["target.project"],
         token=Secret(v["token"]), sources=sources, manifests=manifests,
         workspace=v["target.workspace"] or None, dataset=v["target.dataset"] or None,
         ca_bundle=ca, insecure=v["target.insecure"], labels=v["upload.labels"],

@@ -466,3 +466,11 @@ async def test_the_servers_log_a_client_gone_mid_request_as_one_line(token):
     rest = "\n".join(lines[3:])
     assert rest.startswith("geti-bulk serve: ERROR geti_bulk.server.app: unhandled error in "
                            "POST /x\nTraceback") and "RuntimeError: a real bug" in rest
+
+
+async def test_a_host_that_is_not_a_url_is_one_usage_line(token, tmp_path):
+    code, _, err = await patched_cli("", "upload", str(tmp_path), "--host", "http://[::1",
+                                     "--project", "p", token=token)
+    assert code == 2
+    assert error_lines(err) == ["geti-bulk: error: host: invalid URL 'http://[::1' "
+                                "(Invalid IPv6 URL)"]
