@@ -146,7 +146,7 @@ class Run:
         self.notices: list[str] = []    # told after the start line
         self.labels_as_annotations = False   # Geti 3: folder labels are a second step
         self.scan_counts = ScanCounts()
-        self._scan_fatal: FatalError | None = None
+        self._scan_fatal: GetiBulkError | None = None   # FatalError, or ConfigError (exit 2)
         self._report: ReportWriter | None = None
 
     # --- control --------------------------------------------------------------------
@@ -448,7 +448,7 @@ class Run:
         for text in self.notices:
             reporter.emit(Notice(text))
         send, receive = anyio.create_memory_object_stream[FileJob](QUEUE_SIZE)
-        fatal: FatalError | None = None
+        fatal: GetiBulkError | None = None
         training: AutoTraining | None = None
         if not cfg.dry_run and not cfg.keep_auto_training:
             training = AutoTraining(client, target, journal, reporter)
@@ -612,8 +612,8 @@ class Run:
             path = reader.path if reader is not None else Path("?")
             self._scan_failed(journal_error(path, e, "read"))
         except Exception as e:  # noqa: BLE001 — the source, not a file: one line
-            if isinstance(e, ConfigError):
-                self._scan_failed(FatalError(str(e)))
+            if isinstance(e, ConfigError):    # a dataset file found wrong midway: exit 2
+                self._scan_failed(e)
                 return
             what = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
             where = f" ({e.filename})" if isinstance(e, OSError) and e.filename else ""
@@ -621,7 +621,7 @@ class Run:
                 f"reading the source failed: {type(e).__name__}: {what}{where}; stopped "
                 "after the files already found. Rerun the same command to resume"))
 
-    def _scan_failed(self, error: FatalError) -> None:
+    def _scan_failed(self, error: GetiBulkError) -> None:
         """The files already found still go (the queue drains), then the run stops."""
         self._scan_fatal = error
 
