@@ -56,7 +56,7 @@ def _states(journal: Path) -> dict[str, str]:
 async def test_sigterm_and_sighup_stop_like_the_first_ctrl_c(tmp_path, token, signum):
     name = signal.Signals(signum).name
     data = tmp_path / "data"
-    files = await asyncio.to_thread(make_labelled_tree, data, ["cat", "dog"], 120, size=(48, 40))
+    files = await asyncio.to_thread(make_labelled_tree, data, ["cat", "dog"], 80, size=(48, 40))
     srv = LocalGeti(ServerConfig(data_dir=tmp_path / "srv", token=token, latency_ms=30))
     async with srv:
         proc = await _start(_cmd(srv, data, tmp_path, "r1.jsonl"), token)
@@ -82,7 +82,7 @@ async def test_sigterm_and_sighup_stop_like_the_first_ctrl_c(tmp_path, token, si
 
 async def test_a_second_sigterm_cancels_the_uploads_in_flight(tmp_path, token):
     data = tmp_path / "data"
-    files = await asyncio.to_thread(make_labelled_tree, data, ["cat", "dog"], 60, size=(48, 40))
+    files = await asyncio.to_thread(make_labelled_tree, data, ["cat", "dog"], 30, size=(48, 40))
     srv = LocalGeti(ServerConfig(data_dir=tmp_path / "srv", token=token, latency_ms=400))
     async with srv:
         proc = await _start(_cmd(srv, data, tmp_path, "r1.jsonl"), token)
