@@ -1,8 +1,10 @@
 """The `geti-bulk` command line: parsing, precedence, reporter choice, exit codes.
 
-Exit codes: 0 all uploaded or skipped, 1 some file failed, 2 usage or configuration
-error, 3 the run was stopped by a fatal error, 130 interrupted (Ctrl-C).
-This is the only module with a broad `except`: nothing reaches the user as a traceback.
+Exit codes: 0 all uploaded or skipped (also: nothing to upload, with a warning), 1 some
+file failed, 2 usage or configuration error, 3 the run was stopped by a fatal error (a
+full journal disk too), 128 + the signal's number when a signal stopped it: 130 Ctrl-C
+(SIGINT), 143 SIGTERM, 129 SIGHUP. The run catches what escapes it, and `main` what
+escapes the commands: nothing reaches the user as a traceback.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,11 @@ from geti_bulk import __version__
 from geti_bulk.errors import ConfigError, GetiBulkError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_FATAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_CODES = ("exit codes: 0 every file uploaded or skipped (or nothing to upload: a warning "
+              "says so), 1 some file failed (see the report), 2 usage or configuration "
+              "error, 3 stopped by a fatal error (token, project, server disk, outage, the "
+              "journal's disk full), 128+N stopped by signal N: 130 Ctrl-C, 143 SIGTERM, "
+              "129 SIGHUP (in-flight uploads finish first; the same signal again cancels them)")
 
 
 def _add_target_options(p: argparse.ArgumentParser) -> None:
@@ -67,7 +75,9 @@ def _add_source_options(p: argparse.ArgumentParser) -> None:
                         "(by default it is switched off and restored at the end)")
     g.add_argument("--include", action="append", help="only files matching this glob; may repeat")
     g.add_argument("--exclude", action="append", help="skip files matching this glob; may repeat")
-    g.add_argument("--follow-symlinks", action="store_true", default=None)
+    g.add_argument("--follow-symlinks", action="store_true", default=None,
+                   help="upload the files symlinks point to (folder loops are detected); "
+                        "without it symlinks are skipped and counted in the summary")
     g.add_argument("--include-hidden", action="store_true", default=None,
                    help="also upload dot-files and dot-folders")
     g.add_argument("--skip-existing", action="store_true", default=None,
@@ -88,7 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("upload", help="upload folders or a manifest into a Geti dataset",
                         description="Upload every supported image and video under PATH... "
-                                    "Rerun the same command to resume.")
+                                    "Rerun the same command to resume. Other files beside "
+                                    "the media (.xml, .txt, .json …) are ignored and counted.",
+                        epilog=f"environment: {{env}}. {EXIT_CODES}.")
     up.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="folders or files")
     _add_target_options(up)
     _add_source_options(up)
@@ -98,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "and at least 2, so N shards push what one run would) "
                         "[env GETI_BULK_CONCURRENCY]")
     g.add_argument("--fixed-concurrency", action="store_true",
-                   help="do not adapt concurrency to the server's answers")
+                   help="do not adapt concurrency to the server's answers "
+                        "[env GETI_BULK_ADAPTIVE=0]")
     g.add_argument("--max-inflight-mb", type=int,
                    help="budget of server memory in flight, MiB (default 256): an upload "
                         "weighs its size or, for an image, width x height x 3 if larger")
@@ -143,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     ve.add_argument("--progress", choices=["auto", "rich", "plain", "json", "none"],
                     default="none", help=argparse.SUPPRESS)
 
+    up.format_help = _with_env_vars(up)    # type: ignore[method-assign]
+    ve.format_help = _with_env_vars(ve)    # type: ignore[method-assign]
     st = sub.add_parser("status", help="show a journal's counts and failures (or several "
                                        "shards' journals as one)",
                         description="Show what a journal holds: files uploaded, skipped, "
@@ -204,6 +219,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _with_env_vars(p: argparse.ArgumentParser) -> Any:
+    """`format_help` that first names each option's environment variable: the config
+    (and aiohttp with it) is imported only when help is shown, not on every start."""
+    plain = p.format_help
+
+    def format_help() -> str:
+        from geti_bulk.config import ENV_RULE
+
+        _name_env_vars(p)
+        if p.epilog and "{env}" in p.epilog:
+            p.epilog = p.epilog.replace("{env}", ENV_RULE)
+        return plain()
+
+    return format_help
+
+
+def _name_env_vars(p: argparse.ArgumentParser) -> None:
+    """Every option with a config key names its environment variable (`config.ENV_RULE`)."""
+    from geti_bulk.config import KEYS, env_name
+
+    for action in p._actions:
+        if not action.option_strings or action.help in (None, argparse.SUPPRESS):
+            continue
+        key = next((f"{sec}.{action.dest}" for sec in ("target", "upload", "output")
+                    if f"{sec}.{action.dest}" in KEYS), None)
+        if key is None:
+            continue
+        var = env_name(key)
+        if var not in str(action.help):
+            action.help = f"{action.help} [env {var}]"
+
+
 def _flags(ns: argparse.Namespace) -> dict[str, Any]:
     a = _Defaults(ns)
     return {
@@ -252,8 +299,8 @@ def cmd_verify(a: argparse.Namespace) -> int:
     report = Path(a.report) if a.report else Path(f"geti-bulk-verify-{stamp}-{os.getpid()}.jsonl")
     run = Run(cfg, RecordingReporter(), verify_report=report)
     result = asyncio.run(run.execute(handle_signals=True))
-    if result.fatal:
-        print(f"geti-bulk: error: {result.fatal}", file=sys.stderr)
+    if result.fatal or result.interrupted:
+        _tell(result)
         return result.exit_code
     v = run.verify_result
     for line in v.problems:
@@ -284,14 +331,42 @@ def cmd_upload(a: argparse.Namespace) -> int:
         _warn(f"TLS certificate verification is off for {cfg.host} (--insecure)")
     reporter = make_reporter(cfg.progress, stream=sys.stdout, verbose=cfg.verbose, quiet=cfg.quiet)
     run = Run(cfg, reporter)
-    reporter.start()
+    display_error = None
+    try:
+        reporter.start()
+    except Exception as e:  # noqa: BLE001 — no live display, the run still goes
+        display_error = e
     try:
         result = asyncio.run(run.execute(handle_signals=True))
     finally:
-        reporter.stop()
+        try:
+            reporter.stop()
+        except Exception as e:  # noqa: BLE001
+            display_error = display_error or e
+    if display_error is not None and result.display_error is None:
+        result.display_error = f"{type(display_error).__name__}: {display_error}"
+    _tell(result)
+    return result.exit_code
+
+
+def _tell(result: Any) -> None:
+    """The run's last words on stderr: warnings, then the error or the signal."""
+    if result.internal is not None and os.environ.get("GETI_BULK_DEBUG"):
+        import traceback
+
+        traceback.print_exception(result.internal)
+    for text in result.warnings:
+        _warn(text)
+    if result.display_error:
+        _warn(f"the display failed ({result.display_error}) and was switched off; the run "
+              "went on, and the report has every file")
     if result.fatal:
         print(f"geti-bulk: error: {result.fatal}", file=sys.stderr)
-    return result.exit_code
+    elif result.interrupted:
+        name = signal.Signals(result.signal or signal.SIGINT).name
+        how = "Ctrl-C (SIGINT)" if name == "SIGINT" else name
+        print(f"geti-bulk: stopped by {how}; rerun the same command to resume",
+              file=sys.stderr)
 
 
 def cmd_status(a: argparse.Namespace) -> int:
@@ -336,13 +411,63 @@ def cmd_k8s_manifest(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+class _Stdout:
+    """sys.stdout that a reader going away (`| head -1`, a closed terminal, `>&-`) cannot
+    break: output stops, the command goes on and exits with its own code."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.gone = inner is None
+
+    def _lost(self) -> None:
+        self.gone = True
+        try:   # the interpreter's last flush of the real stdout must be quiet too
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.close(devnull)
+        except OSError:
+            pass
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                return int(self._inner.write(text))
+            except (OSError, ValueError):   # EPIPE, EIO (terminal hung up), EBADF, closed
+                self._lost()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self._inner.flush()
+            except (OSError, ValueError):
+                self._lost()
+
+    def isatty(self) -> bool:
+        if self.gone:
+            return False
+        try:
+            return bool(self._inner.isatty())
+        except (OSError, ValueError):
+            return False
+
+    def __getattr__(self, name: str) -> Any:
+        if self._inner is None:
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+
 def main(argv: list[str] | None = None) -> int:
-    code = _main(argv)
+    real = sys.stdout
+    sys.stdout = out = _Stdout(real)
     try:
-        sys.stdout.flush()
-    except (BrokenPipeError, ValueError):   # `geti-bulk … | head -1`: nobody reads any more
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())   # so the interpreter's last flush is quiet
+        code = _main(argv)
+        out.flush()
+    except KeyboardInterrupt:    # Ctrl-C while still starting (imports, parsing)
+        print("geti-bulk: interrupted", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    finally:
+        sys.stdout = real
     return code
 
 
@@ -379,6 +504,9 @@ def _main(argv: list[str] | None) -> int:
         print("geti-bulk: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as e:  # the one broad catch: a bug still gets one readable line
+        if type(e).__module__ == "sqlite3":   # `status` on a journal the disk fails
+            print(f"geti-bulk: error: the journal could not be read: {e}", file=sys.stderr)
+            return EXIT_FATAL
         print(f"geti-bulk: internal error: {type(e).__name__}: {e} "
               "(set GETI_BULK_DEBUG=1 for a traceback)", file=sys.stderr)
         if os.environ.get("GETI_BULK_DEBUG"):

@@ -22,6 +22,7 @@ from geti_bulk.shard import Shard
 from geti_bulk.sources.model import DatasetReader, SourceAnnotation, SourceItem
 
 DATASET_FORMATS = frozenset({"coco", "yolo", "voc", "datumaro"})
+FORMAT_NAMES = {"coco": "COCO", "yolo": "YOLO", "voc": "Pascal VOC", "datumaro": "Datumaro"}
 
 
 @dataclass(slots=True)
@@ -72,11 +73,12 @@ def open_sources(roots: tuple[Path, ...], fmt: str, index_dir: Path) -> Sources:
         if found not in DATASET_FORMATS:
             out.folders.append(root)
             if fmt == "auto":
-                out.described.append(f"{root}: folders ({why})")
+                out.described.append(f"{root} is read as label folders (label/file.jpg): "
+                                     f"{why.split(':')[0]}")
             continue
         reader = open_reader(root, found, index_dir)
         out.readers.append((root, reader))
-        out.described.append(f"{root}: {found} ({why})")
+        out.described.append(f"{root} is a {FORMAT_NAMES.get(found, found)} dataset: {why}")
     return out
 
 

@@ -23,6 +23,26 @@ from geti_bulk.shard import Shard
 
 SUBSET_FOLDERS = frozenset({"train", "val", "valid", "validation", "test"})
 LABEL_SEPARATORS = (";", "|")
+# images and videos Geti refuses (GETI_API.md §4.1: its lists are media.IMAGE_EXTENSIONS
+# and VIDEO_EXTENSIONS): found in a folder they are failures, to be converted. Any other
+# file beside the media (.xml, .txt, .json, .yaml of a VOC or YOLO tree) is ignored.
+UNSUPPORTED_MEDIA = frozenset({
+    ".gif", ".svg", ".heic", ".heif", ".avif", ".ico", ".jp2", ".j2k", ".jpx", ".jxl",
+    ".psd", ".exr", ".hdr", ".tga", ".pgm", ".ppm", ".pbm", ".pnm", ".apng", ".dng",
+    ".raw", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf",
+    ".wmv", ".flv", ".f4v", ".mpg", ".mpeg", ".m2v", ".3gp", ".3g2", ".ts", ".mts", ".m2ts",
+    ".ogv", ".vob", ".asf", ".divx", ".mxf", ".m4p", ".rm", ".rmvb",
+})
+
+
+@dataclass(slots=True)
+class ScanCounts:
+    """What a folder walk passed over without a row, for the summary and the warning of
+    an empty source (filled by the scan thread, read once it is done)."""
+
+    symlinks: int = 0      # not followed (no --follow-symlinks)
+    ignored: int = 0       # not media at all
+    filtered: int = 0      # left out by --include/--exclude
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +149,9 @@ def folder_subset(rel_parts: list[str], opts: ScanOptions) -> str | None:
     return first if first in opts.subset_folders else None
 
 
-def walk(root: Path, opts: ScanOptions) -> Iterator[FileJob]:
+def walk(root: Path, opts: ScanOptions, counts: ScanCounts | None = None) -> Iterator[FileJob]:
     """Depth-first walk with an explicit stack (no recursion limit), sorted for stable order."""
+    counts = counts if counts is not None else ScanCounts()
     root_name = key_text(root.resolve().name or "root")
     try:
         rst = root.stat()
@@ -159,7 +180,7 @@ def walk(root: Path, opts: ScanOptions) -> Iterator[FileJob]:
             # in memory); subfolders are walked afterwards in name order
             with os.scandir(d) as it:
                 for e in it:
-                    yield from _entry(e, parts, root_name, opts, seen, subdirs)
+                    yield from _entry(e, parts, root_name, opts, seen, subdirs, counts)
         except OSError as err:
             if _in_shard("/".join(map(key_text, parts)) + "/", opts):
                 yield FileJob(path=d, key="/".join([root_name, *map(key_text, parts)]) + "/",
@@ -169,7 +190,8 @@ def walk(root: Path, opts: ScanOptions) -> Iterator[FileJob]:
 
 
 def _entry(e: os.DirEntry[str], parts: list[str], root_name: str, opts: ScanOptions,
-           seen: set[tuple[int, int]], subdirs: list[tuple[str, list[str]]]) -> Iterator[FileJob]:
+           seen: set[tuple[int, int]], subdirs: list[tuple[str, list[str]]],
+           counts: ScanCounts) -> Iterator[FileJob]:
     if not opts.include_hidden and e.name.startswith("."):
         return
     rel_parts = [*parts, e.name]
@@ -177,6 +199,7 @@ def _entry(e: os.DirEntry[str], parts: list[str], root_name: str, opts: ScanOpti
     key = f"{root_name}/{rel}"
     try:
         if e.is_symlink() and not opts.follow_symlinks:
+            counts.symlinks += 1
             return
         # another shard's file is dropped on its directory entry alone (d_type, no stat),
         # so a shard of a million-file tree stats only its own files
@@ -201,11 +224,17 @@ def _entry(e: os.DirEntry[str], parts: list[str], root_name: str, opts: ScanOpti
             seen.add(ident)
             subdirs.append((e.path, rel_parts))
         return
-    if not _wanted(rel, opts) or not _in_shard(rel, opts):
+    if not _in_shard(rel, opts):
+        return
+    if not _wanted(rel, opts):
+        counts.filtered += 1
         return
     if not stat.S_ISREG(st.st_mode):
         yield FileJob(path=e.path, key=key, problem=f"{_special_kind(st.st_mode)}, not a file",
                       rel=rel)
+        return
+    if media_kind(e.name) is None and os.path.splitext(e.name)[1].lower() not in UNSUPPORTED_MEDIA:
+        counts.ignored += 1    # an annotation, a list, a README beside the media
         return
     yield _job(e.path, key, st, folder_label(rel_parts, opts), folder_subset(rel_parts, opts),
                rel=rel)
@@ -313,8 +342,9 @@ def manifest_jobs(path: Path, opts: ScanOptions) -> Iterator[FileJob]:
                    rel=key_text(row.path))
 
 
-def iter_jobs(roots: Iterable[Path], manifests: Iterable[Path], opts: ScanOptions) -> Iterator[FileJob]:
+def iter_jobs(roots: Iterable[Path], manifests: Iterable[Path], opts: ScanOptions,
+              counts: ScanCounts | None = None) -> Iterator[FileJob]:
     for root in roots:
-        yield from walk(root, opts)
+        yield from walk(root, opts, counts)
     for m in manifests:
         yield from manifest_jobs(m, opts)

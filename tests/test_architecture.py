@@ -20,7 +20,7 @@ ALLOWED = {
     "deploy": set(),
     "status": {"journal", "shard"},
     "scan": {"errors", "jobs", "media", "shard"},
-    "journal": {"jobs"},
+    "journal": {"jobs", "errors"},
     "journal_lock": {"errors"},
     "report": {"events"},
     "config": {"errors", "geti.client", "shard"},
