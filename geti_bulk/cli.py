@@ -134,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     ve.add_argument("--progress", choices=["auto", "rich", "plain", "json", "none"],
                     default="none", help=argparse.SUPPRESS)
 
+    from geti_bulk.migrate.command import add_parser as add_migrate_parser
+
+    add_migrate_parser(sub)   # `migrate`: a Geti project into another Geti
     st = sub.add_parser("status", help="show a journal's counts and failures",
                         description="Show what a journal holds: files uploaded, skipped, "
                                     "failed and still marked sending, and the failures.")
@@ -320,6 +323,9 @@ def _main(argv: list[str] | None) -> int:
             return cmd_status(a)
         if a.command == "verify":
             return cmd_verify(a)
+        if a.command == "migrate":
+            from geti_bulk.migrate.command import cmd_migrate
+            return cmd_migrate(a)
         if a.command == "demo":
             from geti_bulk.demo import run_demo
             return run_demo(files=a.files, faults=a.faults, latency_ms=a.latency_ms,

@@ -237,6 +237,40 @@ class Geti3Client(GetiClient):
             return None
         return from_v3(list(data.get("annotations") or []), target.project, size)
 
+    # --- reading a project back and creating one, for `migrate` (§4, §5, §7) ----------
+
+    def download_path(self, target: Target, item: MediaItem) -> str:
+        return f"{target.dataset_path}/media/{item.id}/binary"
+
+    async def frame_annotations(self, target: Target, video_id: str
+                                ) -> list[tuple[int, list[dict[str, Any]]]]:
+        """Geti 3 documents no listing of a video's annotated frames (§7, §8): none read."""
+        return []
+
+    async def post_frame_annotation(self, target: Target, video_id: str, frame: int,
+                                    annotations: list[dict[str, Any]]) -> dict[str, Any]:
+        body = {"annotations": to_v3(annotations, target.project)}
+        try:
+            data = await self._call("POST", f"{target.dataset_path}/media/{video_id}/annotations",
+                                    what="annotation", params={"frame_index": frame},
+                                    json_body=body)
+        except AmbiguousError as e:
+            raise _as_locked(e) from None
+        return data if isinstance(data, dict) else {}
+
+    async def create_project(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`POST /api/projects` with a client-chosen `id` (§4): a retry after a lost
+        answer gets 409 for that id, and the project is then read back, not made twice."""
+        try:
+            data = await self._call("POST", "/api/projects", what="server", json_body=body)
+        except FileError as e:
+            if "409" not in str(e):
+                raise
+            data = await self._call("GET", f"/api/projects/{body['id']}", what="project")
+            if not isinstance(data, dict) or data.get("name") != body.get("name"):
+                raise
+        return data if isinstance(data, dict) else {}
+
 
 def to_v3(annotations: list[dict[str, Any]], project: Project) -> list[dict[str, Any]]:
     """Geti 2 shapes (as `geti_bulk.shapes` builds them) → Geti 3's (§7)."""
