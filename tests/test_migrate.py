@@ -4,6 +4,10 @@ download, its annotation the source's, refused parts listed, faults on both side
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +18,7 @@ from geti_bulk.events import FileDone, Notice, RecordingReporter
 from geti_bulk.geti.client import Secret
 from geti_bulk.migrate.config import MigrateConfig, Side
 from geti_bulk.migrate.run import Migration
+from geti_bulk.migrate.verify import verify_migration
 from geti_bulk.server import Geti3Config, LocalGeti, LocalGeti3, ServerConfig
 from geti_bulk.server.seed import generate_pat
 from tests.conftest import no_sleep
@@ -149,3 +154,130 @@ async def test_empty_label_becomes_an_empty_reviewed_list(geti2, geti3, tmp_path
 
 
 __all__ = ["aiohttp"]
+
+
+async def test_faults_on_both_sides_end_with_every_item_once_and_right(geti2, geti3, tmp_path):
+    src = Source2(geti2, geti2.test_token, SRC_PROJECT)
+    try:
+        seeded = await seed_detection(src, 30)
+        geti2.set_download_faults("503=0.1,reset=0.15,502=0.05")
+        geti3.set_faults("stored500=0.15,reset=0.1,locked=0.1")
+        rec = RecordingReporter()
+        result = await Migration(migrate_cfg(geti2, geti3, tmp_path, max_attempts=12), rec,
+                                 sleep=no_sleep).execute()
+        assert result.fatal is None, result.fatal
+        assert (result.uploaded, result.failed) == (len(seeded.ids), 0)
+        geti2.set_download_faults("")
+        geti3.set_faults("")
+        assert geti2.state.download_faults.counts["reset"] > 0
+        assert result.retries.get("download", 0) > 0, result.retries   # a cut download, again
+        assert result.retries.get("500-locked?", 0) > 0, result.retries   # target's stored500
+        await check_target(geti3, src, seeded, "Vehicles (from Geti 2)")
+        adopted = [e for e in rec.events if isinstance(e, FileDone) and e.adopted]
+        assert adopted, "a stored-then-500 upload is found on the target, not sent again"
+    finally:
+        await src.close()
+
+
+def _cli_args(g2: Any, g3: Any, tmp_path: Path) -> list[str]:
+    return [sys.executable, "-m", "geti_bulk.cli", "migrate", "--from", g2.base_url,
+            "--from-project", SRC_PROJECT, "--to", g3.base_url, "--to-ca-bundle",
+            str(g3.cert_path), "--create-project", "Vehicles (from Geti 2)",
+            "--journal", str(tmp_path / "cli.sqlite"), "--progress", "plain",
+            "--concurrency", "4"]
+
+
+def _uploaded(journal: Path) -> int:
+    if not journal.exists():
+        return 0
+    import sqlite3
+
+    conn = sqlite3.connect(str(journal), timeout=30)
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM files WHERE state = 'uploaded'")
+                   .fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        conn.close()
+
+
+async def test_kill_9_mid_run_then_resume_moves_only_what_is_missing(tmp_path):
+    """The CLI in a subprocess, killed with SIGKILL mid-run; the rerun finishes the job:
+    every item once on the target (nothing created twice), bytes and annotations right,
+    and the token never on the command line."""
+    token = generate_pat()
+    g2 = LocalGeti(ServerConfig(data_dir=tmp_path / "g2", token=token, seed=7))
+    g3 = LocalGeti3(Geti3Config(data_dir=tmp_path / "g3", latency_ms=40, seed=5))
+    async with g2:
+        await g3.start()
+        src = Source2(g2, token, SRC_PROJECT)
+        try:
+            seeded = await seed_detection(src, 60)
+            env = {**os.environ, "GETI_FROM_TOKEN": token}
+            args = _cli_args(g2, g3, tmp_path)
+            assert token not in " ".join(args)
+            proc = await asyncio.create_subprocess_exec(
+                *args, env=env, stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE)
+            journal = tmp_path / "cli.sqlite"
+            for _ in range(3000):                          # bounded: 300 s at most
+                if _uploaded(journal) >= 10 or proc.returncode is not None:
+                    break
+                await asyncio.sleep(0.1)
+            assert proc.returncode is None, "the run ended before it could be killed"
+            proc.send_signal(signal.SIGKILL)
+            await proc.wait()
+            done_before = _uploaded(journal)
+            assert 10 <= done_before < len(seeded.ids)
+            again = await asyncio.create_subprocess_exec(
+                *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            out, err = await again.communicate()
+            assert again.returncode == 0, (out.decode()[-2000:], err.decode()[-2000:])
+            assert _uploaded(journal) == len(seeded.ids)
+            await check_target(g3, src, seeded, "Vehicles (from Geti 2)")
+            assert "refused by the target" in out.decode()
+            assert token not in out.decode() + err.decode()
+        finally:
+            await src.close()
+            await g3.stop()
+
+
+async def test_verify_compares_the_two_projects_and_finds_what_differs(geti2, geti3, tmp_path):
+    src = Source2(geti2, geti2.test_token, SRC_PROJECT)
+    try:
+        seeded = await seed_detection(src, 6)
+        cfg = migrate_cfg(geti2, geti3, tmp_path)
+        result = await Migration(cfg, RecordingReporter(), sleep=no_sleep).execute()
+        assert result.exit_code == 0
+        ok = await verify_migration(cfg, tmp_path / "v1.jsonl", sha256=True)
+        assert (ok.exit_code, ok.checked, ok.ok) == (0, len(seeded.ids), len(seeded.ids)), \
+            ok.problems
+        # the target loses one annotation and gains a second copy of another item
+        t = Target3(geti3)
+        proj = await t.project("Vehicles (from Geti 2)")
+        media = {m["name"]: m for m in await t.media(proj["id"])}
+        async with t.session.delete(f"{geti3.base_url}/api/projects/{proj['id']}/dataset/"
+                                    f"media/{media['img_0003']['id']}/annotations",
+                                    ssl=t.ssl) as r:
+            assert r.status == 204
+        body, ctype = _form(seeded.data["img_0004.jpg"], "img_0004.jpg")
+        async with t.session.post(f"{geti3.base_url}/api/projects/{proj['id']}/dataset/media",
+                                  data=body, headers={"Content-Type": ctype}, ssl=t.ssl) as r:
+            assert r.status == 201
+        await t.close()
+        bad = await verify_migration(migrate_cfg(geti2, geti3, tmp_path, journal=None),
+                                     tmp_path / "v2.jsonl")
+        assert bad.exit_code == 1
+        text = "\n".join(bad.problems)
+        assert "img_0004" in text and "2 times" in text, text
+        assert "img_0003" in text, text
+        assert len(bad.problems) == 2, text
+    finally:
+        await src.close()
+
+
+def _form(data: bytes, filename: str) -> tuple[bytes, str]:
+    from tests.migrate_helpers import _multipart
+
+    return _multipart(data, filename)

@@ -45,7 +45,7 @@ class StreamedBody:
         b = self.boundary
         self.preamble = (f'--{b}\r\nContent-Disposition: form-data; name="file"; '
                          f'filename="{_quote(filename)}"\r\n'
-                         "Content-Type: application/octet-stream\r\n\r\n").encode("utf-8")
+                         "Content-Type: application/octet-stream\r\n\r\n").encode()
         self.epilogue = f"\r\n--{b}--\r\n".encode()
 
     @property

@@ -8,8 +8,14 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from geti_bulk.migrate.plan import CONVERSIONS
+
+if TYPE_CHECKING:
+    from geti_bulk.migrate.config import MigrateConfig
+    from geti_bulk.migrate.run import Migration
+    from geti_bulk.pipeline import RunResult
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -76,7 +82,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     g.add_argument("-v", "--verbose", action="store_true")
 
 
-def build_config(a: argparse.Namespace):  # type: ignore[no-untyped-def]
+def build_config(a: argparse.Namespace) -> MigrateConfig:
     from geti_bulk.config import parse_duration
     from geti_bulk.migrate.config import MigrateConfig, build_side, check
 
@@ -122,10 +128,10 @@ def cmd_migrate(a: argparse.Namespace) -> int:
         reporter.stop()
     if result.fatal:
         print(f"geti-bulk: error: {result.fatal}", file=sys.stderr)
-    return result.exit_code
+    return int(result.exit_code)
 
 
-async def _with_signals(run):  # type: ignore[no-untyped-def]
+async def _with_signals(run: Migration) -> RunResult:
     import signal
 
     loop = asyncio.get_running_loop()
@@ -137,7 +143,7 @@ async def _with_signals(run):  # type: ignore[no-untyped-def]
     return await run.execute()
 
 
-def _verify(cfg, a: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
+def _verify(cfg: MigrateConfig, a: argparse.Namespace) -> int:
     from geti_bulk.migrate.verify import verify_migration
 
     now = time.time()
@@ -148,4 +154,4 @@ def _verify(cfg, a: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
         print(f"  {line}")
     print(result.summary())
     print(f"report: {report}")
-    return result.exit_code
+    return int(result.exit_code)

@@ -81,8 +81,8 @@ def plan_migration(source: Project, target_dialect: str, wanted: frozenset[str])
     task_type, labels = tasks[0]
     geti3 = target_dialect == "geti3"
     if not geti3:       # Geti 2 → Geti 2: the same project shape, nothing to convert
-        names = tuple(lab.name for _, ls in tasks for lab in ls if not lab.is_empty)
-        return Plan(Shape3(task_type, _exclusive(labels), names), frozenset(), frozenset(),
+        every = tuple(lab.name for _, ls in tasks for lab in ls if not lab.is_empty)
+        return Plan(Shape3(task_type, _exclusive(labels), every), frozenset(), frozenset(),
                     True, True, False)
     need: list[tuple[str, str | None]] = []        # (what cannot be held, conversion)
     used: set[str] = set()

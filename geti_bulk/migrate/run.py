@@ -18,7 +18,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import aiohttp
 import anyio
@@ -53,6 +53,7 @@ from geti_bulk.events import (
     RunStopping,
     ScanDone,
 )
+from geti_bulk.geti.body import MultipartFileBody
 from geti_bulk.geti.client import GetiClient, Target, env_proxy, make_ssl
 from geti_bulk.geti.dialect import detect as detect_dialect
 from geti_bulk.geti.models import MediaItem
@@ -101,7 +102,7 @@ class Migration:
         self.policy = policy or RetryPolicy(max_attempts=cfg.max_attempts)
         self.result = RunResult()
         self.stopping: str | None = None
-        self.refused: dict[str, int] = {}       # what the target could not take, counted
+        self.refused: dict[str, set[str]] = {}  # what the target could not take → item keys
         self.frames_refused: str | None = None  # why the target takes no frame annotations
         self.claimed: set[str] = set()
         self.queued = 0
@@ -233,7 +234,7 @@ class Migration:
                 for _ in range(cfg.concurrency):
                     tg.start_soon(self._work, receive.clone(), mover)
                 receive.close()
-            self._tell_refused(reporter)
+            await self._tell_refused(reporter, journal)
         except FatalError as e:
             fatal = e
         except BaseExceptionGroup as eg:
@@ -259,12 +260,29 @@ class Migration:
         if fatal is not None:
             raise fatal
 
-    def _tell_refused(self, reporter: Reporter) -> None:
-        if self.frames_refused:
-            self.refused.setdefault(f"video frame annotations ({self.frames_refused})", 0)
-        for what, n in sorted(self.refused.items()):
-            count = f"{n} item(s): " if n else ""
-            reporter.emit(Notice(f"refused by the target: {count}{what}"))
+    def refuse(self, what: str, key: str, journal: Journal | None) -> None:
+        """Note an item part the target cannot hold; kept in the journal, so every run
+        (a resume too) lists all of them."""
+        self.refused.setdefault(what, set()).add(key)
+        if journal is not None:
+            journal.set_meta(f"refused|{what}|{key}", "1")
+
+    async def _tell_refused(self, reporter: Reporter, journal: Journal | None) -> None:
+        if journal is not None:
+            await journal.flush()
+            reader = journal.reader()
+            try:
+                meta = await anyio.to_thread.run_sync(reader.meta)
+            finally:
+                reader.close()
+            for k in meta:
+                if k.startswith("refused|"):
+                    _, what, key = k.split("|", 2)
+                    self.refused.setdefault(what, set()).add(key)
+        for what, keys in sorted(self.refused.items()):
+            shown = ", ".join(sorted(keys)[:5]) + (" …" if len(keys) > 5 else "")
+            reporter.emit(Notice(f"refused by the target: {what}: {len(keys)} item(s) "
+                                 f"({shown})"))
 
     async def _produce(self, send: MemoryObjectSendStream[Work], source: GetiClient,
                        src: Target, journal: Journal | None, reporter: Reporter,
@@ -466,7 +484,9 @@ class Mover:
                                     else None)
                 emit(FileStarted(key, size, attempt))
                 try:
-                    stored = await self.target.upload(self.dst, item.type, body)
+                    # the same interface as a file's MultipartFileBody (body.py)
+                    stored = await self.target.upload(self.dst, item.type,
+                                                      cast(MultipartFileBody, body))
                 except BaseException:
                     if body.sent:
                         emit(BytesSent(key, -body.sent))
@@ -540,7 +560,7 @@ class Mover:
             self.src, item.id, (item.width, item.height)))
         ann, notes = source_annotation(anns, self.src.project, self.plan, item.width,
                                        item.height)
-        self._count_refused(notes)
+        self._count_refused(job, notes)
         if ann is None:
             return Annotated(0, False, tuple(notes) or ("no annotation in the source",))
         a = await self.annotator.annotate(job, ann, stored, self.dst, check_first=adopted)
@@ -552,9 +572,8 @@ class Mover:
         if not frames:
             return Annotated(0, False, ("no frame annotations in the source",))
         if self.run.frames_refused:
-            self.run.refused[f"video frame annotations ({self.run.frames_refused})"] = \
-                self.run.refused.get(f"video frame annotations ({self.run.frames_refused})",
-                                     0) + 1
+            self.run.refuse(f"video frame annotations ({self.run.frames_refused})", job.key,
+                            self.journal)
             return Annotated(0, False, (f"{len(frames)} annotated frame(s) not moved: "
                                         f"{self.run.frames_refused}",))
         if not stored.width:
@@ -574,10 +593,12 @@ class Mover:
             body = list(scene.annotations)
             posted = await self._post_frame(job, stored, frame, body)
             if not posted:
+                self.run.refuse(f"video frame annotations ({self.run.frames_refused})",
+                                job.key, self.journal)
                 return Annotated(shapes, False, (f"{len(frames)} annotated frame(s) not "
                                                  f"moved: {self.run.frames_refused}",))
             shapes += len(body)
-        self._count_refused(notes)
+        self._count_refused(job, notes)
         return Annotated(shapes, True, (f"{len(frames)} annotated frame(s)",) +
                          tuple(sorted(set(notes))))
 
@@ -607,10 +628,10 @@ class Mover:
             if why is not None:
                 raise FileError(f"frame {frame}: {why}: {error}")
 
-    def _count_refused(self, notes: list[str]) -> None:
+    def _count_refused(self, job: FileJob, notes: list[str]) -> None:
         for n in notes:
             if n.endswith("cannot be moved"):
-                self.run.refused[n] = self.run.refused.get(n, 0) + 1
+                self.run.refuse(n, job.key, self.journal)
 
 
 # --- helpers ---------------------------------------------------------------------------------
