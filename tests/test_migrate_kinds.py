@@ -1,0 +1,238 @@
+"""What Geti 3 cannot hold is listed before anything is sent; each documented conversion
+has its flag; with it, the project arrives converted (anomaly → classification, semantic
+segmentation and ellipses → instance polygons, a task chain → its first task), and a
+classification's full box becomes `full_image`. Also Geti 2 → Geti 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from geti_bulk.errors import ConfigError
+from geti_bulk.events import FileDone, RecordingReporter
+from geti_bulk.geti.client import Secret
+from geti_bulk.geti.models import Label, Project, Task
+from geti_bulk.migrate.config import MigrateConfig, Side
+from geti_bulk.migrate.plan import create_body, plan_migration, project_id_for
+from geti_bulk.migrate.run import Migration
+from geti_bulk.sampledata import image_bytes
+from geti_bulk.server import LocalGeti, ServerConfig
+from tests.conftest import no_sleep
+from tests.migrate_helpers import Source2, Target3
+from tests.test_migrate import geti2, geti3  # noqa: F401 (fixtures)
+
+W, H = 64, 48
+
+
+def _project(*tasks: tuple[str, list[Label]]) -> Project:
+    return Project("p", "Src", tuple(Task(str(i), t, t, tuple(ls))
+                                     for i, (t, ls) in enumerate(tasks)), ())
+
+
+@pytest.mark.parametrize(("task", "conversion"), [
+    ("anomaly", "anomaly-to-classification"),
+    ("segmentation", "segmentation-to-instance"),
+    ("rotated_detection", "rotated-to-polygon"),
+])
+def test_what_geti3_cannot_hold_stops_the_run_unless_its_conversion_is_given(task, conversion):
+    src = _project((task, [Label("a", "x", "g")]))
+    with pytest.raises(ConfigError) as err:
+        plan_migration(src, "geti3", frozenset())
+    assert f"--convert {conversion}" in str(err.value) and "nothing was sent" in str(err.value)
+    plan = plan_migration(src, "geti3", frozenset({conversion}))
+    assert plan.task.task_type in ("classification", "instance_segmentation")
+    assert plan.conversions == {conversion}
+    assert plan_migration(src, "geti2", frozenset()).task.task_type == task   # Geti 2 holds it
+
+
+def test_every_refusal_is_listed_at_once_and_keypoints_have_no_conversion():
+    chain = _project(("detection", [Label("o", "object", "g")]),
+                     ("segmentation", [Label("s", "defect", "h")]))
+    with pytest.raises(ConfigError) as err:
+        plan_migration(chain, "geti3", frozenset())
+    assert "task chain" in str(err.value) and "first-task-only" in str(err.value)
+    plan = plan_migration(chain, "geti3", frozenset({"first-task-only"}))
+    assert (plan.task.task_type, plan.chain_tail) == ("detection", frozenset({"s"}))
+    with pytest.raises(ConfigError, match="keypoint_detection task: no documented conversion"):
+        plan_migration(_project(("keypoint_detection", [])), "geti3",
+                       frozenset(CONVERSIONS_ALL))
+
+
+CONVERSIONS_ALL = ("anomaly-to-classification", "segmentation-to-instance",
+                   "rotated-to-polygon", "first-task-only", "flatten-labels")
+
+
+def test_the_created_project_has_a_stable_client_chosen_id_and_the_source_labels():
+    src = _project(("classification", [Label("1", "cat", "Pets"), Label("2", "dog", "Pets")]))
+    plan = plan_migration(src, "geti3", frozenset())
+    pid = project_id_for("https://g2", "p", "Pets")
+    assert pid == project_id_for("https://g2", "p", "Pets") != project_id_for("https://g2",
+                                                                              "q", "Pets")
+    assert create_body(plan, pid, "Pets") == {
+        "id": pid, "name": "Pets", "task": {"task_type": "classification",
+                                            "exclusive_labels": True,
+                                            "labels": [{"name": "cat"}, {"name": "dog"}]}}
+
+
+def _cfg(g2: Any, g3: Any, tmp_path: Path, project: str, **kw: Any) -> MigrateConfig:
+    return MigrateConfig(
+        source=Side(host=g2.base_url, project=project, token=Secret(g2.test_token)),
+        target=Side(host=g3.base_url, project=None, token=Secret(""),
+                    ca_bundle=str(g3.cert_path)),
+        create_project=f"{project} (migrated)", journal=tmp_path / f"{project}.sqlite",
+        report=tmp_path / f"{project}.jsonl", **kw)
+
+
+def _full(label_ids: list[str]) -> dict[str, Any]:
+    return {"labels": [{"id": i} for i in label_ids],
+            "shape": {"type": "RECTANGLE", "x": 0, "y": 0, "width": W, "height": H}}
+
+
+async def _seed(src: Source2, scenes: list[list[dict[str, Any]]]) -> list[str]:
+    ids = []
+    for i, anns in enumerate(scenes):
+        item = await src.upload(f"k_{i}.jpg", image_bytes(W, H, seed=i))
+        await src.annotate(item["id"], anns)
+        ids.append(item["id"])
+    return ids
+
+
+async def _target_annotations(g3: Any, project: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    t = Target3(g3)
+    try:
+        proj = await t.project(project)
+        out = {}
+        for m in await t.media(proj["id"]):
+            out[m["name"]] = await t.annotations(proj["id"], m["id"])
+        return proj, out
+    finally:
+        await t.close()
+
+
+def _names(proj: dict[str, Any], anns: list[dict[str, Any]]) -> list[list[str]]:
+    by_id = {lab["id"]: lab["name"] for lab in proj["task"]["labels"]}
+    return [sorted(by_id[x["id"]] for x in a["labels"]) for a in anns]
+
+
+async def test_classification_full_box_becomes_full_image(geti2, geti3, tmp_path):  # noqa: F811
+    src = Source2(geti2, geti2.test_token, "Pets classification")
+    try:
+        await _seed(src, [[_full([src.labels["cat"]])], [_full([src.labels["dog"]])]])
+        r = await Migration(_cfg(geti2, geti3, tmp_path, "Pets classification"),
+                            RecordingReporter(), sleep=no_sleep).execute()
+        assert (r.exit_code, r.uploaded) == (0, 2)
+        proj, got = await _target_annotations(geti3, "Pets classification (migrated)")
+        assert proj["task"]["task_type"] == "classification" and proj["task"]["exclusive_labels"]
+        assert sorted(lab["name"] for lab in proj["task"]["labels"]) == ["cat", "dog", "horse"]
+        assert [a["shape"] for a in got["k_0"]] == [{"type": "full_image"}]
+        assert _names(proj, got["k_0"]) == [["cat"]] and _names(proj, got["k_1"]) == [["dog"]]
+    finally:
+        await src.close()
+
+
+async def test_anomaly_moves_as_classification_with_its_flag(geti2, geti3, tmp_path):  # noqa: F811
+    src = Source2(geti2, geti2.test_token, "Anomaly inspection")
+    try:
+        await _seed(src, [[_full([src.labels["Normal"]])], [_full([src.labels["Anomalous"]])]])
+        refused = await Migration(_cfg(geti2, geti3, tmp_path, "Anomaly inspection"),
+                                  RecordingReporter(), sleep=no_sleep).execute()
+        assert refused.exit_code == 2 and "anomaly-to-classification" in str(refused.fatal)
+        t = Target3(geti3)
+        _, projects = await t.get("/api/projects")
+        await t.close()
+        assert not any(p["name"].endswith("(migrated)") for p in projects), "nothing sent"
+        r = await Migration(_cfg(geti2, geti3, tmp_path, "Anomaly inspection",
+                                 conversions=frozenset({"anomaly-to-classification"})),
+                            RecordingReporter(), sleep=no_sleep).execute()
+        assert (r.exit_code, r.uploaded) == (0, 2)
+        proj, got = await _target_annotations(geti3, "Anomaly inspection (migrated)")
+        assert _names(proj, got["k_0"]) == [["Normal"]]
+        assert _names(proj, got["k_1"]) == [["Anomalous"]]
+    finally:
+        await src.close()
+
+
+async def test_segmentation_polygons_and_ellipses_become_instances(geti2, geti3, tmp_path):  # noqa: F811
+    src = Source2(geti2, geti2.test_token, "Road segmentation")
+    try:
+        poly = {"labels": [{"id": src.labels["road"]}], "shape": {"type": "POLYGON", "points": [
+            {"x": 2, "y": 2}, {"x": 30, "y": 3}, {"x": 20, "y": 25}]}}
+        ell = {"labels": [{"id": src.labels["sky"]}],
+               "shape": {"type": "ELLIPSE", "x": 30, "y": 10, "width": 20, "height": 16}}
+        await _seed(src, [[poly, ell]])
+        rec = RecordingReporter()
+        r = await Migration(_cfg(geti2, geti3, tmp_path, "Road segmentation",
+                                 conversions=frozenset({"segmentation-to-instance"})),
+                            rec, sleep=no_sleep).execute()
+        assert (r.exit_code, r.uploaded) == (0, 1), r.fatal
+        proj, got = await _target_annotations(geti3, "Road segmentation (migrated)")
+        assert proj["task"]["task_type"] == "instance_segmentation"
+        shapes = {_names(proj, [a])[0][0]: a["shape"] for a in got["k_0"]}
+        assert shapes["road"]["points"] == [{"x": 2, "y": 2}, {"x": 30, "y": 3},
+                                            {"x": 20, "y": 25}]
+        pts = shapes["sky"]["points"]
+        assert len(pts) >= 16
+        assert all(abs(((p["x"] - 40) / 10) ** 2 + ((p["y"] - 18) / 8) ** 2 - 1) < 0.15
+                   for p in pts), "the polygon follows the ellipse"
+        done = next(e for e in rec.events if isinstance(e, FileDone))
+        assert "converted" in done.notes
+    finally:
+        await src.close()
+
+
+async def test_chain_moves_its_first_task_with_the_flag(geti2, geti3, tmp_path):  # noqa: F811
+    src = Source2(geti2, geti2.test_token, "Detection then classification")
+    try:
+        box = {"labels": [{"id": src.labels["object"]}, {"id": src.labels["red"]}],
+               "shape": {"type": "RECTANGLE", "x": 4, "y": 5, "width": 20, "height": 10}}
+        await _seed(src, [[box]])
+        r = await Migration(_cfg(geti2, geti3, tmp_path, "Detection then classification",
+                                 conversions=frozenset({"first-task-only"})),
+                            RecordingReporter(), sleep=no_sleep).execute()
+        assert (r.exit_code, r.uploaded) == (0, 1), r.fatal
+        proj, got = await _target_annotations(geti3, "Detection then classification (migrated)")
+        assert proj["task"]["task_type"] == "detection"
+        assert [a["shape"] for a in got["k_0"]] == [
+            {"type": "rectangle", "x": 4, "y": 5, "width": 20, "height": 10}]
+        assert _names(proj, got["k_0"]) == [["object"]]
+    finally:
+        await src.close()
+
+
+async def test_geti2_to_geti2_moves_the_same_project(geti2, tmp_path):  # noqa: F811
+    token = geti2.test_token
+    other = LocalGeti(ServerConfig(data_dir=tmp_path / "other", token=token, seed=11))
+    async with other:
+        src = Source2(geti2, token, "Vehicle detection")
+        try:
+            box = {"labels": [{"id": src.labels["car"]}],
+                   "shape": {"type": "RECTANGLE", "x": 4, "y": 5, "width": 20, "height": 10}}
+            ids = await _seed(src, [[box], [box]])
+            cfg = MigrateConfig(
+                source=Side(host=geti2.base_url, project="Vehicle detection",
+                            token=Secret(token)),
+                target=Side(host=other.base_url, project="Vehicle detection",
+                            token=Secret(token)),
+                journal=tmp_path / "g2g2.sqlite", report=tmp_path / "g2g2.jsonl")
+            r = await Migration(cfg, RecordingReporter(), sleep=no_sleep).execute()
+            assert (r.exit_code, r.uploaded) == (0, 2), r.fatal
+            dst = Source2(other, token, "Vehicle detection")
+            names = {v: k for k, v in dst.labels.items()}
+            try:
+                async with dst.session.post(f"{dst.base}/media:query", json={},
+                                            headers=dst.headers) as resp:
+                    media = (await resp.json())["media"]
+                assert sorted(m["name"] for m in media) == ["k_0", "k_1"]
+                for m in media:
+                    async with dst.session.get(f"{dst.base}/media/images/{m['id']}/annotations/"
+                                               "latest", headers=dst.headers) as resp:
+                        anns = (await resp.json())["annotations"]
+                    assert [(names[a["labels"][0]["id"]], a["shape"]) for a in anns] == [
+                        ("car", box["shape"])]
+            finally:
+                await dst.close()
+            assert len(ids) == 2
+        finally:
+            await src.close()
