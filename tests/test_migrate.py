@@ -238,6 +238,12 @@ async def test_kill_9_mid_run_then_resume_moves_only_what_is_missing(tmp_path):
             await check_target(g3, src, seeded, "Vehicles (from Geti 2)")
             assert "refused by the target" in out.decode()
             assert token not in out.decode() + err.decode()
+            check = await asyncio.create_subprocess_exec(
+                *args, "--verify", "--sha256", "--report", str(tmp_path / "v.jsonl"), env=env,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            vout, verr = await check.communicate()
+            assert check.returncode == 0, (vout.decode()[-2000:], verr.decode()[-2000:])
+            assert f"{len(seeded.ids)} on the target once and right" in vout.decode()
         finally:
             await src.close()
             await g3.stop()
@@ -281,3 +287,31 @@ def _form(data: bytes, filename: str) -> tuple[bytes, str]:
     from tests.migrate_helpers import _multipart
 
     return _multipart(data, filename)
+
+
+async def test_geti3_to_geti3_from_the_same_code(geti2, geti3, tmp_path):
+    """A migrated Geti 3 project moved on to a second Geti 3: the same items, bytes and
+    annotations (the empty list stays an empty, reviewed list)."""
+    src = Source2(geti2, geti2.test_token, SRC_PROJECT)
+    other = LocalGeti3(Geti3Config(data_dir=tmp_path / "g3b", seed=9))
+    await other.start()
+    try:
+        seeded = await seed_detection(src, 5, video=False, tiff=False)
+        first = await Migration(migrate_cfg(geti2, geti3, tmp_path), RecordingReporter(),
+                                sleep=no_sleep).execute()
+        assert first.exit_code == 0
+        cfg = MigrateConfig(
+            source=Side(host=geti3.base_url, project="Vehicles (from Geti 2)",
+                        token=Secret(""), ca_bundle=str(geti3.cert_path)),
+            target=Side(host=other.base_url, project=None, token=Secret(""),
+                        ca_bundle=str(other.cert_path)),
+            create_project="Vehicles, third home", journal=tmp_path / "g3g3.sqlite",
+            report=tmp_path / "g3g3.jsonl")
+        second = await Migration(cfg, RecordingReporter(), sleep=no_sleep).execute()
+        assert (second.exit_code, second.uploaded) == (0, 5), second.fatal
+        await check_target(other, src, seeded, "Vehicles, third home")
+        v = await verify_migration(cfg, tmp_path / "v.jsonl", sha256=True)
+        assert (v.exit_code, v.ok) == (0, 5), v.problems
+    finally:
+        await src.close()
+        await other.stop()
