@@ -72,8 +72,8 @@ async def seed(info: dict[str, Any], token: str, n: int, folder: Path) -> None:
         await asyncio.gather(*(one(session, i) for i in range(n)))
 
 
-def run_measured(args: list[str], env: dict[str, str]) -> tuple[float, float, int]:
-    """(seconds, peak RSS MiB, exit code) of one geti-bulk subprocess."""
+def run_measured(args: list[str], env: dict[str, str]) -> tuple[float, float, int, float]:
+    """(seconds, peak RSS MiB, exit code, CPU seconds) of one geti-bulk subprocess."""
     t0 = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "geti_bulk.cli", *args], env=env, cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -82,7 +82,7 @@ def run_measured(args: list[str], env: dict[str, str]) -> tuple[float, float, in
     code = os.waitstatus_to_exitcode(status)
     if code != 0 and proc.stderr is not None:
         print(proc.stderr.read().decode()[-2000:], file=sys.stderr)
-    return elapsed, usage.ru_maxrss / 1024, code
+    return elapsed, usage.ru_maxrss / 1024, code, usage.ru_utime + usage.ru_stime
 
 
 def main() -> int:
@@ -111,18 +111,19 @@ def main() -> int:
                    "Vehicle detection", "--to", info3["base_url"], "--create-project",
                    "Migrated", "--journal", str(d / "m.sqlite"), "--progress", "none",
                    "--concurrency", str(a.concurrency)]
-            secs, rss, code = run_measured(mig, env)
+            secs, rss, code, cpu = run_measured(mig, env)
             print(f"migrate: {a.images} items in {secs:.1f} s = {a.images / secs:.0f} items/s, "
-                  f"peak RSS {rss:.0f} MiB, exit {code}")
+                  f"peak RSS {rss:.0f} MiB, client CPU {cpu:.1f} s "
+                  f"({cpu / a.images * 1000:.1f} ms/item), exit {code}")
             up = ["upload", str(folder), "--host", info3["base_url"], "--project",
                   "Vehicle detection", "--labels", "none", "--journal", str(d / "u.sqlite"),
                   "--progress", "none", "--concurrency", str(a.concurrency)]
-            secs_u, rss_u, code_u = run_measured(up, dict(os.environ))
+            secs_u, rss_u, code_u, cpu_u = run_measured(up, dict(os.environ))
             print(f"baseline upload (media only, from disk): {a.images} files in "
                   f"{secs_u:.1f} s = {a.images / secs_u:.0f} files/s, peak RSS {rss_u:.0f} MiB, "
-                  f"exit {code_u}")
+                  f"client CPU {cpu_u:.1f} s, exit {code_u}")
             print(f"migrate / upload time ratio: {secs / secs_u:.2f}")
-            again, _, code2 = run_measured(mig, env)
+            again, _, code2, _ = run_measured(mig, env)
             print(f"rerun of migrate (nothing to move): {again:.1f} s, exit {code2}")
             return 0 if code == code_u == code2 == 0 else 1
         finally:

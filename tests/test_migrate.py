@@ -171,6 +171,7 @@ async def test_faults_on_both_sides_end_with_every_item_once_and_right(geti2, ge
         geti3.set_faults("")
         assert geti2.state.download_faults.counts["reset"] > 0
         assert result.retries.get("download", 0) > 0, result.retries   # a cut download, again
+        assert result.retries.get("source-503", 0) + result.retries.get("source-502", 0) > 0
         assert result.retries.get("500-locked?", 0) > 0, result.retries   # target's stored500
         await check_target(geti3, src, seeded, "Vehicles (from Geti 2)")
         adopted = [e for e in rec.events if isinstance(e, FileDone) and e.adopted]

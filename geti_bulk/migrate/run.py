@@ -13,6 +13,7 @@ and posts only the annotations of items left `media`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 import time
@@ -473,7 +474,12 @@ class Mover:
         key, emit = job.key, self.reporter.emit
         t0 = time.monotonic()
         try:
-            async with self.source.open_download(self.src, item) as resp:
+            async with contextlib.AsyncExitStack() as stack:
+                try:
+                    resp = await stack.enter_async_context(
+                        self.source.open_download(self.src, item))
+                except TransientError as e:
+                    raise source_error(e) from None
                 size = resp.content_length if resp.content_length is not None else item.size
                 if not size:
                     raise FileError("the source's download names no size (no Content-Length, "
@@ -547,7 +553,7 @@ class Mover:
             try:
                 result = await call()
             except TransientError as e:
-                why = await tries.failed(e)
+                why = await tries.failed(source_error(e))
                 if why is not None:
                     raise FileError(f"source: {why}: {e}") from None
                 continue
@@ -678,6 +684,12 @@ async def _resolve(client: GetiClient, side: Side, which: str) -> Target:
         return await client.resolve(side.project or "", side.dataset, side.workspace)
     except FatalError as e:
         raise type(e)(f"{which}: {e}") from None
+
+
+def source_error(e: TransientError) -> TransientError:
+    """A source-side failure, told apart from the target's: it neither holds the run for a
+    target outage nor slows the target's writers; it is retried with backoff and counted."""
+    return TransientError(f"source: {e}", retry_after=e.retry_after, cause=f"source-{e.cause}")
 
 
 def _dialect(client: GetiClient) -> str:
