@@ -236,3 +236,61 @@ async def test_geti2_to_geti2_moves_the_same_project(geti2, tmp_path):  # noqa: 
             assert len(ids) == 2
         finally:
             await src.close()
+
+
+def test_a_shape_the_target_cannot_hold_is_refused_and_listed():
+    from geti_bulk.events import Notice
+    from geti_bulk.migrate.scenes import source_annotation
+
+    src = _project(("detection", [Label("c", "car", "g")]))
+    plan = plan_migration(src, "geti3", frozenset())
+    ann, notes = source_annotation(
+        [{"labels": [{"id": "c"}], "shape": {"type": "KEYPOINT", "x": 1, "y": 2}}], src, plan,
+        W, H)
+    assert ann is None and notes == ["a KEYPOINT annotation cannot be moved"]
+    run = Migration(MigrateConfig(source=Side("http://a", "p", Secret("")),
+                                  target=Side("http://b", "q", Secret(""))), RecordingReporter())
+    run.refuse(notes[0], "image/1", None)
+    run.refuse(notes[0], "image/2", None)
+    rec = RecordingReporter()
+    import asyncio
+
+    asyncio.run(run._tell_refused(rec, None))
+    assert [e.text for e in rec.events if isinstance(e, Notice)] == [
+        "refused by the target: a KEYPOINT annotation cannot be moved: 2 item(s) "
+        "(image/1, image/2)"]
+
+
+class _Content:
+    """A download's body that ends after `have` of the bytes it announced."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    async def read(self, n: int) -> bytes:
+        out, self.data = self.data[:n], self.data[n:]
+        return out
+
+
+async def test_a_download_cut_short_never_completes_the_upload_body():
+    from geti_bulk.errors import TransientError
+    from geti_bulk.migrate.body import StreamedBody
+
+    written: list[bytes] = []
+
+    async def write(b: bytes) -> None:
+        written.append(b)
+
+    body = StreamedBody(_Content(b"x" * 1000), "a.jpg", 4000, chunk=256)  # type: ignore[arg-type]
+    assert body.content_length == len(body.preamble) + 4000 + len(body.epilogue)
+    with pytest.raises(TransientError, match="ended after 1000 of 4000 bytes"):
+        await body.write_to(write)
+    assert not body.complete and body.failure is not None
+    assert body.epilogue not in b"".join(written), "no closing boundary: the server drops it"
+    whole = StreamedBody(_Content(b"y" * 4000), "a.jpg", 4000, chunk=256)  # type: ignore[arg-type]
+    written.clear()
+    await whole.write_to(write)
+    assert whole.complete and b"".join(written) == whole.preamble + b"y" * 4000 + whole.epilogue
+    longer = StreamedBody(_Content(b"z" * 4001), "a.jpg", 4000)  # type: ignore[arg-type]
+    with pytest.raises(TransientError, match="more than the 4000 bytes"):
+        await longer.write_to(write)

@@ -373,6 +373,14 @@ class GetiClient:
             start = max(f[0] for f in frames) + 1
         return out
 
+    async def latest_frame_annotation(self, target: Target, video_id: str, frame: int,
+                                      size: tuple[int, int] | None = None
+                                      ) -> list[dict[str, Any]] | None:
+        data = await self._call(
+            "GET", f"{target.dataset_path}/media/videos/{video_id}/frames/{frame}/annotations/"
+            "latest", what="annotation")
+        return list(data.get("annotations") or []) if isinstance(data, dict) else None
+
     async def post_frame_annotation(self, target: Target, video_id: str, frame: int,
                                     annotations: list[dict[str, Any]]) -> dict[str, Any]:
         data = await self._call(

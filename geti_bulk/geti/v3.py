@@ -247,6 +247,18 @@ class Geti3Client(GetiClient):
         """Geti 3 documents no listing of a video's annotated frames (§7, §8): none read."""
         return []
 
+    async def latest_frame_annotation(self, target: Target, video_id: str, frame: int,
+                                      size: tuple[int, int] | None = None
+                                      ) -> list[dict[str, Any]] | None:
+        try:
+            data = await self._call("GET", f"{target.dataset_path}/media/{video_id}/annotations",
+                                    what="annotation", params={"frame_index": frame})
+        except TargetNotFoundError:
+            return None
+        if not isinstance(data, dict):
+            return None
+        return from_v3(list(data.get("annotations") or []), target.project, size)
+
     async def post_frame_annotation(self, target: Target, video_id: str, frame: int,
                                     annotations: list[dict[str, Any]]) -> dict[str, Any]:
         body = {"annotations": to_v3(annotations, target.project)}

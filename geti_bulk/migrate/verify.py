@@ -183,6 +183,26 @@ class _Checker:
                 return f"bytes differ (sha256 source {a[:12]}…, target {b[:12]}…)"
         if item.type == "image":
             return await self._annotation(item, found)
+        return await self._frames(item, found)
+
+    async def _frames(self, item: MediaItem, found: MediaItem) -> str | None:
+        """Each annotated frame of the source's video, on the target's video."""
+        frames = await self.source.frame_annotations(self.src, item.id)
+        for frame, anns in frames:
+            ann, _ = source_annotation(anns, self.src.project, self.plan, item.width,
+                                       item.height)
+            if ann is None:
+                continue
+            scene, _ = self.annotator.scene(job_for(item), ann, found, self.dst)
+            if not scene.annotations:
+                continue
+            got = await self.target.latest_frame_annotation(self.dst, found.id, frame,
+                                                            (found.width, found.height))
+            if got is None:
+                return f"frame {frame}: no annotation on the target"
+            why = scene_matches(scene, got, project=self.dst.project)
+            if why is not None:
+                return f"frame {frame}: {why}"
         return None
 
     async def _digest(self, client: GetiClient, target: Target, item: MediaItem) -> str:
