@@ -89,7 +89,11 @@ def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--images", type=int, default=2000)
     p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--big-mib", type=int, default=0,
+                   help="instead: migrate one video of this many MiB (memory stays flat)")
     a = p.parse_args()
+    if a.big_mib:
+        return big(a.big_mib)
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         token_file = d / "token"
@@ -130,6 +134,51 @@ def main() -> int:
             for proc in (g2, g3):
                 proc.terminate()
                 proc.wait(timeout=30)
+
+
+def big(mib: int) -> int:
+    """One large video: seeded into Geti 2 with `geti-bulk upload`, then migrated; the
+    migrate process's peak RSS against the file's size."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_big_file import make_big_mp4  # the upload path's big-file generator
+
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        from geti_bulk.server.seed import generate_pat
+
+        token = generate_pat()
+        (d / "token").write_text(token)
+        g2, info2 = start_server(["--data-dir", str(d / "g2"), "--token-file",
+                                  str(d / "token")])
+        g3, info3 = start_server(["--dialect", "geti3", "--data-dir", str(d / "g3"),
+                                  "--plain-http"])
+        try:
+            folder = d / "big"
+            folder.mkdir()
+            make_big_mp4(folder / "big.mp4", mib << 20)
+            env = {**os.environ, "GETI_TOKEN": token, "GETI_FROM_TOKEN": token}
+            _, _, code, _ = run_measured(["upload", str(folder), "--host", info2["base_url"],
+                                          "--project", "Vehicle detection", "--labels", "none",
+                                          "--no-journal", "--progress", "none"], env)
+            assert code == 0, "seeding the big video failed"
+            (folder / "big.mp4").unlink()
+            secs, rss, code, cpu = run_measured(
+                ["migrate", "--from", info2["base_url"], "--from-project", "Vehicle detection",
+                 "--to", info3["base_url"], "--create-project", "Big", "--journal",
+                 str(d / "m.sqlite"), "--progress", "none"], env)
+            print(f"migrate of one {mib} MiB video: {secs:.1f} s = {mib / secs:.0f} MiB/s, "
+                  f"peak RSS {rss:.0f} MiB, client CPU {cpu:.1f} s, exit {code}")
+            _, _, vcode, _ = run_measured(
+                ["migrate", "--from", info2["base_url"], "--from-project", "Vehicle detection",
+                 "--to", info3["base_url"], "--create-project", "Big", "--journal",
+                 str(d / "m.sqlite"), "--verify", "--sha256", "--report", str(d / "v.jsonl")],
+                env)
+            print(f"verify --sha256 (both downloads hashed): exit {vcode}")
+            return code or vcode
+        finally:
+            for proc in (g2, g3):
+                proc.terminate()
+                proc.wait(timeout=60)
 
 
 if __name__ == "__main__":
