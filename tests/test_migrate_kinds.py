@@ -294,3 +294,30 @@ async def test_a_download_cut_short_never_completes_the_upload_body():
     longer = StreamedBody(_Content(b"z" * 4001), "a.jpg", 4000)  # type: ignore[arg-type]
     with pytest.raises(TransientError, match="more than the 4000 bytes"):
         await longer.write_to(write)
+
+
+async def test_dry_run_creates_nothing_and_label_map_renames_created_labels(
+        geti2, geti3, tmp_path):  # noqa: F811
+    src = Source2(geti2, geti2.test_token, "Pets classification")
+    try:
+        await _seed(src, [[_full([src.labels["cat"]])], [_full([src.labels["dog"]])]])
+        cfg = _cfg(geti2, geti3, tmp_path, "Pets classification", label_map=("cat=kitty",))
+        dry = await Migration(MigrateConfig(**{**_asdict(cfg), "dry_run": True}),
+                              RecordingReporter(), sleep=no_sleep).execute()
+        assert (dry.exit_code, dry.uploaded, dry.skipped) == (0, 0, 2), dry.fatal
+        t = Target3(geti3)
+        _, projects = await t.get("/api/projects")
+        await t.close()
+        assert not any(p["name"].endswith("(migrated)") for p in projects), "dry run: nothing"
+        r = await Migration(cfg, RecordingReporter(), sleep=no_sleep).execute()
+        assert (r.exit_code, r.uploaded) == (0, 2), r.fatal
+        proj, got = await _target_annotations(geti3, "Pets classification (migrated)")
+        assert sorted(lab["name"] for lab in proj["task"]["labels"]) == ["dog", "horse",
+                                                                         "kitty"]
+        assert _names(proj, got["k_0"]) == [["kitty"]]
+    finally:
+        await src.close()
+
+
+def _asdict(cfg: MigrateConfig) -> dict[str, Any]:
+    return {f: getattr(cfg, f) for f in cfg.__dataclass_fields__}

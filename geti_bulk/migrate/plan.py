@@ -133,11 +133,19 @@ def project_id_for(source_host: str, source_project_id: str, name: str) -> str:
     return str(uuid.uuid5(NAMESPACE, f"{source_host}|{source_project_id}|{name}"))
 
 
-def create_body(plan: Plan, project_id: str, name: str) -> dict[str, object]:
+def create_body(plan: Plan, project_id: str, name: str,
+                label_map: dict[str, tuple[str, ...]] | None = None) -> dict[str, object]:
+    """`POST /api/projects` (§4): the source's labels, renamed by `--label-map` (a label
+    mapped to nothing is left out)."""
     t = plan.task
+    names: list[str] = []
+    for n in t.labels:
+        for new in (label_map or {}).get(n, (n,)):
+            if new not in names:
+                names.append(new)
     return {"id": project_id, "name": name,
             "task": {"task_type": t.task_type, "exclusive_labels": t.exclusive,
-                     "labels": [{"name": n} for n in t.labels]}}
+                     "labels": [{"name": n} for n in names]}}
 
 
 def ellipse_polygon(e: Ellipse, n: int = ELLIPSE_POINTS) -> Polygon:

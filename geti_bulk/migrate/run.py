@@ -58,7 +58,7 @@ from geti_bulk.geti.body import MultipartFileBody
 from geti_bulk.geti.client import GetiClient, Target, env_proxy, make_ssl
 from geti_bulk.geti.dialect import detect as detect_dialect
 from geti_bulk.geti.models import MediaItem
-from geti_bulk.geti.v3 import Geti3Client
+from geti_bulk.geti.v3 import Geti3Client, project_from_v3
 from geti_bulk.jobs import FileJob
 from geti_bulk.journal import Journal, PriorState, default_journal_path
 from geti_bulk.journal_lock import JournalLock
@@ -178,11 +178,20 @@ class Migration:
             return await client.resolve(pid)
         except TargetNotFoundError:
             pass
-        body = create_body(plan, pid, cfg.create_project)
+        body = create_body(plan, pid, cfg.create_project, parse_label_map(cfg.label_map))
+        task = body["task"]
+        assert isinstance(task, dict)
+        what = (f"project {cfg.create_project!r} ({pid}) on {client.host}: "
+                f"{plan.task.task_type}, labels {', '.join(x['name'] for x in task['labels'])}")
+        if cfg.dry_run:    # nothing is created: the plan runs against the project it would be
+            self.reporter.emit(Notice(f"dry run: would create {what}"))
+            labels = [{**x, "id": f"00000000-0000-4000-8000-{i:012d}"}
+                      for i, x in enumerate(task["labels"])]
+            proj = project_from_v3({"id": pid, "name": cfg.create_project,
+                                    "task": {**task, "labels": labels}})
+            return Target(client.host, "", "", "", proj, proj.datasets[0], dialect="geti3")
         await self._retrying("(create project)", lambda: client.create_project(body), None)
-        self.reporter.emit(Notice(f"created project {cfg.create_project!r} ({pid}) on "
-                                  f"{client.host}: {plan.task.task_type}, labels "
-                                  f"{', '.join(plan.task.labels)}"))
+        self.reporter.emit(Notice(f"created {what}"))
         return await client.resolve(pid)
 
     def _check_task(self, dst: Target, plan: Plan) -> None:
