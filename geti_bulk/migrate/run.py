@@ -489,6 +489,8 @@ class Mover:
                         self.source.open_download(self.src, item))
                 except TransientError as e:
                     raise source_error(e) from None
+                except FatalError as e:
+                    raise type(e)(f"from: {e}") from None
                 size = resp.content_length if resp.content_length is not None else item.size
                 if not size:
                     raise FileError("the source's download names no size (no Content-Length, "
@@ -552,19 +554,22 @@ class Mover:
             return
         self._done(job, stored, attempts, adopted, sha256, result)
 
-    async def _read(self, job: FileJob, call: Callable[[], Awaitable[T]]) -> T:
-        """A read of the source, with the item's retry rules (no outage gate: the gate
-        watches the target)."""
+    async def _read(self, job: FileJob, call: Callable[[], Awaitable[T]], *,
+                    source: bool = True) -> T:
+        """A read with the item's retry rules; a source read's failures are the source's
+        (no outage gate: the gate watches the target)."""
         tries = Tries(job.key, policy=self.run.policy, budget=self.budget,
-                      limiter=self.limiter, gate=None, reporter=self.reporter,
-                      rng=self.run.rng, sleep=self.run.sleep)
+                      limiter=self.limiter, gate=None if source else self.gate,
+                      reporter=self.reporter, rng=self.run.rng, sleep=self.run.sleep)
         while True:
             try:
                 result = await call()
+            except FatalError as e:
+                raise type(e)(f"from: {e}") if source else e from None
             except TransientError as e:
-                why = await tries.failed(source_error(e))
+                why = await tries.failed(source_error(e) if source else e)
                 if why is not None:
-                    raise FileError(f"source: {why}: {e}") from None
+                    raise FileError(f"{'source: ' if source else ''}{why}: {e}") from None
                 continue
             tries.succeeded()
             return result
@@ -593,7 +598,7 @@ class Mover:
                                         f"{self.run.frames_refused}",))
         if not stored.width:
             stored = await self._read(job, lambda: self.target.media_detail(
-                self.dst, "video", stored.id))
+                self.dst, "video", stored.id), source=False)
         shapes = 0
         notes: list[str] = []
         for frame, anns in frames:
