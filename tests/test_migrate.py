@@ -124,10 +124,10 @@ async def test_geti2_detection_project_into_a_created_geti3_project(geti2, geti3
         notices = [e.text for e in rec.events if isinstance(e, Notice)]
         assert not any("refused by the target" in n for n in notices), notices
         video = next(e for e in rec.events if isinstance(e, FileDone)
-                     and e.path == f"video/{seeded.ids['clip.mp4']}")
+                     and e.path == f"video/{seeded.ids['clip.mp4']}/clip.mp4")
         assert (video.shapes, video.notes) == (2, "2 annotated frame(s)")
         empty = next(e for e in rec.events if isinstance(e, FileDone)
-                     and e.path == f"image/{seeded.ids['img_0001.jpg']}")
+                     and e.path == f"image/{seeded.ids['img_0001.jpg']}/img_0001.jpg")
         assert empty.media_id
         # a rerun moves nothing and creates nothing
         rec2 = RecordingReporter()

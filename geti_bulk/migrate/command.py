@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from geti_bulk.migrate.plan import CONVERSIONS
+from geti_bulk.migrate.conversions import CONVERSIONS
 
 if TYPE_CHECKING:
     from geti_bulk.migrate.config import MigrateConfig

@@ -15,23 +15,10 @@ from dataclasses import dataclass, field
 
 from geti_bulk.errors import ConfigError
 from geti_bulk.geti.models import ANOMALY_TASKS, Label, Project
+from geti_bulk.migrate.conversions import CONVERSIONS
 from geti_bulk.sources.model import Box, Ellipse, Polygon, RotatedBox, Shape
 
 GETI3_TASKS = frozenset({"classification", "detection", "instance_segmentation"})
-# name → (what it does); the flag is `--convert NAME`
-CONVERSIONS: dict[str, str] = {
-    "anomaly-to-classification": "an anomaly project becomes a multi-class classification "
-                                 "project with labels Normal/Anomalous; an image is Anomalous "
-                                 "when any of its annotations is, local anomaly shapes dropped",
-    "segmentation-to-instance": "semantic segmentation becomes instance segmentation: each "
-                                "polygon (ellipses as polygons) one instance",
-    "rotated-to-polygon": "rotated detection becomes instance segmentation: each rotated box "
-                          "its four corners as a polygon",
-    "first-task-only": "a task chain keeps its first task (its shapes and labels); the later "
-                       "tasks' labels are dropped and counted",
-    "flatten-labels": "a label hierarchy becomes flat labels (parents kept as labels of "
-                      "their own, multi-label)",
-}
 ELLIPSE_POINTS = 64
 NAMESPACE = uuid.UUID("6f1c3c1e-9a2b-4f7e-8c51-0d5b7a1e2f30")   # ids of created projects
 

@@ -86,8 +86,10 @@ class Work:
 
 
 def job_for(item: MediaItem) -> FileJob:
-    """The journal's row of a source item: keyed by its type and source id."""
-    return FileJob(path=f"{item.name}{item.extension}", key=f"{item.type}/{item.id}",
+    """The journal's row of a source item: keyed by its type and source id (stable), then
+    its stored name, so a report row says which file it is."""
+    filename = f"{item.name}{item.extension}"
+    return FileJob(path=filename, key=f"{item.type}/{item.id}/{filename}",
                    size=item.size or 0, kind=item.type)
 
 
