@@ -298,12 +298,13 @@ def _form(data: bytes, filename: str) -> tuple[bytes, str]:
 
 async def test_geti3_to_geti3_from_the_same_code(geti2, geti3, tmp_path):
     """A migrated Geti 3 project moved on to a second Geti 3: the same items, bytes and
-    annotations (the empty list stays an empty, reviewed list)."""
+    annotations (the empty list stays an empty, reviewed list), a video's annotated frames
+    found by its `annotated_frame_count`."""
     src = Source2(geti2, geti2.test_token, SRC_PROJECT)
     other = LocalGeti3(Geti3Config(data_dir=tmp_path / "g3b", seed=9))
     await other.start()
     try:
-        seeded = await seed_detection(src, 5, video=False, tiff=False)
+        seeded = await seed_detection(src, 5, tiff=False)
         first = await Migration(migrate_cfg(geti2, geti3, tmp_path), RecordingReporter(),
                                 sleep=no_sleep).execute()
         assert first.exit_code == 0
@@ -315,10 +316,10 @@ async def test_geti3_to_geti3_from_the_same_code(geti2, geti3, tmp_path):
             create_project="Vehicles, third home", journal=tmp_path / "g3g3.sqlite",
             report=tmp_path / "g3g3.jsonl")
         second = await Migration(cfg, RecordingReporter(), sleep=no_sleep).execute()
-        assert (second.exit_code, second.uploaded) == (0, 5), second.fatal
-        await check_target(other, src, seeded, "Vehicles, third home")
+        assert (second.exit_code, second.uploaded) == (0, 6), second.fatal
+        await check_target(other, src, seeded, "Vehicles, third home")   # the video's frames too
         v = await verify_migration(cfg, tmp_path / "v.jsonl", sha256=True)
-        assert (v.exit_code, v.ok) == (0, 5), v.problems
+        assert (v.exit_code, v.ok) == (0, 6), v.problems
     finally:
         await src.close()
         await other.stop()

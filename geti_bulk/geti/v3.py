@@ -244,8 +244,21 @@ class Geti3Client(GetiClient):
 
     async def frame_annotations(self, target: Target, video_id: str
                                 ) -> list[tuple[int, list[dict[str, Any]]]]:
-        """Geti 3 documents no listing of a video's annotated frames (§7, §8): none read."""
-        return []
+        """Geti 3 lists no video's annotated frames (§7, §8), but its `MediaView` counts
+        them (`annotated_frame_count`, §5): frames are read one by one (`?frame_index`)
+        until that many are found. One GET per frame up to the last annotated one."""
+        data = await self._call("GET", f"{target.dataset_path}/media/{video_id}", what="media")
+        want = int((data or {}).get("annotated_frame_count") or 0)
+        frames = int((data or {}).get("frame_count") or 0)
+        size = (int(data.get("width") or 0), int(data.get("height") or 0)) if want else None
+        out: list[tuple[int, list[dict[str, Any]]]] = []
+        for frame in range(frames):
+            if len(out) >= want:
+                break
+            got = await self.latest_frame_annotation(target, video_id, frame, size)
+            if got is not None:
+                out.append((frame, got))
+        return out
 
     async def latest_frame_annotation(self, target: Target, video_id: str, frame: int,
                                       size: tuple[int, int] | None = None

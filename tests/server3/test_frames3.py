@@ -26,6 +26,8 @@ async def test_a_frame_is_annotated_and_read_back_by_its_index(api: Api3) -> Non
         ([{"id": label}], {"type": "full_image"})]
     other = await api.call("GET", path, params={"frame_index": "1"})
     assert other.status == 404
+    detail = await api.call("GET", f"{api.media_path(PETS)}/{video['id']}")
+    assert detail.json()["annotated_frame_count"] == 1
     bad = await api.call("POST", path, json={"annotations": [
         {"labels": [{"id": label}], "shape": {"type": "rectangle", "x": 0, "y": 0,
                                               "width": 5, "height": 5}}]},
