@@ -210,13 +210,39 @@ def _uploaded(journal: Path) -> int:
         conn.close()
 
 
-async def test_kill_9_mid_run_then_resume_moves_only_what_is_missing(tmp_path):
-    """The CLI in a subprocess, killed with SIGKILL mid-run; the rerun finishes the job:
-    every item once on the target (nothing created twice), bytes and annotations right,
-    and the token never on the command line."""
+async def _run_until(args: list[str], env: dict[str, str], journal: Path,
+                     uploaded: int) -> asyncio.subprocess.Process:
+    """The CLI, started and left running until the journal holds `uploaded` items."""
+    proc = await asyncio.create_subprocess_exec(
+        *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    for _ in range(3000):                          # bounded: 300 s at most
+        if _uploaded(journal) >= uploaded or proc.returncode is not None:
+            break
+        await asyncio.sleep(0.1)
+    assert proc.returncode is None, "the run ended before it could be stopped"
+    return proc
+
+
+def _states(journal: Path) -> dict[str, int]:
+    import sqlite3
+
+    conn = sqlite3.connect(str(journal), timeout=30)
+    try:
+        return dict(conn.execute("SELECT state, COUNT(*) FROM files GROUP BY state").fetchall())
+    finally:
+        conn.close()
+
+
+async def test_ctrl_c_then_kill_9_mid_run_then_resume_through_faults(tmp_path):
+    """The CLI in a subprocess with faults on both sides: stopped with Ctrl-C (in-flight
+    items finish, exit 130), rerun and killed with SIGKILL mid-run, rerun to the end: every
+    item once on the target (nothing created twice), bytes and annotations right, the CLI's
+    `--verify --sha256` agrees, and the token is never on the command line or in output."""
     token = generate_pat()
-    g2 = LocalGeti(ServerConfig(data_dir=tmp_path / "g2", token=token, seed=7))
-    g3 = LocalGeti3(Geti3Config(data_dir=tmp_path / "g3", latency_ms=40, seed=5))
+    g2 = LocalGeti(ServerConfig(data_dir=tmp_path / "g2", token=token, seed=7,
+                                download_faults="reset=0.05,503=0.05"))
+    g3 = LocalGeti3(Geti3Config(data_dir=tmp_path / "g3", latency_ms=40, seed=5,
+                                faults="stored500=0.08,reset=0.05,locked=0.03", locked_ms=200))
     async with g2:
         await g3.start()
         src = Source2(g2, token, SRC_PROJECT)
@@ -225,26 +251,29 @@ async def test_kill_9_mid_run_then_resume_moves_only_what_is_missing(tmp_path):
             env = {**os.environ, "GETI_FROM_TOKEN": token}
             args = _cli_args(g2, g3, tmp_path)
             assert token not in " ".join(args)
-            proc = await asyncio.create_subprocess_exec(
-                *args, env=env, stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE)
             journal = tmp_path / "cli.sqlite"
-            for _ in range(3000):                          # bounded: 300 s at most
-                if _uploaded(journal) >= 10 or proc.returncode is not None:
-                    break
-                await asyncio.sleep(0.1)
-            assert proc.returncode is None, "the run ended before it could be killed"
-            proc.send_signal(signal.SIGKILL)
-            await proc.wait()
+            first = await _run_until(args, env, journal, 5)
+            first.send_signal(signal.SIGINT)
+            out1, _ = await asyncio.wait_for(first.communicate(), 120)
+            assert first.returncode == 130, out1.decode()[-2000:]
+            assert "stopping: interrupted (Ctrl-C)" in out1.decode()
+            assert "sending" not in _states(journal), "Ctrl-C lets in-flight items finish"
+            second = await _run_until(args, env, journal, _uploaded(journal) + 10)
+            second.send_signal(signal.SIGKILL)
+            out2, _ = await second.communicate()
             done_before = _uploaded(journal)
-            assert 10 <= done_before < len(seeded.ids)
-            again = await asyncio.create_subprocess_exec(
+            assert 15 <= done_before < len(seeded.ids)
+            last = await asyncio.create_subprocess_exec(
                 *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-            out, err = await again.communicate()
-            assert again.returncode == 0, (out.decode()[-2000:], err.decode()[-2000:])
-            assert _uploaded(journal) == len(seeded.ids)
+            out, err = await last.communicate()
+            assert last.returncode == 0, (out.decode()[-2000:], err.decode()[-2000:])
+            assert _states(journal) == {"uploaded": len(seeded.ids)}
+            assert f"skipped:     {done_before}" in out.decode()
+            g2.set_download_faults("")
+            g3.set_faults("")
             await check_target(g3, src, seeded, "Vehicles (from Geti 2)")
-            assert token not in out.decode() + err.decode()
+            shown = out1 + out2 + out + err
+            assert token.encode() not in shown
             check = await asyncio.create_subprocess_exec(
                 *args, "--verify", "--sha256", "--report", str(tmp_path / "v.jsonl"), env=env,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)

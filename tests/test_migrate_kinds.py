@@ -234,6 +234,10 @@ async def test_geti2_to_geti2_moves_the_same_project(geti2, tmp_path):  # noqa: 
             finally:
                 await dst.close()
             assert len(ids) == 2
+            from geti_bulk.migrate.verify import verify_migration
+
+            v = await verify_migration(cfg, tmp_path / "v.jsonl", sha256=True)
+            assert (v.exit_code, v.ok) == (0, 2), v.problems
         finally:
             await src.close()
 
