@@ -325,3 +325,18 @@ async def test_dry_run_creates_nothing_and_label_map_renames_created_labels(
 
 def _asdict(cfg: MigrateConfig) -> dict[str, Any]:
     return {f: getattr(cfg, f) for f in cfg.__dataclass_fields__}
+
+
+def test_a_label_hierarchy_needs_flatten_labels_and_becomes_multi_label():
+    src = _project(("classification", [Label("v", "vehicle", "top"),
+                                       Label("c", "car", "sub", parent_id="v")]))
+    with pytest.raises(ConfigError, match="label hierarchy: pass --convert flatten-labels"):
+        plan_migration(src, "geti3", frozenset())
+    plan = plan_migration(src, "geti3", frozenset({"flatten-labels"}))
+    assert (plan.task.task_type, plan.task.exclusive, plan.task.labels) == (
+        "classification", False, ("vehicle", "car"))
+
+
+def test_an_unknown_conversion_is_a_usage_error():
+    with pytest.raises(ConfigError, match="unknown conversion"):
+        plan_migration(_project(("detection", [])), "geti3", frozenset({"magic"}))
