@@ -28,8 +28,8 @@ from geti_bulk.journal import JournalReader
 from geti_bulk.labels import AnnotationLabels, parse_label_map, plan_annotation_labels
 from geti_bulk.migrate.config import MigrateConfig
 from geti_bulk.migrate.plan import Plan, plan_migration, project_id_for
-from geti_bulk.migrate.run import _dialect, _resolve, _session, job_for, open_client
 from geti_bulk.migrate.scenes import label_names, source_annotation
+from geti_bulk.migrate.sides import dialect_of, job_for, open_client, resolve_side, side_session
 from geti_bulk.retry import RetryBudget, RetryPolicy
 from geti_bulk.shapes import scene_matches
 
@@ -68,17 +68,17 @@ async def verify_migration(cfg: MigrateConfig, report: Path, *, sha256: bool = F
 
 async def _verify(cfg: MigrateConfig, report: Path, sha256: bool,
                   result: MigrateVerifyResult) -> None:
-    async with _session(cfg.source, cfg.concurrency) as s1, \
-            _session(cfg.target, cfg.concurrency) as s2:
+    async with side_session(cfg.source, cfg.concurrency) as s1, \
+            side_session(cfg.target, cfg.concurrency) as s2:
         source = await open_client(s1, cfg.source, "from")
         target = await open_client(s2, cfg.target, "to")
-        src = await _resolve(source, cfg.source, "from")
-        plan = plan_migration(src.project, _dialect(target), cfg.conversions)
+        src = await resolve_side(source, cfg.source, "from")
+        plan = plan_migration(src.project, dialect_of(target), cfg.conversions)
         if cfg.create_project:
             dst = await target.resolve(project_id_for(src.host, src.project.id,
                                                       cfg.create_project))
         else:
-            dst = await _resolve(target, cfg.target, "to")
+            dst = await resolve_side(target, cfg.target, "to")
         labels = plan_annotation_labels(dst.project, label_names(src.project, plan),
                                         parse_label_map(cfg.label_map),
                                         cfg.skip_unknown_labels)
