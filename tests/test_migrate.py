@@ -352,3 +352,37 @@ async def test_geti3_to_geti3_from_the_same_code(geti2, geti3, tmp_path):
     finally:
         await src.close()
         await other.stop()
+
+
+async def test_a_target_that_refuses_frame_annotations_gets_them_listed(
+        geti2, geti3, tmp_path, monkeypatch):
+    """A Geti that answers 501 to frame annotations (this seam stands in for one: the
+    client's frame POST answers as such a server would) still gets the video, and the
+    run lists the refusal, on this run and on a resume."""
+    from geti_bulk.errors import TransientError
+    from geti_bulk.geti.v3 import Geti3Client
+
+    async def not_implemented(self: Any, *a: Any, **kw: Any) -> Any:
+        raise TransientError("server answered 501 Not Implemented", status=501)
+
+    monkeypatch.setattr(Geti3Client, "post_frame_annotation", not_implemented)
+    src = Source2(geti2, geti2.test_token, SRC_PROJECT)
+    try:
+        seeded = await seed_detection(src, 2, tiff=False)
+        rec = RecordingReporter()
+        r = await Migration(migrate_cfg(geti2, geti3, tmp_path), rec, sleep=no_sleep).execute()
+        assert (r.exit_code, r.uploaded) == (0, len(seeded.ids))
+        video = next(e for e in rec.events if isinstance(e, FileDone)
+                     and e.path.startswith("video/"))
+        assert "2 annotated frame(s) not moved" in video.notes
+        told = [e.text for e in rec.events
+                if isinstance(e, Notice) and e.text.startswith("refused by the target")]
+        assert told == [f"refused by the target: video frame annotations (the target answers "
+                        f"501 Not Implemented): 1 item(s) ({video.path})"]
+        again = RecordingReporter()
+        await Migration(migrate_cfg(geti2, geti3, tmp_path, report=tmp_path / "r2.jsonl"),
+                        again, sleep=no_sleep).execute()
+        assert told == [e.text for e in again.events if isinstance(e, Notice)
+                        and e.text.startswith("refused by the target")]
+    finally:
+        await src.close()
