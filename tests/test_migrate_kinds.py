@@ -340,3 +340,35 @@ def test_a_label_hierarchy_needs_flatten_labels_and_becomes_multi_label():
 def test_an_unknown_conversion_is_a_usage_error():
     with pytest.raises(ConfigError, match="unknown conversion"):
         plan_migration(_project(("detection", [])), "geti3", frozenset({"magic"}))
+
+
+def test_a_config_file_names_both_sides_and_flags_win(tmp_path, monkeypatch):
+    from geti_bulk.cli import build_parser
+    from geti_bulk.migrate.command import build_config
+
+    for var in ("GETI_FROM_TOKEN", "GETI_TO_TOKEN", "GETI_FROM_TOKEN_FILE",
+                "GETI_TO_TOKEN_FILE", "GETI_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    (tmp_path / "tok").write_text("geti_pat_from_file\n")
+    conf = tmp_path / "m.toml"
+    conf.write_text('[from]\nhost = "geti2.example.com"\nproject = "Cars"\n'
+                    f'token_file = "{tmp_path / "tok"}"\n'
+                    '[to]\nhost = "https://localhost:7860"\ninsecure = true\n')
+    cfg = build_config(build_parser().parse_args(
+        ["migrate", "--config", str(conf), "--create-project", "--to", "https://g3:7860"]))
+    assert (cfg.source.host, cfg.source.project) == ("https://geti2.example.com", "Cars")
+    assert cfg.source.token.get() == "geti_pat_from_file"
+    assert (cfg.target.host, cfg.target.insecure) == ("https://g3:7860", True)
+    assert cfg.create_project == "Cars"
+    monkeypatch.setenv("GETI_FROM_TOKEN", "geti_pat_from_env")
+    cfg = build_config(build_parser().parse_args(
+        ["migrate", "--config", str(conf), "--to-project", "X"]))
+    assert cfg.source.token.get() == "geti_pat_from_env"
+    assert "geti_pat" not in repr(cfg)
+    conf.write_text('[from]\nhots = "x"\n')
+    with pytest.raises(ConfigError, match="from -> hots: unknown key"):
+        build_config(build_parser().parse_args(["migrate", "--config", str(conf),
+                                                "--to-project", "X"]))
+    with pytest.raises(ConfigError, match="from: no host"):
+        build_config(build_parser().parse_args(["migrate", "--to", "http://x",
+                                                "--to-project", "X"]))

@@ -8,7 +8,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from geti_bulk.migrate.conversions import CONVERSIONS
 
@@ -27,9 +27,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                     "resume. Tokens: GETI_FROM_TOKEN and GETI_TO_TOKEN (or *_FILE, or "
                     "--from-token-file/--to-token-file); Geti 3 needs none.")
     g = p.add_argument_group("source")
-    g.add_argument("--from", dest="from_host", required=True, metavar="URL",
-                   help="the source Geti's URL")
-    g.add_argument("--from-project", required=True, metavar="NAME_OR_ID")
+    g.add_argument("--from", dest="from_host", metavar="URL",
+                   help="the source Geti's URL (or [from] host in --config)")
+    g.add_argument("--from-project", metavar="NAME_OR_ID")
     g.add_argument("--from-dataset", metavar="NAME_OR_ID",
                    help="Geti 2: the dataset to move (default: the training dataset)")
     g.add_argument("--from-workspace", metavar="NAME_OR_ID")
@@ -37,12 +37,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="file holding the source's token [env GETI_FROM_TOKEN_FILE; or the "
                         "token itself in GETI_FROM_TOKEN]")
     g.add_argument("--from-ca-bundle", metavar="PEM")
-    g.add_argument("--from-insecure", action="store_true",
+    g.add_argument("--from-insecure", action="store_true", default=None,
                    help="do not verify the source's TLS certificate")
-    g.add_argument("--from-dialect", choices=["auto", "geti2", "geti3"], default="auto")
+    g.add_argument("--from-dialect", choices=["auto", "geti2", "geti3"])
     g = p.add_argument_group("target")
-    g.add_argument("--to", dest="to_host", required=True, metavar="URL")
-    t = g.add_mutually_exclusive_group(required=True)
+    g.add_argument("--to", dest="to_host", metavar="URL")
+    t = g.add_mutually_exclusive_group()
     t.add_argument("--to-project", metavar="NAME_OR_ID")
     t.add_argument("--create-project", nargs="?", const="", metavar="NAME",
                    help="create the target project (Geti 3) with the source's task type and "
@@ -52,8 +52,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     g.add_argument("--to-token-file", metavar="FILE",
                    help="[env GETI_TO_TOKEN_FILE; or the token itself in GETI_TO_TOKEN]")
     g.add_argument("--to-ca-bundle", metavar="PEM")
-    g.add_argument("--to-insecure", action="store_true")
-    g.add_argument("--to-dialect", choices=["auto", "geti2", "geti3"], default="auto")
+    g.add_argument("--to-insecure", action="store_true", default=None)
+    g.add_argument("--to-dialect", choices=["auto", "geti2", "geti3"])
+    p.add_argument("--config", type=Path, metavar="TOML",
+                   help="a file with [from] and [to] tables (host, project, dataset, "
+                        "workspace, token_file or token, ca_bundle, insecure, dialect); "
+                        "flags win over it, GETI_FROM_TOKEN/GETI_TO_TOKEN over its tokens")
     g = p.add_argument_group("what")
     g.add_argument("--label-map", action="append", default=[],
                    help="OLD=NEW renames a source label to a target label (empty NEW drops "
@@ -84,20 +88,17 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def build_config(a: argparse.Namespace) -> MigrateConfig:
     from geti_bulk.config import parse_duration
-    from geti_bulk.migrate.config import MigrateConfig, build_side, check
+    from geti_bulk.migrate.config import MigrateConfig, build_side, check, read_sides
 
     env = os.environ
-    source = build_side(host=a.from_host, project=a.from_project, env=env, which="from",
-                        token_file=a.from_token_file, dataset=a.from_dataset,
-                        workspace=a.from_workspace, ca_bundle=a.from_ca_bundle,
-                        insecure=a.from_insecure, dialect=a.from_dialect)
-    target = build_side(host=a.to_host, project=a.to_project, env=env, which="to",
-                        token_file=a.to_token_file, dataset=a.to_dataset,
-                        workspace=a.to_workspace, ca_bundle=a.to_ca_bundle,
-                        insecure=a.to_insecure, dialect=a.to_dialect)
+    file = read_sides(a.config) if a.config else {"from": {}, "to": {}}
+    sides = [build_side(env=env, which=which, token_file=getattr(a, f"{which}_token_file"),
+                        **_side_values(a, which, file[which]))
+             for which in ("from", "to")]
+    source, target = sides
     create = a.create_project
     if create == "":
-        create = a.from_project
+        create = source.project
     return check(MigrateConfig(
         source=source, target=target, create_project=create,
         label_map=tuple(a.label_map), skip_unknown_labels=a.skip_unknown_labels,
@@ -105,6 +106,19 @@ def build_config(a: argparse.Namespace) -> MigrateConfig:
         max_attempts=a.max_attempts, max_outage=parse_duration(a.max_outage, "max_outage"),
         journal=a.journal, report=a.report, progress=a.progress, verbose=a.verbose,
         quiet=a.quiet, dry_run=a.dry_run))
+
+
+def _side_values(a: argparse.Namespace, which: str,
+                 file: dict[str, object]) -> dict[str, Any]:
+    """One side's settings: the flag when given, else the config file's value."""
+    def pick(key: str) -> Any:
+        value = getattr(a, f"{which}_{key}", None)
+        return value if value is not None else file.get(key)
+
+    return {"host": pick("host"), "project": pick("project"), "dataset": pick("dataset"),
+            "workspace": pick("workspace"), "ca_bundle": pick("ca_bundle"),
+            "insecure": bool(pick("insecure")), "dialect": pick("dialect"),
+            "file_token_file": file.get("token_file"), "file_token": file.get("token")}
 
 
 def cmd_migrate(a: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ token file per side, never from the command line (they would show in `ps`)."""
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,25 +47,64 @@ class MigrateConfig:
     dry_run: bool = False
 
 
+SIDE_KEYS = {"host": str, "project": str, "dataset": str, "workspace": str,
+             "token_file": str, "token": str, "ca_bundle": str, "insecure": bool,
+             "dialect": str}
+
+
+def read_sides(path: Path) -> dict[str, dict[str, object]]:
+    """`[from]` and `[to]` of a TOML file, checked; errors name the key path."""
+    try:
+        data = tomllib.loads(path.expanduser().read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(f"config: cannot read {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config: {path} is not valid TOML: {e}") from None
+    out: dict[str, dict[str, object]] = {}
+    for which in ("from", "to"):
+        table = data.get(which, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{which}: must be a table ([{which}])")
+        for key, value in table.items():
+            want = SIDE_KEYS.get(key)
+            if want is None:
+                raise ConfigError(f"{which} -> {key}: unknown key; known: "
+                                  f"{', '.join(SIDE_KEYS)}")
+            if not isinstance(value, want):
+                raise ConfigError(f"{which} -> {key}: must be a {want.__name__}")
+        out[which] = dict(table)
+    return out
+
+
 def side_token(env: Mapping[str, str], env_name: str, token_file: str | None,
+               file_token_file: str | None = None, file_token: str | None = None,
                generic: str = "GETI_TOKEN") -> Secret:
+    """--X-token-file, then GETI_X_TOKEN_FILE / GETI_X_TOKEN, then the config file's
+    token_file / token, then GETI_TOKEN."""
     if token_file:
         return Secret(read_token_file(Path(token_file)))
     file_env = env.get(env_name + "_FILE")
     if file_env:
         return Secret(read_token_file(Path(file_env)))
-    return Secret(env.get(env_name) or env.get(generic, ""))
+    if env.get(env_name):
+        return Secret(env[env_name])
+    if file_token_file:
+        return Secret(read_token_file(Path(file_token_file)))
+    return Secret(file_token or env.get(generic, ""))
 
 
 def build_side(*, host: str | None, project: str | None, env: Mapping[str, str], which: str,
-               token_file: str | None = None, dataset: str | None = None,
+               token_file: str | None = None, file_token_file: str | None = None,
+               file_token: str | None = None, dataset: str | None = None,
                workspace: str | None = None, ca_bundle: str | None = None,
                insecure: bool = False, dialect: str | None = None) -> Side:
     up = which.upper()
     if not host:
-        raise ConfigError(f"{which}: no host; pass --{which} URL")
+        raise ConfigError(f"{which}: no host; pass --{which} URL (or {which} -> host in "
+                          "--config)")
     return Side(host=normalize_host(host), project=project,
-                token=side_token(env, f"GETI_{up}_TOKEN", token_file),
+                token=side_token(env, f"GETI_{up}_TOKEN", token_file, file_token_file,
+                                 file_token),
                 dataset=dataset or None, workspace=workspace or None,
                 ca_bundle=ca_bundle or None, insecure=bool(insecure),
                 dialect=dialect or "auto")
