@@ -386,3 +386,34 @@ async def test_a_target_that_refuses_frame_annotations_gets_them_listed(
                         and e.text.startswith("refused by the target")]
     finally:
         await src.close()
+
+
+async def test_a_resumed_item_whose_new_upload_is_stored_then_500_is_adopted(
+        geti2, geti3, tmp_path):
+    """Items an earlier run failed (every upload cut) are sent again; each new upload is
+    stored and then answered 500: found on the target (it lists what this run stored
+    besides the earlier runs' items), never sent a third time."""
+    src = Source2(geti2, geti2.test_token, SRC_PROJECT)
+    try:
+        seeded = await seed_detection(src, 6, video=False, tiff=False)
+        geti3.set_faults("reset=1.0")
+        first = await Migration(migrate_cfg(geti2, geti3, tmp_path, max_attempts=1),
+                                RecordingReporter(), sleep=no_sleep).execute()
+        assert (first.uploaded, first.failed) == (0, len(seeded.ids))
+        import sqlite3
+
+        conn = sqlite3.connect(str(tmp_path / "migrate.sqlite"))   # that run was long ago
+        with conn:
+            conn.execute("UPDATE files SET updated = updated - 3600")
+        conn.close()
+        geti3.set_faults("", ["stored500", "ok"] * 20)
+        rec = RecordingReporter()
+        second = await Migration(migrate_cfg(geti2, geti3, tmp_path, concurrency=1,
+                                             report=tmp_path / "r2.jsonl"), rec,
+                                 sleep=no_sleep).execute()
+        geti3.set_faults("")
+        assert (second.uploaded, second.failed) == (len(seeded.ids), 0), second.fatal
+        assert sum(1 for e in rec.events if isinstance(e, FileDone) and e.adopted) >= 3
+        await check_target(geti3, src, seeded, "Vehicles (from Geti 2)")
+    finally:
+        await src.close()

@@ -28,6 +28,7 @@ from geti_bulk.events import (
 from geti_bulk.geti.body import MultipartFileBody
 from geti_bulk.geti.client import GetiClient, Target
 from geti_bulk.geti.models import MediaItem
+from geti_bulk.geti.v3 import Geti3Client
 from geti_bulk.jobs import FileJob
 from geti_bulk.journal import Journal, PriorState
 from geti_bulk.migrate.body import StreamedBody
@@ -62,6 +63,9 @@ class Mover:
         self.reporter = reporter
         self.journal = journal
         self.uploaded = self.skipped = self.failed = self.not_started = 0
+        self._listing: dict[tuple[str, str], list[MediaItem]] | None = None
+        self._listing_lock = anyio.Lock()
+        self._listed_at = 0.0
         self.bytes_sent = 0
 
     # --- outcomes ------------------------------------------------------------------------
@@ -137,7 +141,9 @@ class Mover:
             await tries.before()
             try:
                 if uncertain:
-                    found = await self._reconcile(job, item, recent=prior is None)
+                    found = await self._reconcile(job, item, recent=prior is None,
+                                                  since=prior.updated if prior else 0.0,
+                                                  sent=attempt > 0)
                     if found is not None:
                         tries.succeeded()
                         return found, attempt, True, None
@@ -161,7 +167,9 @@ class Mover:
                 continue
             if uncertain:
                 try:
-                    found = await self._reconcile(job, item, recent=prior is None)
+                    found = await self._reconcile(job, item, recent=prior is None,
+                                                  since=prior.updated if prior else 0.0,
+                                                  sent=attempt > 0)
                 except TransientError:
                     found = None
                 if found is not None:
@@ -209,13 +217,34 @@ class Mover:
         self.bytes_sent += body.sent
         return stored, body.hasher.hexdigest() if body.hasher is not None else None
 
-    async def _reconcile(self, job: FileJob, item: MediaItem, *, recent: bool
-                         ) -> MediaItem | None:
+    async def _listed(self, since: float) -> dict[tuple[str, str], list[MediaItem]]:
+        """Geti 3 has no name filter (§8): the items an earlier run may have stored are
+        found in one listing of the target, read once per run (not once per item), again
+        only if it is older than a killed item's mark plus the grace."""
+        async with self._listing_lock:
+            if self._listing is None or self._listed_at < since + RECONCILE_GRACE:
+                self._listed_at = time.time()
+                index: dict[tuple[str, str], list[MediaItem]] = {}
+                async for page in self.target.query_media(self.dst):
+                    for m in page:
+                        index.setdefault((m.type, m.name), []).append(m)
+                self._listing = index
+            return self._listing
+
+    async def _reconcile(self, job: FileJob, item: MediaItem, *, recent: bool,
+                         since: float = 0.0, sent: bool = False) -> MediaItem | None:
         """Is this item already on the target (an attempt whose answer was lost)?"""
         name = media_names.media_name(job.path)
         await self.limiter.acquire(0)
         try:
-            found = await self.target.find_by_name(self.dst, name, item.type, recent)
+            if not recent and isinstance(self.target, Geti3Client):
+                found = list((await self._listed(since)).get((item.type, name), []))
+                if sent:     # this run's own attempt may be behind it: list those too
+                    seen = {m.id for m in found}
+                    found += [m for m in await self.target.find_by_name(
+                        self.dst, name, item.type, True) if m.id not in seen]
+            else:
+                found = await self.target.find_by_name(self.dst, name, item.type, recent)
         finally:
             await self.limiter.release(0)
         for cand in found:
