@@ -417,3 +417,18 @@ async def test_a_resumed_item_whose_new_upload_is_stored_then_500_is_adopted(
         await check_target(geti3, src, seeded, "Vehicles (from Geti 2)")
     finally:
         await src.close()
+
+
+async def test_a_wrong_source_token_stops_before_anything_is_sent(geti2, geti3, tmp_path):
+    cfg = migrate_cfg(geti2, geti3, tmp_path)
+    bad = MigrateConfig(**{**{f: getattr(cfg, f) for f in cfg.__dataclass_fields__},
+                           "source": Side(host=geti2.base_url, project=SRC_PROJECT,
+                                          token=Secret("geti_pat_" + "x" * 40))})
+    r = await Migration(bad, RecordingReporter(), sleep=no_sleep).execute()
+    assert r.exit_code == 3
+    assert r.fatal is not None and r.fatal.startswith("from: the server re")   # the token
+    assert "GETI_FROM_TOKEN" in r.fatal and "x" * 40 not in r.fatal
+    t = Target3(geti3)
+    _, projects = await t.get("/api/projects")
+    await t.close()
+    assert not any(p["name"] == "Vehicles (from Geti 2)" for p in projects)

@@ -34,7 +34,7 @@ from geti_bulk.journal import Journal, PriorState
 from geti_bulk.migrate.body import StreamedBody
 from geti_bulk.migrate.plan import Plan
 from geti_bulk.migrate.scenes import source_annotation
-from geti_bulk.migrate.sides import Work, job_for, source_error
+from geti_bulk.migrate.sides import Work, job_for, side_message, source_error
 from geti_bulk.outage import OutageGate
 from geti_bulk.retry import RetryBudget
 from geti_bulk.tries import Tries
@@ -193,7 +193,7 @@ class Mover:
                 except TransientError as e:
                     raise source_error(e) from None
                 except FatalError as e:
-                    raise type(e)(f"from: {e}") from None
+                    raise type(e)(side_message(str(e), "from")) from None
                 size = resp.content_length if resp.content_length is not None else item.size
                 if not size:
                     raise FileError("the source's download names no size (no Content-Length, "
@@ -289,7 +289,7 @@ class Mover:
             try:
                 result = await call()
             except FatalError as e:
-                raise type(e)(f"from: {e}") if source else e from None
+                raise type(e)(side_message(str(e), "from")) if source else e from None
             except TransientError as e:
                 why = await tries.failed(source_error(e) if source else e)
                 if why is not None:

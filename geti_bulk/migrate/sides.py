@@ -72,7 +72,15 @@ async def resolve_side(client: GetiClient, side: Side, which: str) -> Target:
     try:
         return await client.resolve(side.project or "", side.dataset, side.workspace)
     except FatalError as e:
-        raise type(e)(f"{which}: {e}") from None
+        raise type(e)(side_message(str(e), which)) from None
+
+
+def side_message(text: str, which: str) -> str:
+    """An error of one side, naming the side and its own token variables."""
+    env = "GETI_FROM_TOKEN" if which == "from" else "GETI_TO_TOKEN"
+    text = text.replace("check GETI_TOKEN or --token-file",
+                        f"check {env} (or {env}_FILE, --{which}-token-file)")
+    return f"{which}: {text}"
 
 
 def source_error(e: TransientError) -> TransientError:
