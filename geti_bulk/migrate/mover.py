@@ -66,6 +66,7 @@ class Mover:
         self._listing: dict[tuple[str, str], list[MediaItem]] | None = None
         self._listing_lock = anyio.Lock()
         self._listed_at = 0.0
+        self._sizes: dict[str, int] = {}      # key → the size its download announced
         self.bytes_sent = 0
 
     # --- outcomes ------------------------------------------------------------------------
@@ -78,6 +79,7 @@ class Mover:
     def _fail(self, job: FileJob, reason: str, *, attempts: int = 0, uncertain: bool = False,
               media_id: str | None = None, status: int | None = None) -> None:
         self.failed += 1
+        self._sizes.pop(job.key, None)
         if self.journal is not None:
             self.journal.record_failed(job, reason, attempts, uncertain, media_id)
         self.reporter.emit(FileFailed(job.key, reason, job.size, status, media_id))
@@ -85,6 +87,7 @@ class Mover:
     def _done(self, job: FileJob, item: MediaItem, attempts: int, adopted: bool,
               sha256: str | None, a: Annotated) -> None:
         self.uploaded += 1
+        self._sizes.pop(job.key, None)
         self.run.claimed.add(item.id)
         if self.journal is not None:
             self.journal.record_uploaded(job, item.id, attempts, sha256,
@@ -195,6 +198,8 @@ class Mover:
                 except FatalError as e:
                     raise type(e)(side_message(str(e), "from")) from None
                 size = resp.content_length if resp.content_length is not None else item.size
+                if size:    # what the target will hold (the listing's size may differ)
+                    self._sizes[job.key] = size
                 if not size:
                     raise FileError("the source's download names no size (no Content-Length, "
                                     "no size in its listing); not moved")
@@ -250,7 +255,8 @@ class Mover:
         for cand in found:
             if cand.extension != item.extension.lower():
                 continue
-            if item.size is not None and cand.size is not None and cand.size != item.size:
+            size = self._sizes.get(job.key, item.size)
+            if size is not None and cand.size is not None and cand.size != size:
                 continue
             if cand.id in self.run.claimed:
                 continue
