@@ -432,3 +432,34 @@ async def test_a_wrong_source_token_stops_before_anything_is_sent(geti2, geti3, 
     _, projects = await t.get("/api/projects")
     await t.close()
     assert not any(p["name"] == "Vehicles (from Geti 2)" for p in projects)
+
+
+async def test_skip_existing_adopts_what_a_lost_journal_had_moved(geti2, geti3, tmp_path):
+    """The journal is lost: `--skip-existing` pairs each source item with the target's item
+    of the same name, extension and size, sends no byte again, and puts back an
+    annotation the target lost meanwhile."""
+    src = Source2(geti2, geti2.test_token, SRC_PROJECT)
+    try:
+        seeded = await seed_detection(src, 8)
+        first = await Migration(migrate_cfg(geti2, geti3, tmp_path), RecordingReporter(),
+                                sleep=no_sleep).execute()
+        assert first.exit_code == 0
+        t = Target3(geti3)
+        proj = await t.project("Vehicles (from Geti 2)")
+        media = {m["name"]: m for m in await t.media(proj["id"])}
+        async with t.session.delete(f"{geti3.base_url}/api/projects/{proj['id']}/dataset/"
+                                    f"media/{media['img_0003']['id']}/annotations",
+                                    ssl=t.ssl) as r:
+            assert r.status == 204
+        await t.close()
+        rec = RecordingReporter()
+        again = await Migration(migrate_cfg(geti2, geti3, tmp_path, skip_existing=True,
+                                            journal=tmp_path / "new.sqlite",
+                                            report=tmp_path / "r2.jsonl"), rec,
+                                sleep=no_sleep).execute()
+        assert (again.exit_code, again.uploaded, again.bytes_sent) == (0, len(seeded.ids), 0)
+        done = [e for e in rec.events if isinstance(e, FileDone)]
+        assert all(e.adopted and e.notes.startswith("already on the target") for e in done)
+        await check_target(geti3, src, seeded, "Vehicles (from Geti 2)")
+    finally:
+        await src.close()

@@ -72,6 +72,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     g.add_argument("--max-outage", default="10m", metavar="DURATION")
     g.add_argument("--journal", type=Path)
     g.add_argument("--report", type=Path)
+    g.add_argument("--skip-existing", action="store_true",
+                   help="an item already on the target (same name, extension and size, not "
+                        "claimed by another) is not sent again; its annotation is checked and "
+                        "posted if it differs (for a migration whose journal was lost)")
     g.add_argument("--dry-run", action="store_true",
                    help="resolve both sides, plan labels and conversions, send nothing")
     g.add_argument("--verify", action="store_true",
@@ -105,7 +109,7 @@ def build_config(a: argparse.Namespace) -> MigrateConfig:
         conversions=frozenset(a.convert), concurrency=a.concurrency,
         max_attempts=a.max_attempts, max_outage=parse_duration(a.max_outage, "max_outage"),
         journal=a.journal, report=a.report, progress=a.progress, verbose=a.verbose,
-        quiet=a.quiet, dry_run=a.dry_run))
+        quiet=a.quiet, dry_run=a.dry_run, skip_existing=a.skip_existing))
 
 
 def _side_values(a: argparse.Namespace, which: str,

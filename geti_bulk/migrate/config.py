@@ -45,6 +45,7 @@ class MigrateConfig:
     verbose: bool = False
     quiet: bool = False
     dry_run: bool = False
+    skip_existing: bool = False           # adopt target items of the same name/ext/size
 
 
 SIDE_KEYS = {"host": str, "project": str, "dataset": str, "workspace": str,

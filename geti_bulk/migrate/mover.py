@@ -121,6 +121,13 @@ class Mover:
             self.run.claimed.add(stored.id)
             await self._second_step(job, item, stored, 0, adopted=True, sha256=prior.sha256)
             return
+        if self.run.cfg.skip_existing and (prior is None or prior.state == "failed"):
+            there = await self._already_there(job, item)
+            if there is not None:
+                await self._second_step(job, item, there, 0, adopted=True, sha256=None,
+                                        note="already on the target (same name, extension "
+                                             "and size): not sent again")
+                return
         got = await self._media(job, item, prior)
         if got is not None:
             stored, attempts, adopted, digest = got
@@ -267,8 +274,28 @@ class Mover:
 
     # --- the second step: annotations ------------------------------------------------------
 
+    async def _already_there(self, job: FileJob, item: MediaItem) -> MediaItem | None:
+        """`--skip-existing`: an item of the target with the source item's name, extension
+        and size that no other item has claimed (a migration whose journal was lost)."""
+        await self.limiter.acquire(0)
+        try:
+            listed = await self._listed(0.0)
+        finally:
+            await self.limiter.release(0)
+        for cand in listed.get((item.type, item.name), []):
+            if (cand.extension != item.extension.lower() or cand.id in self.run.claimed
+                    or (item.size is not None and cand.size is not None
+                        and cand.size != item.size)):
+                continue
+            self.run.claimed.add(cand.id)          # before any await: no other worker takes it
+            if self.journal is not None and await self.journal.is_claimed(cand.id, job.key):
+                continue
+            return cand
+        return None
+
     async def _second_step(self, job: FileJob, item: MediaItem, stored: MediaItem,
-                           attempts: int, *, adopted: bool, sha256: str | None) -> None:
+                           attempts: int, *, adopted: bool, sha256: str | None,
+                           note: str | None = None) -> None:
         self.run.claimed.add(stored.id)
         if self.journal is not None:
             await self.journal.record_media(job, stored.id, (stored.width, stored.height)
@@ -282,6 +309,8 @@ class Mover:
             self._fail(job, f"media stored as {stored.id}, but not its annotation: {e}",
                        attempts=attempts, media_id=stored.id)
             return
+        if note:
+            result = Annotated(result.shapes, result.posted, (note, *result.notes))
         self._done(job, stored, attempts, adopted, sha256, result)
 
     async def _read(self, job: FileJob, call: Callable[[], Awaitable[T]], *,
