@@ -38,11 +38,13 @@ def _multipart(data: bytes, filename: str) -> tuple[bytes, str]:
 class Source2:
     """One Geti 2 project on a LocalGeti, written to with plain requests."""
 
-    def __init__(self, server: LocalGeti, token: str, project: str) -> None:
+    def __init__(self, server: LocalGeti, token: str, project: str,
+                 dataset: str | None = None) -> None:
         self.server = server
         info = next(p for p in server.info["projects"] if p["name"] == project)
         self.project = info
-        ds = next(d for d in info["datasets"] if d["use_for_training"])
+        ds = next(d for d in info["datasets"] if (d["name"] == dataset if dataset
+                                                   else d["use_for_training"]))
         self.base = (f"{server.base_url}/api/v1/organizations/{server.info['organization_id']}"
                      f"/workspaces/{server.info['workspace_id']}/projects/{info['id']}"
                      f"/datasets/{ds['id']}")

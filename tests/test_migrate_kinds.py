@@ -372,3 +372,36 @@ def test_a_config_file_names_both_sides_and_flags_win(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="from: no host"):
         build_config(build_parser().parse_args(["migrate", "--to", "http://x",
                                                 "--to-project", "X"]))
+
+
+async def test_a_second_dataset_moves_with_its_subset(geti2, geti3, tmp_path):  # noqa: F811
+    """Geti 3 has one dataset per project: a Geti 2 project's second dataset moves into the
+    same project, its annotations assigning `--subset testing`."""
+    train = Source2(geti2, geti2.test_token, "Pets classification")
+    holdout = Source2(geti2, geti2.test_token, "Pets classification", "Holdout")
+    try:
+        await _seed(train, [[_full([train.labels["cat"]])]])
+        item = await holdout.upload("held.jpg", image_bytes(W, H, seed=99))
+        await holdout.annotate(item["id"], [_full([holdout.labels["dog"]])])
+        cfg = _cfg(geti2, geti3, tmp_path, "Pets classification")
+        assert (await Migration(cfg, RecordingReporter(), sleep=no_sleep).execute()).uploaded == 1
+        second = MigrateConfig(**{**_asdict(cfg), "subset": "testing",
+                                  "journal": tmp_path / "holdout.sqlite",
+                                  "source": Side(host=geti2.base_url,
+                                                 project="Pets classification",
+                                                 token=Secret(geti2.test_token),
+                                                 dataset="Holdout")})
+        r = await Migration(second, RecordingReporter(), sleep=no_sleep).execute()
+        assert (r.exit_code, r.uploaded) == (0, 1), r.fatal
+        t = Target3(geti3)
+        proj = await t.project("Pets classification (migrated)")
+        subsets = {}
+        for m in await t.media(proj["id"]):
+            _, body = await t.get(f"/api/projects/{proj['id']}/dataset/media/{m['id']}/"
+                                  "annotations")
+            subsets[m["name"]] = body["subset"]
+        await t.close()
+        assert subsets == {"k_0": "unassigned", "held": "testing"}
+    finally:
+        await train.close()
+        await holdout.close()

@@ -72,6 +72,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     g.add_argument("--max-outage", default="10m", metavar="DURATION")
     g.add_argument("--journal", type=Path)
     g.add_argument("--report", type=Path)
+    g.add_argument("--subset", choices=["training", "validation", "testing"],
+                   help="Geti 3 target: the subset each moved item's annotation assigns "
+                        "(e.g. a Geti 2 project's second dataset as testing)")
     g.add_argument("--skip-existing", action="store_true",
                    help="an item already on the target (same name, extension and size, not "
                         "claimed by another) is not sent again; its annotation is checked and "
@@ -109,7 +112,8 @@ def build_config(a: argparse.Namespace) -> MigrateConfig:
         conversions=frozenset(a.convert), concurrency=a.concurrency,
         max_attempts=a.max_attempts, max_outage=parse_duration(a.max_outage, "max_outage"),
         journal=a.journal, report=a.report, progress=a.progress, verbose=a.verbose,
-        quiet=a.quiet, dry_run=a.dry_run, skip_existing=a.skip_existing))
+        quiet=a.quiet, dry_run=a.dry_run, skip_existing=a.skip_existing,
+        subset=a.subset))
 
 
 def _side_values(a: argparse.Namespace, which: str,

@@ -46,6 +46,7 @@ class MigrateConfig:
     quiet: bool = False
     dry_run: bool = False
     skip_existing: bool = False           # adopt target items of the same name/ext/size
+    subset: str | None = None             # Geti 3: the subset every moved annotation gets
 
 
 SIDE_KEYS = {"host": str, "project": str, "dataset": str, "workspace": str,

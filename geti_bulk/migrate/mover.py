@@ -109,7 +109,7 @@ class Mover:
 
     async def move(self, work: Work) -> None:
         item, prior = work.item, work.prior
-        job = job_for(item)
+        job = job_for(item, self.run.cfg.subset)
         if self.run.cfg.dry_run:
             self.skipped += 1
             self.reporter.emit(FileSkipped(job.key, f"dry run: would move this {item.type}",

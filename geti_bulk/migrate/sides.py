@@ -24,12 +24,12 @@ class Work:
     prior: PriorState | None
 
 
-def job_for(item: MediaItem) -> FileJob:
+def job_for(item: MediaItem, subset: str | None = None) -> FileJob:
     """The journal's row of a source item: keyed by its type and source id (stable), then
     its stored name, so a report row says which file it is."""
     filename = f"{item.name}{item.extension}"
     return FileJob(path=filename, key=f"{item.type}/{item.id}/{filename}",
-                   size=item.size or 0, kind=item.type)
+                   size=item.size or 0, kind=item.type, subset=subset)
 
 
 class side_session:  # noqa: N801 (used as a context manager, like aiohttp.ClientSession)
