@@ -158,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     up.format_help = _with_env_vars(up)    # type: ignore[method-assign]
     ve.format_help = _with_env_vars(ve)    # type: ignore[method-assign]
+    from geti_bulk.migrate.command import add_parser as add_migrate_parser
+
+    add_migrate_parser(sub)   # `migrate`: a Geti project into another Geti
     st = sub.add_parser("status", help="show a journal's counts and failures (or several "
                                        "shards' journals as one)",
                         description="Show what a journal holds: files uploaded, skipped, "
@@ -490,6 +493,9 @@ def _main(argv: list[str] | None) -> int:
             return cmd_verify(a)
         if a.command == "k8s-manifest":
             return cmd_k8s_manifest(a)
+        if a.command == "migrate":
+            from geti_bulk.migrate.command import cmd_migrate
+            return cmd_migrate(a)
         if a.command == "demo":
             from geti_bulk.demo import run_demo
             return run_demo(files=a.files, faults=a.faults, latency_ms=a.latency_ms,

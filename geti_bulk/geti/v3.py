@@ -237,6 +237,65 @@ class Geti3Client(GetiClient):
             return None
         return from_v3(list(data.get("annotations") or []), target.project, size)
 
+    # --- reading a project back and creating one, for `migrate` (§4, §5, §7) ----------
+
+    def download_path(self, target: Target, item: MediaItem) -> str:
+        return f"{target.dataset_path}/media/{item.id}/binary"
+
+    async def frame_annotations(self, target: Target, video_id: str
+                                ) -> list[tuple[int, list[dict[str, Any]]]]:
+        """Geti 3 lists no video's annotated frames (§7, §8), but its `MediaView` counts
+        them (`annotated_frame_count`, §5): frames are read one by one (`?frame_index`)
+        until that many are found. One GET per frame up to the last annotated one."""
+        data = await self._call("GET", f"{target.dataset_path}/media/{video_id}", what="media")
+        want = int((data or {}).get("annotated_frame_count") or 0)
+        frames = int((data or {}).get("frame_count") or 0)
+        size = (int(data.get("width") or 0), int(data.get("height") or 0)) if want else None
+        out: list[tuple[int, list[dict[str, Any]]]] = []
+        for frame in range(frames):
+            if len(out) >= want:
+                break
+            got = await self.latest_frame_annotation(target, video_id, frame, size)
+            if got is not None:
+                out.append((frame, got))
+        return out
+
+    async def latest_frame_annotation(self, target: Target, video_id: str, frame: int,
+                                      size: tuple[int, int] | None = None
+                                      ) -> list[dict[str, Any]] | None:
+        try:
+            data = await self._call("GET", f"{target.dataset_path}/media/{video_id}/annotations",
+                                    what="annotation", params={"frame_index": frame})
+        except TargetNotFoundError:
+            return None
+        if not isinstance(data, dict):
+            return None
+        return from_v3(list(data.get("annotations") or []), target.project, size)
+
+    async def post_frame_annotation(self, target: Target, video_id: str, frame: int,
+                                    annotations: list[dict[str, Any]]) -> dict[str, Any]:
+        body = {"annotations": to_v3(annotations, target.project)}
+        try:
+            data = await self._call("POST", f"{target.dataset_path}/media/{video_id}/annotations",
+                                    what="annotation", params={"frame_index": frame},
+                                    json_body=body)
+        except AmbiguousError as e:
+            raise _as_locked(e) from None
+        return data if isinstance(data, dict) else {}
+
+    async def create_project(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`POST /api/projects` with a client-chosen `id` (§4): a retry after a lost
+        answer gets 409 for that id, and the project is then read back, not made twice."""
+        try:
+            data = await self._call("POST", "/api/projects", what="server", json_body=body)
+        except FileError as e:
+            if "409" not in str(e):
+                raise
+            data = await self._call("GET", f"/api/projects/{body['id']}", what="project")
+            if not isinstance(data, dict) or data.get("name") != body.get("name"):
+                raise
+        return data if isinstance(data, dict) else {}
+
 
 def to_v3(annotations: list[dict[str, Any]], project: Project) -> list[dict[str, Any]]:
     """Geti 2 shapes (as `geti_bulk.shapes` builds them) → Geti 3's (§7)."""
