@@ -290,3 +290,93 @@ async def test_a_large_file_goes_over_tus_with_its_url_in_the_journal(geti3, tmp
                                     f"dataset/media/{m['id']}/binary")
     assert status == 200 and hashlib.sha256(blob).hexdigest() == \
         hashlib.sha256(png.read_bytes()).hexdigest()
+
+
+def tus_keys(journal: Path) -> list[str]:
+    import sqlite3
+
+    with sqlite3.connect(journal) as c:
+        return [k for (k,) in c.execute("SELECT k FROM meta WHERE k LIKE 'tus:%'")]
+
+
+@pytest.mark.parametrize("fault", ["stored500", "reset"])
+async def test_a_tus_file_adopted_after_an_ambiguous_from_upload_leaves_no_url(
+        geti3, tmp_path, monkeypatch, fault):
+    """`media:from-upload`'s answer is in doubt: stored then a 500 (the file is adopted
+    by reconciliation), or a cut connection before anything was stored (the same upload
+    is consumed again, nothing re-sent). The URL stays in the journal while in doubt, and
+    is gone at the end either way."""
+    from geti_bulk.geti.v3 import Geti3Client
+    from geti_bulk.journal import JournalResumeStore
+    from geti_bulk.sampledata import image_bytes
+
+    monkeypatch.setattr(Geti3Client, "tus_threshold", 1 << 20)
+    monkeypatch.setattr(Geti3Client, "tus_chunk_size", 1 << 20)
+    data = tmp_path / "big"
+    (data / "dog").mkdir(parents=True)
+    (data / "dog" / "large.png").write_bytes(image_bytes(1100, 900, "PNG", seed=4, noise=1.0))
+    kept: list[list[str]] = []
+    real_drop = JournalResumeStore.drop
+
+    def drop(self: JournalResumeStore, key: str) -> None:
+        kept.append(tus_keys(self.journal.path))     # what the journal held just before
+        real_drop(self, key)
+
+    monkeypatch.setattr(JournalResumeStore, "drop", drop)
+    # the first write is the from-upload (PATCHes are not dataset writes)
+    geti3.set_faults(script=[fault])
+    journal = tmp_path / "journal.sqlite"
+    result, rec = await upload(cfg3(geti3, tmp_path, (data,), "Pets classification"))
+    assert (result.uploaded, result.failed, result.exit_code) == (1, 0, 0)
+    [done] = [e for e in rec.events if type(e).__name__ == "FileDone"]
+    assert done.adopted == (fault == "stored500"), done
+    assert kept and kept[-1], "the URL was in the journal until the file was adopted"
+    assert tus_keys(journal) == []
+    stats = await admin3(geti3)
+    assert (stats["media_total"], stats["duplicates"], stats["faults"]) == (1, 0, {fault: 1})
+    [m] = await all_media(geti3, "Pets classification")
+    status, ann = await get(geti3, f"/api/projects/{pid(geti3, 'Pets classification')}/"
+                                   f"dataset/media/{m['id']}/annotations")
+    names = label_names(geti3, "Pets classification")
+    assert status == 200 and [[names[x["id"]] for x in a["labels"]]
+                              for a in ann["annotations"]] == [["dog"]]
+
+
+async def test_reconcile_lists_since_the_servers_clock_not_the_clients(geti3, tmp_path,
+                                                                      monkeypatch):
+    """The client's clock is an hour fast: the run's start comes from the server's Date
+    header, so an upload stored-then-500 is still found among "created since the start"."""
+    import time as real_time
+    from types import SimpleNamespace
+
+    from geti_bulk.geti import v3
+
+    async with aiohttp.ClientSession() as s:
+        import ssl
+
+        ctx = ssl.create_default_context(cafile=str(geti3.cert_path))
+        async with s.get(geti3.base_url + "/api/projects", ssl=ctx) as r:
+            assert r.headers.get("Date"), "the local Geti 3 sends a Date header"
+    monkeypatch.setattr(v3, "time", SimpleNamespace(time=lambda: real_time.time() + 3600))
+    queried: list[str] = []
+    real_query = v3.Geti3Client.query_media
+
+    def query(self: Any, target: Any, rules: Any = None, limit: int = 100,
+              since: float | None = None) -> Any:
+        if since is not None:
+            queried.append(v3._iso(since - 1.0))
+        return real_query(self, target, rules, limit, since)
+
+    monkeypatch.setattr(v3.Geti3Client, "query_media", query)
+    data = tmp_path / "data"
+    make_labelled_tree(data, ["cat", "dog"], 6, size=(48, 40))
+    geti3.set_faults(script=["stored500"])          # the first upload: stored, then a 500
+    result, rec = await upload(cfg3(geti3, tmp_path, (data,), "Pets classification"))
+    assert (result.uploaded, result.failed, result.exit_code) == (6, 0, 0)
+    assert sum(1 for e in rec.events if type(e).__name__ == "FileDone" and e.adopted) == 1
+    assert queried, "reconciliation listed by start_date"
+    skew = abs(v3.datetime.fromisoformat(queried[0]).replace(tzinfo=v3.UTC).timestamp()
+               - real_time.time())
+    assert skew < 600, queried           # the server's time, not the client's (+1 h)
+    stats = await admin3(geti3)
+    assert (stats["media_total"], stats["duplicates"]) == (6, 0)

@@ -124,6 +124,7 @@ class GetiClient:
         self.stall_timeout = stall_timeout
         self.response_timeout = response_timeout
         self.video_response_timeout = video_response_timeout
+        self.last_date: str | None = None     # the Date header of the last API answer
 
     def __repr__(self) -> str:
         return f"GetiClient(host={self.host!r})"
@@ -165,6 +166,7 @@ class GetiClient:
                     status, headers = resp.status, resp.headers
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
             raise map_network_error(e, self.host, body_complete=False) from None
+        self.last_date = headers.get("Date")      # the server's clock (Geti 3 reconciles by it)
         if 300 <= status < 400:
             raise FatalError(f"{self.host} redirected {path} to {headers.get('Location', '?')}; "
                              "point --host at the final address (redirects are not followed so "
@@ -325,6 +327,11 @@ class GetiClient:
             return await self._upload(target, kind, body)
         except GetiBulkError as e:
             raise self._scrub(e) from None
+
+    def forget_upload(self, path: str, size: int, mtime_ns: int) -> None:
+        """The file is in the dataset by another way than this client's answer (adopted):
+        forget any state kept to resume sending it. Geti 2 keeps none."""
+        return None
 
     def _upload_url(self, target: Target, kind: str) -> str:
         return f"{self.host}{target.dataset_path}/media/{kind}s"
