@@ -192,7 +192,26 @@ async def test_a_self_signed_certificate_gets_one_line_on_how_to_trust_it(geti3,
     assert "Traceback" not in text
 
 
+async def assert_classified(srv: LocalGeti3, project: str, data: Path) -> None:
+    """Every image under `data` (`<label>/<file>`) is stored exactly once, under its stem,
+    with one full-image annotation naming its folder's label."""
+    files = {p.stem: p for p in data.rglob("*") if p.is_file()}
+    media = await all_media(srv, project)
+    assert sorted(m["name"] for m in media) == sorted(files), "each file stored once"
+    names = label_names(srv, project)
+    for m in media:
+        status, ann = await get(srv, f"/api/projects/{pid(srv, project)}/dataset/media/"
+                                     f"{m['id']}/annotations")
+        assert status == 200, (m["name"], status)
+        assert [([names[x["id"]] for x in a["labels"]], a["shape"]["type"])
+                for a in ann["annotations"]] == [([files[m["name"]].parent.name],
+                                                  "full_image")], (m["name"], ann)
+
+
 async def test_sqlite_locked_500s_are_reconciled_and_slow_the_writers(tmp_path):
+    """Beyond 3 writers the server waits, then answers 500 with nothing stored (§5). At
+    a fixed 8 writers the first round is locked: every 500 is reconciled, then retried,
+    and the limiter comes down to what the server takes."""
     from geti_bulk.events import ConcurrencyChanged
 
     srv = LocalGeti3(Geti3Config(data_dir=tmp_path / "g3l", locked_writers=3, locked_ms=200,
@@ -203,13 +222,43 @@ async def test_sqlite_locked_500s_are_reconciled_and_slow_the_writers(tmp_path):
         make_labelled_tree(data, ["cat", "dog"], 60, size=(48, 40))
         result, rec = await upload(cfg3(srv, tmp_path, (data,), "Pets classification",
                                         concurrency=8))
-        assert (result.uploaded, result.failed, result.exit_code) == (60, 0, 0)
+        failed = [(e.path, e.reason) for e in rec.events if type(e).__name__ == "FileFailed"]
+        assert failed == [] and (result.uploaded, result.failed, result.exit_code) == (60, 0, 0)
+        rows = [json.loads(x) for x in (tmp_path / "report.jsonl").read_text().splitlines()]
+        assert sorted(r["status"] for r in rows) == ["uploaded"] * 60
         stats = await admin3(srv)
-        assert stats["duplicates"] == 0 and stats["media_total"] == 60
-        assert stats["locked_errors"] > 0, "the limit must have been hit to test anything"
-        assert result.retries.get("500-locked?", 0) >= 1
+        assert (stats["media_total"], stats["duplicates"], stats["annotated_media"]) == \
+            (60, 0, 60)
+        locked = stats["locked_errors"]
+        assert locked > 0, "the limit must have been hit to test anything"
+        # every 500 the server answered was seen by the client and retried
+        seen = result.retries.get("500-locked?", 0)
+        assert seen == locked, (seen, locked, result.retries)
         levels = [e.limit for e in rec.events if isinstance(e, ConcurrencyChanged)]
         assert levels and min(levels) <= 3, levels
+        await assert_classified(srv, "Pets classification", data)
+    finally:
+        await srv.stop()
+
+
+async def test_geti3_defaults_stay_within_ten_writers(tmp_path):
+    """With no --concurrency, geti-bulk never has more than 10 writes in flight (the UI's
+    own cap after issue #7614): against the real lock threshold of 10 writers no write
+    is ever locked."""
+    srv = LocalGeti3(Geti3Config(data_dir=tmp_path / "g3d", locked_writers=10, locked_ms=200,
+                                 latency_ms=30, seed=2))
+    await srv.start()
+    try:
+        data = tmp_path / "data"
+        make_labelled_tree(data, ["cat", "dog"], 80, size=(48, 40))
+        cfg = cfg3(srv, tmp_path, (data,), "Pets classification")
+        assert cfg.concurrency <= 10
+        result, _ = await upload(cfg)
+        assert (result.uploaded, result.failed, result.exit_code) == (80, 0, 0)
+        stats = await admin3(srv)
+        assert stats["peak_writers"] <= 10 and stats["locked_errors"] == 0, stats
+        assert stats["peak_writers"] >= 2, "the run wrote in parallel"
+        await assert_classified(srv, "Pets classification", data)
     finally:
         await srv.stop()
 
