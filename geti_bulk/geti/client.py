@@ -311,6 +311,12 @@ class GetiClient:
                                 what="annotation", json_body={"annotations": annotations})
         return data if isinstance(data, dict) else {}
 
+    def as_stored(self, annotations: list[dict[str, Any]], target: Target,
+                  size: tuple[int, int] | None = None) -> list[dict[str, Any]]:
+        """`annotations` as `latest_annotation` would read them back once posted, to
+        compare like with like: Geti 2 stores what it is sent."""
+        return annotations
+
     async def latest_annotation(self, target: Target, media_id: str,
                                 size: tuple[int, int] | None = None
                                 ) -> list[dict[str, Any]] | None:
