@@ -432,3 +432,19 @@ async def test_reconcile_lists_since_the_servers_clock_not_the_clients(geti3, tm
     assert skew < 600, queried           # the server's time, not the client's (+1 h)
     stats = await admin3(geti3)
     assert (stats["media_total"], stats["duplicates"]) == (6, 0)
+
+
+@pytest.mark.parametrize("task", ["classification", "detection"])
+async def test_the_demo_runs_against_the_local_geti3(tmp_path, task):
+    cmd = [sys.executable, "-m", "geti_bulk.cli", "demo", "--dialect", "geti3", "--task", task,
+           "--files", "12", "--latency-ms", "0", "--progress", "plain", "--keep",
+           str(tmp_path / "demo")]
+    env = {k: v for k, v in os.environ.items() if k != "GETI_TOKEN"}
+    proc = await asyncio.create_subprocess_exec(*cmd, env=env, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(proc.communicate(), 180)
+    text = out.decode()
+    assert proc.returncode == 0, text[-2000:]
+    n = 12 if task == "detection" else 15            # + one large PNG per label
+    assert "(Geti 3.2.0)" in text and f"verified: {n}/{n} files" in text, text[-2000:]
+    assert f"verify: {n} match, 0 missing, 0 stored more than once, 0 with a different" in text
