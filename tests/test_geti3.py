@@ -114,6 +114,43 @@ async def test_dialect_is_told_by_the_json_not_the_status(geti3, server, tmp_pat
                                                    b'"version": "2.13.0"}}') is None
 
 
+async def test_a_web_ui_answering_html_everywhere_is_never_geti3(tmp_path):
+    """A server whose web UI answers every GET with 200 HTML (a Geti 2 on-prem, a proxy's
+    page), openapi.json included: not Geti 3, and --dialect geti3 says so in one line. A
+    Geti 3 without its UI files (JSON 404 for unknown paths) is still Geti 3."""
+    from aiohttp import web
+
+    from geti_bulk.errors import FatalError
+
+    async def page(_: web.Request) -> web.Response:
+        return web.Response(text="<!doctype html><title>Geti</title>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", page)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    bare = LocalGeti3(Geti3Config(data_dir=tmp_path / "nospa", spa=False, seed=1))
+    await bare.start()
+    try:
+        import ssl
+
+        ctx = ssl.create_default_context(cafile=str(bare.cert_path))
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as s:
+            html_host = f"http://127.0.0.1:{port}"
+            assert await detect(s, html_host) == ("geti2", "")
+            with pytest.raises(FatalError, match="not a Geti 3 server.*text/html"):
+                await detect(s, html_host, "geti3")
+            assert await detect(s, bare.base_url) == ("geti3", "3.2.0")
+            async with s.get(bare.base_url + "/api/v1/product_info") as r:
+                assert r.status == 404 and "json" in r.content_type
+    finally:
+        await bare.stop()
+        await runner.cleanup()
+
+
 @pytest.mark.parametrize("fmt", ["coco", "yolo"])
 async def test_detection_dataset_into_geti3_through_faults(geti3, tmp_path, fmt):
     imgs = [im for im in sample_images(24) if im.expected_boxes() or not im.objects]
