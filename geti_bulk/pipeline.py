@@ -118,6 +118,7 @@ class Run:
         self.targets: dict[str, Target] = {}
         self.notices: list[str] = []    # told after the start line
         self.labels_as_annotations = False   # Geti 3: folder labels are a second step
+        self._video_labels_told = False
 
     # --- control --------------------------------------------------------------------
 
@@ -254,6 +255,15 @@ class Run:
         routed = subsets.get(job.subset or "") if subsets and not job.dataset_id else None
         if routed:
             job = dataclasses.replace(job, dataset_id=routed)
+        if self.labels_as_annotations and job.labels and job.kind == "video":
+            # Geti 3 labels a video's frames (`?frame_index=`), not the video: stored
+            # unlabelled, said once
+            if not self._video_labels_told:
+                self._video_labels_told = True
+                self.reporter.emit(Notice("labels: Geti 3 labels video frames, not whole "
+                                          "videos: videos are uploaded without their folder "
+                                          "labels"))
+            job = dataclasses.replace(job, labels=())
         if self.labels_as_annotations and job.labels and job.annotation is None:
             ann = SourceAnnotation(objects=(SourceObject(labels=job.labels),))
             job = dataclasses.replace(job, annotation=ann, labels=())

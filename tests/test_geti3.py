@@ -485,3 +485,22 @@ async def test_the_demo_runs_against_the_local_geti3(tmp_path, task):
     n = 12 if task == "detection" else 15            # + one large PNG per label
     assert "(Geti 3.2.0)" in text and f"verified: {n}/{n} files" in text, text[-2000:]
     assert f"verify: {n} match, 0 missing, 0 stored more than once, 0 with a different" in text
+
+
+async def test_a_video_in_a_label_folder_is_stored_without_the_label(geti3, tmp_path):
+    """Geti 3 annotates a video's frames (`?frame_index=N`), never the whole video: a
+    video under `cat/` is stored, with a notice, not failed as "media stored, but not its
+    annotation" (the server's 400 "Video frame index is not provided.")."""
+    from geti_bulk.events import Notice
+    from tests.test_geti3_tus import make_mp4
+
+    data = tmp_path / "data"
+    make_labelled_tree(data, ["cat"], 2, size=(48, 40))
+    digest = make_mp4(data / "cat" / "clip.mp4", 1 << 20)
+    result, rec = await upload(cfg3(geti3, tmp_path, (data,), "Pets classification"))
+    assert (result.uploaded, result.failed, result.exit_code) == (3, 0, 0)
+    assert any("video frames" in e.text for e in rec.events if isinstance(e, Notice))
+    [video] = [m for m in geti3.state.store.all_media() if m.type == "video"]
+    assert video.sha256 == digest
+    stats = await admin3(geti3)
+    assert (stats["media_total"], stats["annotated_media"], stats["duplicates"]) == (3, 2, 0)
