@@ -338,8 +338,8 @@ class Run:
             journal = Journal(path, target=target.describe())
             journal.start()
             self.result.journal_path = path
-            if isinstance(client, Geti3Client):    # a TUS upload resumes after a kill -9
-                client.resume_store = JournalResumeStore(journal)
+            # where a resumable upload's URL outlives the process (used by Geti 3's TUS)
+            client.resume_store = JournalResumeStore(journal)
         elif path is not None and path.is_file():
             dry_reader = JournalReader(path)   # a dry run reads the journal, writes nothing
         report = ReportWriter(cfg.report or _default_report_path(journal, path))
