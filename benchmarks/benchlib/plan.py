@@ -135,5 +135,5 @@ def _expand(scenario: str, s: Sizes, quick: bool, sweep: tuple[str, ...]) -> lis
         # the local Geti 3 with its SQLite lock model (benchlib/geti3.py runs it)
         from .geti3 import CONTENDERS as GETI3
 
-        return [Case("geti3", "geti3 locked", "https", "coco", tuple(GETI3), repeats=1)]
+        return [Case("geti3", "geti3 locked", "https", "coco", tuple(GETI3), repeats=2)]
     raise ValueError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")
