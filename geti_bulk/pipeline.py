@@ -327,6 +327,7 @@ class Run:
                            ann_labels: AnnotationLabels | None = None) -> None:
         cfg = self.cfg
         journal: Journal | None = None
+        resumes: JournalResumeStore | None = None
         lock: JournalLock | None = None
         dry_reader: JournalReader | None = None
         path = None
@@ -339,7 +340,7 @@ class Run:
             journal.start()
             self.result.journal_path = path
             # where a resumable upload's URL outlives the process (used by Geti 3's TUS)
-            client.resume_store = JournalResumeStore(journal)
+            resumes = client.resume_store = JournalResumeStore(journal)
         elif path is not None and path.is_file():
             dry_reader = JournalReader(path)   # a dry run reads the journal, writes nothing
         report = ReportWriter(cfg.report or _default_report_path(journal, path))
@@ -399,6 +400,9 @@ class Run:
                     await training.restore()
                 if journal is not None:
                     await journal.close()
+                if resumes is not None:
+                    resumes.close()
+                    client.resume_store = None
                 if lock is not None:
                     lock.release()
                 report.close()
