@@ -10,11 +10,22 @@ import signal
 import sqlite3
 import sys
 from pathlib import Path
+from typing import Any
 
 from geti_bulk.events import FileDone, FileSkipped
 from geti_bulk.journal import Journal
 from geti_bulk.sampledata import make_labelled_tree
 from tests.conftest import admin_stats, make_cfg, sha256, stored_by_sha, upload
+
+
+async def until_stored(srv: Any, more_than: int) -> None:
+    """Until the server holds more than `more_than` media (a started CLI is uploading):
+    a bounded wait instead of a fixed sleep, which a loaded machine outlasts."""
+    for _ in range(1200):
+        if srv.store.count() > more_than:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the uploader stored nothing within 60 s")
 
 
 def journal_states(path: Path) -> dict[str, tuple[str, str | None]]:
@@ -171,7 +182,7 @@ async def test_ctrl_c_finishes_in_flight_then_rerun_completes(tmp_path, token):
     async with srv:
         cmd = _cli(srv, data, tmp_path)
         proc = await _spawn(cmd, token, tmp_path / "r1.jsonl")
-        await asyncio.sleep(1.5)
+        await until_stored(srv, 0)
         proc.send_signal(signal.SIGINT)
         out, _ = await asyncio.wait_for(proc.communicate(), 30)
         text = out.decode()
@@ -183,8 +194,9 @@ async def test_ctrl_c_finishes_in_flight_then_rerun_completes(tmp_path, token):
         assert states and {s for s, _ in states.values()} == {"uploaded"}
         assert len(states) < 300
         # two Ctrl-C: in-flight uploads are cancelled; the next run still ends exactly once
+        stored = srv.store.count()
         proc = await _spawn(cmd, token, tmp_path / "r2.jsonl")
-        await asyncio.sleep(1.0)
+        await until_stored(srv, stored)
         proc.send_signal(signal.SIGINT)
         await asyncio.sleep(0.05)
         proc.send_signal(signal.SIGINT)
@@ -250,7 +262,7 @@ async def test_double_ctrl_c_counts_what_was_not_started(tmp_path, token):
     srv = LocalGeti(ServerConfig(data_dir=tmp_path / "srv", token=token, latency_ms=50))
     async with srv:
         proc = await _spawn(_cli(srv, data, tmp_path), token, tmp_path / "r.jsonl")
-        await asyncio.sleep(1.2)
+        await until_stored(srv, 0)
         proc.send_signal(signal.SIGINT)
         await asyncio.sleep(0.05)
         proc.send_signal(signal.SIGINT)
