@@ -288,8 +288,12 @@ async def test_geti3_defaults_stay_within_ten_writers(tmp_path):
     try:
         data = tmp_path / "data"
         make_labelled_tree(data, ["cat", "dog"], 80, size=(48, 40))
+        from geti_bulk import config
+
         cfg = cfg3(srv, tmp_path, (data,), "Pets classification")
-        assert cfg.concurrency <= 10
+        # the library's and the CLI's default (both dialects share it: raising it for
+        # Geti 2 must not push Geti 3 past 10 writes)
+        assert cfg.concurrency <= 10 and config.KEYS["upload.concurrency"][1] <= 10
         result, _ = await upload(cfg)
         assert (result.uploaded, result.failed, result.exit_code) == (80, 0, 0)
         stats = await admin3(srv)
