@@ -114,6 +114,10 @@ class GetiClient:
     """Speaks Geti 2.x over one aiohttp session. Never follows redirects, so the token
     cannot be carried to another host."""
 
+    # where an upload's state outlives the process (`geti.tus.ResumeStore`), set by the
+    # pipeline to the journal; Geti 2 uploads are single requests and keep none
+    resume_store: Any = None
+
     def __init__(self, session: aiohttp.ClientSession, host: str, token: Secret, *,
                  api_timeout: float = 300.0, stall_timeout: float = 120.0,
                  response_timeout: float = 960.0, video_response_timeout: float = 3660.0,
@@ -126,6 +130,7 @@ class GetiClient:
         self.stall_timeout = stall_timeout
         self.response_timeout = response_timeout
         self.video_response_timeout = video_response_timeout
+        self.last_date: str | None = None     # the Date header of the last API answer
 
     def __repr__(self) -> str:
         return f"GetiClient(host={self.host!r})"
@@ -167,6 +172,7 @@ class GetiClient:
                     status, headers = resp.status, resp.headers
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
             raise map_network_error(e, self.host, body_complete=False) from None
+        self.last_date = headers.get("Date")      # the server's clock (Geti 3 reconciles by it)
         if 300 <= status < 400:
             raise FatalError(f"{self.host} redirected {path} to {headers.get('Location', '?')}; "
                              "point --host at the final address (redirects are not followed so "
@@ -311,6 +317,12 @@ class GetiClient:
                                 what="annotation", json_body={"annotations": annotations})
         return data if isinstance(data, dict) else {}
 
+    def as_stored(self, annotations: list[dict[str, Any]], target: Target,
+                  size: tuple[int, int] | None = None) -> list[dict[str, Any]]:
+        """`annotations` as `latest_annotation` would read them back once posted, to
+        compare like with like: Geti 2 stores what it is sent."""
+        return annotations
+
     async def latest_annotation(self, target: Target, media_id: str,
                                 size: tuple[int, int] | None = None
                                 ) -> list[dict[str, Any]] | None:
@@ -393,6 +405,11 @@ class GetiClient:
             return await self._upload(target, kind, body)
         except GetiBulkError as e:
             raise self._scrub(e) from None
+
+    def forget_upload(self, path: str, size: int, mtime_ns: int) -> None:
+        """The file is in the dataset by another way than this client's answer (adopted):
+        forget any state kept to resume sending it. Geti 2 keeps none."""
+        return None
 
     def _upload_url(self, target: Target, kind: str) -> str:
         return f"{self.host}{target.dataset_path}/media/{kind}s"

@@ -22,6 +22,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from geti_bulk.errors import AmbiguousError, FileError, TargetNotFoundError
@@ -145,6 +146,16 @@ class Geti3Client(GetiClient):
             raise AmbiguousError("server answered a from-upload with an unreadable body",
                                  status=201) from None
 
+    def forget_upload(self, path: str, size: int, mtime_ns: int) -> None:
+        """The file is in the dataset (adopted after an ambiguous answer): a resumable
+        upload URL kept for it (a `media:from-upload` whose answer was lost) is dropped."""
+        if size < self.tus_threshold:
+            return
+        key = tus.resume_key(path, size, mtime_ns)
+        store = self.resumes()
+        if store.get(key) is not None:
+            store.drop(key)
+
     def _upload_url(self, target: Target, kind: str) -> str:
         return f"{self.host}{target.dataset_path}/media"
 
@@ -163,9 +174,11 @@ class Geti3Client(GetiClient):
             chosen = {"id": project.lower()}
         else:
             chosen = pick_one("project", project, items)
+        # the run starts by the server's clock: its first answer's Date header (§15), so a
+        # client clock that is off cannot hide this run's media from reconciliation
+        self.started_utc = server_time(self.last_date) or time.time()
         data = await self._call("GET", f"/api/projects/{chosen['id']}", what="project")
         proj = project_from_v3(data)
-        self.started_utc = time.time()
         return Target(self.host, "", "", "", proj, proj.datasets[0], dialect="geti3",
                       version=self.version)
 
@@ -224,6 +237,15 @@ class Geti3Client(GetiClient):
         except AmbiguousError as e:
             raise _as_locked(e) from None
         return data if isinstance(data, dict) else {}
+
+    def as_stored(self, annotations: list[dict[str, Any]], target: Target,
+                  size: tuple[int, int] | None = None) -> list[dict[str, Any]]:
+        """Through Geti 3's shapes and back: a box sent to an instance-segmentation
+        project is stored as its four corners, a classification as `full_image`."""
+        try:
+            return from_v3(to_v3(annotations, target.project), target.project, size)
+        except (FileError, KeyError, TypeError, ValueError):
+            return annotations          # not sendable to Geti 3: compared as it is
 
     async def latest_annotation(self, target: Target, media_id: str,
                                 size: tuple[int, int] | None = None
@@ -375,6 +397,17 @@ def _wire_filename(body: Any) -> str:
 
 
 _FILENAME = re.compile(rb'name="file"; filename="([^"]*)"\r\n')
+
+
+def server_time(date: str | None) -> float | None:
+    """An HTTP `Date` header as a Unix time, or None if absent or unreadable."""
+    if not date:
+        return None
+    try:
+        when = parsedate_to_datetime(date)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 def _iso(ts: float) -> str:
