@@ -411,12 +411,29 @@ def cmd_k8s_manifest(a: argparse.Namespace) -> int:
                    data_claim=a.data_claim, journal_claim=a.journal_claim, secret=a.secret,
                    secret_key=a.secret_key, backoff_per_index=a.backoff_per_index,
                    extra_args=tuple(a.upload_args))
+    _check_upload_args(a.upload_args)
     try:
         text = render(spec)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     sys.stdout.write(text)
     return EXIT_OK
+
+
+def _check_upload_args(args: list[str]) -> None:
+    """The options after `--` must be `geti-bulk upload`'s: a pod given another one would
+    exit 2 on every retry of its index."""
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            build_parser().parse_args(["upload", "/data", *args])
+    except SystemExit:
+        why = err.getvalue().strip().splitlines()[-1:] or ["invalid options"]
+        raise ConfigError("k8s-manifest: the options after -- are not valid for "
+                          f"`geti-bulk upload` ({why[0].split('error: ', 1)[-1]})") from None
 
 
 class _Stdout:

@@ -38,6 +38,11 @@ class JobSpec:
     extra_args: tuple[str, ...] = field(default=())   # more `geti-bulk upload` options
 
 
+# what each pod's command line sets itself: given again after `--`, the last one would win
+OWN_OPTIONS = frozenset({"--shard", "--journal", "--no-journal", "--host", "--project",
+                         "--dataset", "--token-file", "--config"})
+
+
 def journal_path(spec: JobSpec, index: str = "$(JOB_COMPLETION_INDEX)") -> str:
     return f"{JOURNAL_MOUNT}/shard-{index}-of-{spec.shards}.sqlite"
 
@@ -49,6 +54,12 @@ def job_manifest(spec: JobSpec) -> dict[str, Any]:
     if any(a == "--token" or a.startswith("--token=") for a in spec.extra_args):
         raise ValueError("--token: the token comes from the Secret (--secret), never from "
                          "the command line, which `ps` and `kubectl describe` show")
+    for arg in spec.extra_args:
+        name = arg.split("=", 1)[0]
+        if name in OWN_OPTIONS:
+            raise ValueError(f"{name}: the Job sets it itself (each pod's shard and journal, "
+                             "the host, project and dataset from their own options); leave "
+                             "it out of the options after --")
     inner = spec.source.strip("/")
     source = DATA_MOUNT if inner in ("", ".") else f"{DATA_MOUNT}/{inner}"
     args = ["upload", source,

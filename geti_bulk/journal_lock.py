@@ -150,6 +150,55 @@ class JournalLock:
             self.release()
 
 
+def is_held(journal_path: Path) -> bool:
+    """Whether some process holds `journal_path`'s lock now (a run is going on it). Never
+    takes the lock for longer than the test itself; a missing sidecar means nobody does."""
+    try:
+        fd = os.open(lock_path(journal_path), os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        if not _try_lock(fd):
+            return True
+        _unlock(fd)
+        return False
+    finally:
+        os.close(fd)
+
+
+class SplitLock:
+    """A short exclusive lock (`flock` on a sidecar, polled: never blocks the event loop)
+    shared by the shards of one split, around the moments they switch auto-training off
+    or decide to put it back."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    async def __aenter__(self) -> SplitLock:
+        import anyio
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        for _ in range(2400):   # a shard holds it for a request or two; after 2 min, go on
+            if _try_lock(fd):
+                self._fd = fd
+                return self
+            await anyio.sleep(0.05)
+        os.close(fd)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            try:
+                _unlock(fd)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+
+
 def check_journal_file(path: Path) -> None:
     """Raise `ConfigError` ("<path>: not a geti-bulk journal") unless `path` is an SQLite
     database with a journal's tables. Opens it read-only: nothing is created or changed."""

@@ -476,7 +476,7 @@ class Run:
         fatal: GetiBulkError | None = None
         training: AutoTraining | None = None
         if not cfg.dry_run and not cfg.keep_auto_training:
-            training = AutoTraining(client, target, journal, reporter)
+            training = AutoTraining(client, target, journal, reporter, cfg.shard)
             up.before_annotating = annotator.before_posting = training.ensure_off
         try:
             if training is not None:

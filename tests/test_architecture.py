@@ -32,7 +32,7 @@ ALLOWED = {
     "datasets": {"errors", "jobs", "media", "scan", "shard", "sources"},
     "annotate": {"outage", "tries", "concurrency", "errors", "events", "geti", "jobs", "labels", "retry",
                  "shapes", "sources.model"},
-    "autotrain": {"errors", "events", "geti", "journal"},
+    "autotrain": {"errors", "events", "geti", "journal", "journal_lock", "shard"},
     "outage": {"errors", "events"},
     "tries": {"concurrency", "errors", "events", "outage", "retry"},
     "attempts": {"annotate", "outage", "tries", "media", "concurrency", "errors", "events", "geti", "jobs",

@@ -106,3 +106,18 @@ async def test_committed_job_yaml_is_the_documented_render():
     assert committed == out
     [doc] = [d for d in yaml.safe_load_all(committed) if d]
     check_job(doc, 4)
+
+
+async def test_k8s_manifest_refuses_options_the_job_sets_and_unknown_ones():
+    """`-- --shard 1/2` would win over each pod's own `--shard K/N` (the last one counts),
+    so every pod would upload shard 1 and shard 0 never; an unknown option would make
+    every pod exit 2 on each retry. Both are refused with one line, exit 2."""
+    base = ("k8s-manifest", "--shards", "2", "--host", "https://g", "--project", "p", "--")
+    for extra, says in ((("--shard", "1/2"), "--shard: the Job sets it itself"),
+                        (("--journal=/tmp/j.sqlite",), "--journal: the Job sets it itself"),
+                        (("--bogus",), "unrecognized arguments: --bogus")):
+        code, out, err = await run_cli(*base, *extra)
+        assert code == 2 and out == "", (extra, err)
+        assert says in err and len(err.strip().splitlines()) == 1, err
+    code, out, _ = await run_cli(*base, "--concurrency", "4", "--format", "coco")
+    assert code == 0 and "--concurrency" in out

@@ -12,6 +12,7 @@ import sqlite3
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -403,3 +404,56 @@ def test_merged_status_names_what_keeps_journals_from_being_one_split(tmp_path):
     # an unsharded journal beside shards: a split into 1
     lines = merged([view("a", "0/1"), view("b", "0/2")])
     assert any("different numbers of shards (1, 2)" in ln for ln in lines)
+
+
+# --- auto-training is shared by the shards: the last to finish puts it back ----------------
+
+async def test_shards_leave_auto_training_off_until_the_last_one_finishes(tmp_path, token):
+    """Three shard processes post annotations into one project at once. The project's
+    auto-training is one setting, so the first shard to finish must not switch it back on
+    while the others still post: no annotation may arrive while it is on, and once all
+    three are done it is on again, as it was."""
+    import aiohttp
+
+    from geti_bulk.server import LocalGeti, ServerConfig
+    from tests.datasets import write_yolo
+
+    imgs = sample_images(90)
+    write_yolo(tmp_path / "yolo", imgs, LABELS)
+    srv = LocalGeti(ServerConfig(data_dir=tmp_path / "srv", token=token, latency_ms=60))
+    async with srv:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GETI_")}
+        env["GETI_TOKEN"] = token
+        def spawn(k: int, *extra: str) -> Any:
+            return asyncio.create_subprocess_exec(
+                sys.executable, "-m", "geti_bulk.cli", "upload", str(tmp_path / "yolo"),
+                "--host", srv.base_url, "--project", DETECTION, "--shard", f"{k}/3",
+                "--journal", str(tmp_path / f"run-shard-{k}-of-3.sqlite"),
+                "--progress", "plain", *extra,
+                env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+
+        # shard 0 switches auto-training off first and is the first to finish; shards 1
+        # and 2 start once it posts and send one file at a time, so they post after it ends
+        procs = [await spawn(0)]
+        for _ in range(600):
+            if (await admin_stats(srv))["annotations"]["posts"] or \
+                    procs[0].returncode is not None:
+                break
+            await asyncio.sleep(0.02)
+        procs += [await spawn(k, "--concurrency", "1") for k in (1, 2)]
+        outs = [await asyncio.wait_for(p.communicate(), 300) for p in procs]
+        assert [p.returncode for p in procs] == [0] * 3, [o[1].decode()[-500:] for o in outs]
+        texts = [o[0].decode() for o in outs]
+        stats = await admin_stats(srv)
+        assert stats["annotations"]["posted_with_auto_training_on"] == 0
+        assert sum("auto-training: left off (shard(s)" in t for t in texts) >= 1, texts
+        info = next(p for p in srv.info["projects"] if p["name"] == DETECTION)
+        path = (f"/api/v1/organizations/{srv.info['organization_id']}/workspaces/"
+                f"{srv.info['workspace_id']}/projects/{info['id']}/project_configuration")
+        async with aiohttp.ClientSession() as s, s.get(srv.base_url + path,
+                                                       headers={"x-api-key": token}) as r:
+            conf = await r.json()
+        enabled = [p["value"] for t in conf["task_configs"] for p in t["auto_training"]
+                   if p["key"] == "enable"]
+        assert enabled and all(enabled), "the last shard put auto-training back on"
+    assert not any("switch it back on in Geti" in t for t in texts)

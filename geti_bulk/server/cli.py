@@ -30,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Run a local Geti 2.x-compatible server (for rehearsals, tests and "
                     "benchmarks). Prints one JSON line (URL, ids, admin token; never the token) "
                     "then serves until Ctrl-C or SIGTERM. Token: --token-file, GETI_TOKEN, or "
-                    "generated into DATA_DIR/token.",
+                    "DATA_DIR/token (generated on the first start, kept across restarts).",
     )
     p.add_argument("--dialect", choices=DIALECTS, default="geti2",
                    help="geti2 (default: this server) or geti3 (a Geti 3 server, HTTPS, "
@@ -102,6 +102,10 @@ def _resolve_token(args: argparse.Namespace, data_dir: Path) -> tuple[str, Path 
     if os.environ.get("GETI_TOKEN"):
         return os.environ["GETI_TOKEN"].strip(), None
     path = data_dir / "token"
+    if path.is_file():   # a restart on the same data keeps its token, as a real PAT stays valid
+        kept = path.read_text(encoding="utf-8").strip()
+        if kept:
+            return kept, path.resolve()
     token = generate_pat()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -88,6 +88,20 @@ async def test_serve_main_generates_token_file(tmp_path: Path) -> None:
             assert resp.status == 200
     out, _ = _stop(proc)
     assert out == ""  # exactly one line was printed
+    # a restart on the same data keeps the token: a client waiting out the restart as an
+    # outage goes on with the token it has, as with a real PAT
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVE, "--data-dir", str(data_dir), "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    assert proc.stdout is not None
+    again = json.loads(proc.stdout.readline())
+    assert token_file.read_text().strip() == token
+    async with aiohttp.ClientSession() as session:
+        url = f"{again['base_url']}/api/v1/organizations/{again['organization_id']}/workspaces"
+        async with session.get(url, headers={"x-api-key": token}) as resp:
+            assert resp.status == 200
+    _stop(proc)
 
 
 async def test_serve_main_token_flag_warns_and_never_prints_token(tmp_path: Path) -> None:
