@@ -18,6 +18,9 @@ from geti_bulk import __version__
 from geti_bulk.errors import ConfigError, GetiBulkError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_FATAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+LIST_STATES = {"done": ("uploaded", "skipped"), "uploaded": ("uploaded",),
+               "skipped": ("skipped",), "failed": ("failed",), "sending": ("sending",),
+               "media": ("media",), "all": ()}
 
 
 def _add_target_options(p: argparse.ArgumentParser) -> None:
@@ -139,6 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
                                     "failed and still marked sending, and the failures.")
     st.add_argument("journal", type=Path, nargs="?", help="journal file")
     st.add_argument("--all", action="store_true", help="list every journal under the state folder")
+    st.add_argument("--list", choices=sorted(LIST_STATES), dest="list_state",
+                    help="also name the files in that state, one per line (state, path, "
+                         "media id, reason; tab-separated): done = uploaded or skipped, "
+                         "i.e. what a rerun skips as already uploaded")
 
     sub.add_parser("serve", help="run the Geti-compatible local server (see `serve --help`)",
                    add_help=False)
@@ -273,7 +280,25 @@ def cmd_status(a: argparse.Namespace) -> int:
         raise ConfigError(f"journal: {a.journal} does not exist")
     check_journal_file(a.journal)   # reads only; never takes the run's lock
     _print_status(JournalReader(a.journal), a.journal, brief=False)
+    if a.list_state:
+        _print_rows(JournalReader(a.journal), LIST_STATES[a.list_state])
     return EXIT_OK
+
+
+def _print_rows(reader: Any, states: tuple[str, ...]) -> None:
+    """Every file in `states`, in key order, a page at a time (a million rows stream)."""
+    after = ""
+    try:
+        while page := reader.rows(states, after):
+            for key, state, media_id, reason in page:
+                print("\t".join((state, _one_line(key), media_id or "", _one_line(reason or ""))))
+            after = page[-1][0]
+    finally:
+        reader.close()
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\t", " ").replace("\n", " ").replace("\r", " ")
 
 
 def _print_status(reader: Any, path: Path, *, brief: bool) -> None:

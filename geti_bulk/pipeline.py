@@ -10,8 +10,10 @@ cancelled and stay `sending` in the journal, so the next run reconciles them). A
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
+import hashlib
 import itertools
 import os
 import random
@@ -35,8 +37,10 @@ from geti_bulk.config import NO_TOKEN, UploadConfig
 from geti_bulk.datasets import Sources, dataset_jobs, open_sources
 from geti_bulk.errors import ConfigError, FatalError, GetiBulkError
 from geti_bulk.events import (
+    AGAIN,
     ConcurrencyChanged,
     FileQueued,
+    JournalSkipped,
     MultiReporter,
     Notice,
     Reporter,
@@ -49,7 +53,13 @@ from geti_bulk.geti.client import GetiClient, Target, env_proxy, make_ssl, pick_
 from geti_bulk.geti.dialect import detect as detect_dialect
 from geti_bulk.geti.v3 import Geti3Client
 from geti_bulk.jobs import FileJob
-from geti_bulk.journal import Journal, JournalReader, JournalResumeStore, default_journal_path
+from geti_bulk.journal import (
+    Journal,
+    JournalReader,
+    JournalResumeStore,
+    PriorState,
+    default_journal_path,
+)
 from geti_bulk.journal_lock import JournalLock
 from geti_bulk.labels import (
     AnnotationLabels,
@@ -62,7 +72,13 @@ from geti_bulk.media import media_kind
 from geti_bulk.outage import OutageGate
 from geti_bulk.report import ReportWriter
 from geti_bulk.retry import RetryBudget, RetryPolicy
-from geti_bulk.scan import ScanOptions, folder_label_names, iter_jobs, manifest_label_names
+from geti_bulk.scan import (
+    ScanOptions,
+    covered_sources,
+    folder_label_names,
+    iter_jobs,
+    manifest_label_names,
+)
 from geti_bulk.sources.model import SourceAnnotation, SourceObject
 
 SCAN_BATCH = 256
@@ -205,6 +221,10 @@ class Run:
             self.targets = {t.dataset.id: t for t in self.subset_map.values()}
             self.sources = await anyio.to_thread.run_sync(self._open_sources)
             self.notices = [f"format: {line}" for line in self.sources.described]
+            folders = self.sources.folders
+            for inner, outer in covered_sources(folders, self._scan_options()).items():
+                self.notices.append(f"sources: {folders[inner]} is {folders[outer]} or inside "
+                                    "it: its files are walked once, as part of the latter")
             plan, ann_labels = await anyio.to_thread.run_sync(
                 self._plan_labels, target, abandon_on_cancel=True)
             self.notices += [f"labels: {note}" for note in (ann_labels.notes if ann_labels else ())]
@@ -332,7 +352,7 @@ class Run:
                 client.resume_store = JournalResumeStore(journal)
         elif path is not None and path.is_file():
             dry_reader = JournalReader(path)   # a dry run reads the journal, writes nothing
-        report = ReportWriter(cfg.report or _default_report_path(journal, path))
+        report = ReportWriter(cfg.report or _default_report_path(journal, path), path)
         self.result.report_path = report.path
         reporter = MultiReporter(self.reporter, report)
         limiter = AdaptiveLimiter(cfg.concurrency, adaptive=cfg.adaptive,
@@ -364,7 +384,8 @@ class Run:
             async with anyio.create_task_group() as tg:
                 self._workers_started = True
                 tg.start_soon(self._produce, send,
-                              journal.reader() if journal else dry_reader, reporter, up)
+                              journal.reader(writable=True) if journal else dry_reader,
+                              reporter, up, journal.run_id if journal else "")
                 for _ in range(cfg.concurrency):
                     tg.start_soon(self._work, receive.clone(), up)
                 receive.close()
@@ -452,14 +473,21 @@ class Run:
                     raise
 
     async def _produce(self, send: MemoryObjectSendStream[FileJob], reader: JournalReader | None,
-                       reporter: Reporter, up: FileUploader) -> None:
-        batches_send, batches = anyio.create_memory_object_stream[list[FileJob]](4)
+                       reporter: Reporter, up: FileUploader, run_id: str = "") -> None:
+        batches_send, batches = anyio.create_memory_object_stream[ScanBatch](4)
         files = total = 0
         async with send, anyio.create_task_group() as tg:
-            tg.start_soon(self._scan_thread, batches_send, reader)
+            tg.start_soon(self._scan_thread, batches_send, reader, run_id)
             async with batches:
                 async for batch in batches:
-                    for job in batch:
+                    if batch.settled:
+                        # settled by the journal in the scan thread: counted, not sent
+                        files += batch.settled
+                        total += batch.settled_bytes
+                        self.queued = files
+                        up.tally.skipped += batch.settled
+                        reporter.emit(JournalSkipped(batch.settled, batch.settled_bytes))
+                    for job in batch.jobs:
                         if self.stopping:
                             break
                         files += 1
@@ -472,14 +500,15 @@ class Run:
             if not self.stopping:
                 reporter.emit(ScanDone(files, total))
 
-    async def _scan_thread(self, out: MemoryObjectSendStream[list[FileJob]],
-                           reader: JournalReader | None) -> None:
+    async def _scan_thread(self, out: MemoryObjectSendStream[ScanBatch],
+                           reader: JournalReader | None, run_id: str = "") -> None:
         opts = self._scan_options()
         cfg = self.cfg
 
         sources = self.sources
         assert sources is not None
         subsets = {k: t.dataset.id for k, t in self.subset_map.items()}
+        prior = PriorLookup(reader, run_id, per_file=cfg.verbose, hash_content=cfg.hash_content)
 
         def jobs() -> Iterator[FileJob]:
             for job in iter_jobs(sources.folders, cfg.manifests, opts):
@@ -494,10 +523,10 @@ class Run:
                         return
                     batch.append(job)
                     if len(batch) >= SCAN_BATCH:
-                        anyio.from_thread.run(out.send, _with_journal(batch, reader))
+                        anyio.from_thread.run(out.send, prior.batch(batch))
                         batch = []
                 if batch:
-                    anyio.from_thread.run(out.send, _with_journal(batch, reader))
+                    anyio.from_thread.run(out.send, prior.batch(batch))
             finally:
                 if reader is not None:
                     reader.close()
@@ -507,29 +536,116 @@ class Run:
             await anyio.to_thread.run_sync(scan, abandon_on_cancel=True)
 
 
-def _with_journal(batch: list[FileJob], reader: JournalReader | None) -> list[FileJob]:
-    if reader is None:
-        return batch
-    prior = reader.lookup(j.key for j in batch)
-    out = []
-    for job in batch:
-        p = prior.get(job.key)
-        if p is None:
-            out.append(job)
-            continue
-        out.append(dataclasses.replace(
-            job, prior_state=p.state, prior_media_id=p.media_id, prior_size=p.size,
-            prior_mtime_ns=p.mtime_ns, prior_uncertain=p.uncertain, prior_sha256=p.sha256,
-            prior_width=p.width, prior_height=p.height, prior_updated=p.updated))
-    return out
+@dataclass(slots=True)
+class ScanBatch:
+    """What the scan thread hands the loop: the jobs to send, and a count of the files
+    the journal settled (uploaded before, unchanged), which need no job at all."""
+
+    jobs: list[FileJob] = field(default_factory=list)
+    settled: int = 0
+    settled_bytes: int = 0
 
 
-def _pending_job(row: tuple[int, str, str, int, int, str, int, int, str | None]) -> FileJob:
+class PriorLookup:
+    """The journal's word on each scanned file, in the scan thread, one batch at a time.
+
+    A file found under its identity takes that row's state. A file not found may be a
+    moved or remounted one (`JournalReader.find_moved`): its row is re-keyed to the new
+    identity (a dry run only reads it). Files uploaded before and unchanged are counted,
+    not handed on (`per_file`: handed on, for one report row each). A file this run has
+    already handed on (a followed symlink, two overlapping sources) is skipped."""
+
+    RECENT = 8192     # identities handed on lately, whose rows may not be written yet
+
+    def __init__(self, reader: JournalReader | None, run_id: str, *, per_file: bool = False,
+                 hash_content: bool = False) -> None:
+        self.reader = reader
+        self.run_id = run_id
+        self.per_file = per_file
+        self.hash_content = hash_content
+        self._recent: set[str] = set()
+        self._order: collections.deque[str] = collections.deque()
+        self.moved = 0
+
+    def _remember(self, key: str) -> None:
+        self._recent.add(key)
+        self._order.append(key)
+        if len(self._order) > self.RECENT:
+            self._recent.discard(self._order.popleft())
+
+    def batch(self, jobs: list[FileJob]) -> ScanBatch:
+        out = ScanBatch()
+        reader = self.reader
+        if reader is None:
+            out.jobs = jobs
+            return out
+        prior = reader.lookup(j.key for j in jobs)
+        moves: list[tuple[str, str, str]] = []
+        taken: set[str] = set()
+        for job in jobs:
+            key = job.key
+            if key in self._recent:
+                out.jobs.append(dataclasses.replace(job, prior_state=AGAIN))
+                continue
+            p = prior.get(key)
+            if p is not None and self.run_id and p.run_id == self.run_id:
+                out.jobs.append(dataclasses.replace(job, prior_state=AGAIN))
+                continue
+            if p is None and job.problem is None and job.kind is not None:
+                p = self._moved(job, moves, taken)
+            if (p is not None and p.state in ("uploaded", "skipped") and p.media_id
+                    and p.size == job.size and p.mtime_ns == job.mtime_ns and not self.per_file):
+                out.settled += 1
+                out.settled_bytes += job.size
+                continue
+            self._remember(key)
+            if p is None:
+                out.jobs.append(job)
+                continue
+            out.jobs.append(dataclasses.replace(
+                job, prior_state=p.state, prior_media_id=p.media_id, prior_size=p.size,
+                prior_mtime_ns=p.mtime_ns, prior_uncertain=p.uncertain, prior_sha256=p.sha256,
+                prior_width=p.width, prior_height=p.height, prior_updated=p.updated))
+        if moves:
+            self.moved += len(reader.rekey(moves))
+        return out
+
+    def _moved(self, job: FileJob, moves: list[tuple[str, str, str]],
+               taken: set[str]) -> PriorState | None:
+        assert self.reader is not None
+        check = (lambda digest: _sha256(job.path) == digest) if self.hash_content else None
+        found = self.reader.find_moved(job.key, job.path, job.size, job.mtime_ns, check)
+        if found is None:
+            return None
+        old_key, p, rekey = found
+        if rekey:
+            if old_key in taken:
+                return None        # another file of this batch is that row's file
+            taken.add(old_key)
+            if self.reader.writable:
+                moves.append((old_key, job.key, job.path))
+        return p
+
+
+def _sha256(path: str) -> str | None:
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
+def _pending_job(row: tuple[int, str, str, int, int, str, int, int, str | None, str | None,
+                             int | None]) -> FileJob:
     """A journal row of a file whose media is stored and whose annotation is deferred."""
-    _, key, path, size, mtime_ns, media_id, width, height, dataset_id = row
+    _, key, path, size, mtime_ns, media_id, width, height, dataset_id, rel, reader = row
     kind = media_kind(path)
     return FileJob(path=path, key=key, size=size, mtime_ns=mtime_ns,
-                   kind=kind.kind if kind else "image", deferred=True, rel=key,
+                   kind=kind.kind if kind else "image", deferred=True, rel=rel or "",
+                   reader=-1 if reader is None else reader,
                    dataset_id=dataset_id, prior_state="media", prior_media_id=media_id,
                    prior_size=size, prior_mtime_ns=mtime_ns, prior_width=width,
                    prior_height=height)

@@ -108,13 +108,20 @@ def _unsupported(name: str) -> str:
             f"{' '.join(IMAGE_EXTENSIONS)} and videos {' '.join(VIDEO_EXTENSIONS)}")
 
 
+_KINDS = {**dict.fromkeys(IMAGE_EXTENSIONS, "image"), **dict.fromkeys(VIDEO_EXTENSIONS, "video")}
+
+
 def _job(path: str, key: str, st: os.stat_result, labels: tuple[str, ...],
-         subset: str | None = None) -> FileJob:
-    kind = media_kind(path)
+         subset: str | None = None, rel: str = "") -> FileJob:
+    dot = path.rfind(".")
+    kind = _KINDS.get(path[dot:].lower()) if dot > path.rfind("/") else None
+    if kind is None:     # the rules in full (`media.media_kind`), for the odd name
+        found = media_kind(path)
+        kind = found.kind if found else None
     return FileJob(path=path, key=key, size=st.st_size, mtime_ns=st.st_mtime_ns,
-                   kind=kind.kind if kind else None, labels=labels,
+                   kind=kind, labels=labels,
                    problem=None if kind else _unsupported(os.path.basename(path)),
-                   subset=subset)
+                   subset=subset, rel=rel)
 
 
 def folder_subset(rel_parts: list[str], opts: ScanOptions) -> str | None:
@@ -123,72 +130,108 @@ def folder_subset(rel_parts: list[str], opts: ScanOptions) -> str | None:
     return first if first in opts.subset_folders else None
 
 
+def identity(path: str | os.PathLike[str]) -> str:
+    """A file's identity in the journal: its resolved absolute path (symlinks, `..` and
+    the current folder resolved), as UTF-8-safe text. The same file reached through a
+    parent folder, another argument order or a symlink has one identity; two different
+    files never share one."""
+    return key_text(os.path.realpath(path))
+
+
+@dataclass(slots=True)
+class _Dir:
+    path: str               # as walked (under the source argument)
+    parts: list[str]        # path relative to the source argument
+    real: str               # its resolved path, the prefix of its files' identities
+
+
 def walk(root: Path, opts: ScanOptions) -> Iterator[FileJob]:
-    """Depth-first walk with an explicit stack (no recursion limit), sorted for stable order."""
-    root_name = key_text(root.resolve().name or "root")
+    """Depth-first walk with an explicit stack (no recursion limit), sorted for stable order.
+
+    A file's key is its identity (`identity`): the folder's resolved path is computed once
+    per folder, and so are its files' label and subset, so the walk costs no system call
+    but the entry's stat per file."""
     try:
         rst = root.stat()
     except OSError as err:
-        yield FileJob(path=str(root), key=root_name, problem=f"cannot read source: {err.strerror}")
+        yield FileJob(path=str(root), key=key_text(os.path.abspath(root)), rel=key_text(root.name),
+                      problem=f"cannot read source: {err.strerror}")
         return
     if not stat.S_ISDIR(rst.st_mode):
         if not stat.S_ISREG(rst.st_mode):   # a FIFO given as a source must not be opened
-            yield FileJob(path=str(root), key=key_text(root.name),
+            yield FileJob(path=str(root), key=identity(root), rel=key_text(root.name),
                           problem=f"{_special_kind(rst.st_mode)}, not a file")
             return
-        yield _job(str(root), key_text(root.name), rst, ())
+        yield _job(str(root), identity(root), rst, (), rel=key_text(root.name))
         return
     seen = {(rst.st_dev, rst.st_ino)}
-    stack: list[tuple[str, list[str]]] = [(str(root), [])]
+    stack = [_Dir(str(root), [], identity(root))]
     while stack:
-        d, parts = stack.pop()
-        subdirs: list[tuple[str, list[str]]] = []
+        d = stack.pop()
+        subdirs: list[_Dir] = []
         try:
             # files stream in directory order (a folder of a million files is never held
             # in memory); subfolders are walked afterwards in name order
-            with os.scandir(d) as it:
-                for e in it:
-                    yield from _entry(e, parts, root_name, opts, seen, subdirs)
+            with os.scandir(d.path) as it:
+                yield from _entries(it, d, opts, seen, subdirs)
         except OSError as err:
-            yield FileJob(path=d, key="/".join([root_name, *map(key_text, parts)]) + "/",
-                          problem=f"cannot read folder: {err.strerror}")
-        subdirs.sort(key=lambda s: s[0])
+            rel = "/".join(map(key_text, d.parts))
+            yield FileJob(path=d.path, key=d.real.rstrip("/") + "/",
+                          rel=rel + "/" if rel else "", problem=f"cannot read folder: {err.strerror}")
+        subdirs.sort(key=lambda s: s.path)
         stack.extend(reversed(subdirs))
 
 
-def _entry(e: os.DirEntry[str], parts: list[str], root_name: str, opts: ScanOptions,
-           seen: set[tuple[int, int]], subdirs: list[tuple[str, list[str]]]) -> Iterator[FileJob]:
-    if not opts.include_hidden and e.name.startswith("."):
-        return
-    rel_parts = [*parts, e.name]
-    rel = "/".join(key_text(p) for p in rel_parts)
-    key = f"{root_name}/{rel}"
-    try:
-        if e.is_symlink() and not opts.follow_symlinks:
-            return
-        st = e.stat(follow_symlinks=True)
-    except OSError as err:
-        if _wanted(rel, opts):
-            why = "broken symlink" if e.is_symlink() else f"cannot stat: {err.strerror}"
-            if err.errno == 40:  # ELOOP
-                why = "symlink loop"
-            yield FileJob(path=e.path, key=key, problem=why)
-        return
-    if stat.S_ISDIR(st.st_mode):
-        ident = (st.st_dev, st.st_ino)
-        if ident in seen:
-            yield FileJob(path=e.path, key=key + "/",
-                          problem="symlink loop: folder already visited, not followed")
-        elif not (opts.exclude and _matches(rel + "/", opts.exclude)):
-            seen.add(ident)
-            subdirs.append((e.path, rel_parts))
-        return
-    if not _wanted(rel, opts):
-        return
-    if not stat.S_ISREG(st.st_mode):
-        yield FileJob(path=e.path, key=key, problem=f"{_special_kind(st.st_mode)}, not a file")
-        return
-    yield _job(e.path, key, st, folder_label(rel_parts, opts), folder_subset(rel_parts, opts))
+def _entries(it: Iterator[os.DirEntry[str]], d: _Dir, opts: ScanOptions,
+             seen: set[tuple[int, int]], subdirs: list[_Dir]) -> Iterator[FileJob]:
+    """One folder's files (the hot loop of a million-file tree: kept flat)."""
+    prefix = "/".join(map(key_text, d.parts))
+    prefix = prefix + "/" if prefix else ""
+    real = d.real.rstrip("/") + "/"
+    labels = folder_label([*d.parts, ""], opts)
+    subset = folder_subset([*d.parts, ""], opts)
+    hidden = not opts.include_hidden
+    filtered = bool(opts.include or opts.exclude)
+    follow = opts.follow_symlinks
+    for e in it:
+        name = e.name
+        if hidden and name.startswith("."):
+            continue
+        if not name.isascii():
+            name = key_text(name)
+        rel = prefix + name
+        key = real + name
+        try:
+            link = e.is_symlink()
+            if link and not follow:
+                continue
+            st = e.stat(follow_symlinks=True)
+        except OSError as err:
+            if not filtered or _wanted(rel, opts):
+                why = "broken symlink" if e.is_symlink() else f"cannot stat: {err.strerror}"
+                if err.errno == 40:  # ELOOP
+                    why = "symlink loop"
+                yield FileJob(path=e.path, key=key, rel=rel, problem=why)
+            continue
+        if link:
+            key = identity(e.path)    # a followed symlink: the identity of what it points to
+        mode = st.st_mode
+        if stat.S_ISDIR(mode):
+            ident = (st.st_dev, st.st_ino)
+            if ident in seen:
+                yield FileJob(path=e.path, key=key + "/", rel=rel + "/",
+                              problem="symlink loop: folder already visited, not followed")
+            elif not (opts.exclude and _matches(rel + "/", opts.exclude)):
+                seen.add(ident)
+                subdirs.append(_Dir(e.path, [*d.parts, e.name], key))
+            continue
+        if filtered and not _wanted(rel, opts):
+            continue
+        if not stat.S_ISREG(mode):
+            yield FileJob(path=e.path, key=key, rel=rel,
+                          problem=f"{_special_kind(mode)}, not a file")
+            continue
+        yield _job(e.path, key, st, labels, subset, rel)
 
 
 # --- manifests -------------------------------------------------------------------
@@ -267,31 +310,60 @@ def manifest_jobs(path: Path, opts: ScanOptions) -> Iterator[FileJob]:
     base = path.resolve().parent
     for row in read_manifest(path):
         if row.problem:
-            # the key names the line; the reason says what is wrong with it
+            # the key names the manifest's line; the reason says what is wrong with it
             where = f"{path.name}:{row.line}"
-            yield FileJob(path=str(path), key=where,
+            yield FileJob(path=str(path), key=f"{identity(path)}:{row.line}", rel=where,
                           problem=row.problem.removeprefix(where + ": "))
             continue
         p = Path(row.path)
         full = p if p.is_absolute() else base / p
-        key = safe_text(row.path if not p.is_absolute() else str(p))
-        if not _wanted(key, opts):
+        rel = safe_text(row.path)
+        if not _wanted(rel, opts):
             continue
+        key = identity(full)
         try:
             st = full.stat()
         except OSError as e:
-            yield FileJob(path=str(full), key=key,
+            yield FileJob(path=str(full), key=key, rel=rel,
                           problem=f"{path.name}:{row.line}: cannot read {row.path}: {e.strerror}")
             continue
         if not stat.S_ISREG(st.st_mode):
-            yield FileJob(path=str(full), key=key,
+            yield FileJob(path=str(full), key=key, rel=rel,
                           problem=f"{path.name}:{row.line}: {_special_kind(st.st_mode)}, not a file")
             continue
-        yield _job(str(full), key, st, row.labels if opts.labels != "none" else ())
+        yield _job(str(full), key, st, row.labels if opts.labels != "none" else (), rel=rel)
+
+
+def covered_sources(roots: Iterable[Path], opts: ScanOptions) -> dict[int, int]:
+    """Source arguments another one already walks (the same folder twice, or a folder
+    inside another), by position: inner → the one that covers it. Walking both would
+    hand one run the same files twice; the covering walk reaches them unless a hidden or
+    excluded folder lies in between, and then the inner one is walked too."""
+    real = [os.path.realpath(r) for r in roots]
+    out: dict[int, int] = {}
+    for i, inner in enumerate(real):
+        for j, outer in enumerate(real):
+            if i == j or (inner == outer and j > i) or not os.path.isdir(outer):
+                continue            # of two equal arguments, the first is walked
+            rel = os.path.relpath(inner, outer)
+            if rel.startswith(".."):
+                continue
+            parts = [] if rel == "." else rel.split(os.sep)
+            if not opts.include_hidden and any(p.startswith(".") for p in parts):
+                continue
+            if opts.exclude and any(_matches("/".join(parts[:k + 1]) + "/", opts.exclude)
+                                    for k in range(len(parts) - 1)):
+                continue
+            out[i] = j
+            break
+    return out
 
 
 def iter_jobs(roots: Iterable[Path], manifests: Iterable[Path], opts: ScanOptions) -> Iterator[FileJob]:
-    for root in roots:
-        yield from walk(root, opts)
+    roots = list(roots)
+    covered = covered_sources(roots, opts)
+    for i, root in enumerate(roots):
+        if i not in covered:
+            yield from walk(root, opts)
     for m in manifests:
         yield from manifest_jobs(m, opts)
