@@ -341,6 +341,19 @@ class JournalReader:
                 out[row[0]] = _prior(row[1:])
         return out
 
+    def settled(self, entries: list[tuple[str, int, int]], run_id: str = "") -> set[int]:
+        """Positions of the (key, size, mtime_ns) that the journal holds as uploaded (or
+        skipped as already in Geti) with that size and mtime, by a run other than
+        `run_id`: what a resume skips without making a job."""
+        marks = ",".join("?" * len(entries))
+        found = {row[0]: (row[1], row[2]) for row in self._c().execute(
+            # `+`: no index but the key's (the planner would pick `files_pending` on state)
+            f"SELECT key, size, mtime_ns FROM files WHERE key IN ({marks}) AND +state IN "
+            "('uploaded', 'skipped') AND +media_id IS NOT NULL AND "
+            "(+run_id IS NULL OR +run_id != ?)", [k for k, _, _ in entries] + [run_id])}
+        return {i for i, (key, size, mtime_ns) in enumerate(entries)
+                if found.get(key) == (size, mtime_ns)}
+
     def find_moved(self, key: str, path: str, size: int, mtime_ns: int,
                    same_content: Callable[[str], bool] | None = None
                    ) -> tuple[str, PriorState, bool] | None:

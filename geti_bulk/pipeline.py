@@ -510,8 +510,19 @@ class Run:
         subsets = {k: t.dataset.id for k, t in self.subset_map.items()}
         prior = PriorLookup(reader, run_id, per_file=cfg.verbose, hash_content=cfg.hash_content)
 
+        def counted(n: int, nbytes: int) -> None:
+            """Files settled before any job was made: told now and then, not one by one."""
+            if self.stopping:
+                raise _ScanStopped
+            if n >= SETTLED_REPORT:
+                anyio.from_thread.run(out.send, ScanBatch(settled=n, settled_bytes=nbytes))
+                prior.pending = (0, 0)
+
+        prior.on_settled = counted
+        settle = prior.settle if reader is not None and not cfg.verbose else None
+
         def jobs() -> Iterator[FileJob]:
-            for job in iter_jobs(sources.folders, cfg.manifests, opts):
+            for job in iter_jobs(sources.folders, cfg.manifests, opts, settle):
                 yield self._routed(job, subsets)
             yield from dataset_jobs(sources, subsets)
 
@@ -525,8 +536,10 @@ class Run:
                     if len(batch) >= SCAN_BATCH:
                         anyio.from_thread.run(out.send, prior.batch(batch))
                         batch = []
-                if batch:
+                if batch or prior.pending[0]:
                     anyio.from_thread.run(out.send, prior.batch(batch))
+            except _ScanStopped:
+                return
             finally:
                 if reader is not None:
                     reader.close()
@@ -534,6 +547,13 @@ class Run:
 
         async with out:
             await anyio.to_thread.run_sync(scan, abandon_on_cancel=True)
+
+
+SETTLED_REPORT = 20_000    # settled files told to the loop at least this many at a time
+
+
+class _ScanStopped(Exception):
+    """The run is stopping: the scan thread leaves the walk."""
 
 
 @dataclass(slots=True)
@@ -566,6 +586,20 @@ class PriorLookup:
         self._recent: set[str] = set()
         self._order: collections.deque[str] = collections.deque()
         self.moved = 0
+        self.pending = (0, 0)     # files (and bytes) settled by `settle`, not yet told
+        self.on_settled: Callable[[int, int], None] | None = None
+
+    def settle(self, entries: list[tuple[str, int, int]]) -> set[int]:
+        """`scan.Settle`: which of a folder's files the journal already holds as uploaded
+        and unchanged; they get no job at all and are only counted."""
+        assert self.reader is not None
+        drop = self.reader.settled(entries, self.run_id)
+        if drop:
+            n, nbytes = self.pending
+            self.pending = (n + len(drop), nbytes + sum(entries[i][1] for i in drop))
+            if self.on_settled is not None:
+                self.on_settled(*self.pending)
+        return drop
 
     def _remember(self, key: str) -> None:
         self._recent.add(key)
@@ -575,6 +609,8 @@ class PriorLookup:
 
     def batch(self, jobs: list[FileJob]) -> ScanBatch:
         out = ScanBatch()
+        out.settled, out.settled_bytes = self.pending
+        self.pending = (0, 0)
         reader = self.reader
         if reader is None:
             out.jobs = jobs

@@ -12,7 +12,7 @@ import fnmatch
 import json
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -145,12 +145,19 @@ class _Dir:
     real: str               # its resolved path, the prefix of its files' identities
 
 
-def walk(root: Path, opts: ScanOptions) -> Iterator[FileJob]:
+# (identity, size, mtime_ns) of a folder's files, a chunk at a time → the positions of
+# those that need no job (a resume: the journal holds them as uploaded and unchanged)
+Settle = Callable[[list[tuple[str, int, int]]], set[int]]
+SETTLE_CHUNK = 256
+
+
+def walk(root: Path, opts: ScanOptions, settle: Settle | None = None) -> Iterator[FileJob]:
     """Depth-first walk with an explicit stack (no recursion limit), sorted for stable order.
 
     A file's key is its identity (`identity`): the folder's resolved path is computed once
     per folder, and so are its files' label and subset, so the walk costs no system call
-    but the entry's stat per file."""
+    but the entry's stat per file. `settle`: asked about the files of a folder a chunk at
+    a time before any job is made, so a resume of a million settled files makes none."""
     try:
         rst = root.stat()
     except OSError as err:
@@ -173,7 +180,7 @@ def walk(root: Path, opts: ScanOptions) -> Iterator[FileJob]:
             # files stream in directory order (a folder of a million files is never held
             # in memory); subfolders are walked afterwards in name order
             with os.scandir(d.path) as it:
-                yield from _entries(it, d, opts, seen, subdirs)
+                yield from _entries(it, d, opts, seen, subdirs, settle)
         except OSError as err:
             rel = "/".join(map(key_text, d.parts))
             yield FileJob(path=d.path, key=d.real.rstrip("/") + "/",
@@ -183,13 +190,24 @@ def walk(root: Path, opts: ScanOptions) -> Iterator[FileJob]:
 
 
 def _entries(it: Iterator[os.DirEntry[str]], d: _Dir, opts: ScanOptions,
-             seen: set[tuple[int, int]], subdirs: list[_Dir]) -> Iterator[FileJob]:
+             seen: set[tuple[int, int]], subdirs: list[_Dir],
+             settle: Settle | None = None) -> Iterator[FileJob]:
     """One folder's files (the hot loop of a million-file tree: kept flat)."""
     prefix = "/".join(map(key_text, d.parts))
     prefix = prefix + "/" if prefix else ""
     real = d.real.rstrip("/") + "/"
     labels = folder_label([*d.parts, ""], opts)
     subset = folder_subset([*d.parts, ""], opts)
+    pending: list[tuple[str, str, os.stat_result, str]] = []   # files for `settle` to see
+
+    def flush() -> Iterator[FileJob]:
+        assert settle is not None
+        drop = settle([(key, st.st_size, st.st_mtime_ns) for _, key, st, _ in pending])
+        for i, (path, key, st, rel) in enumerate(pending):
+            if i not in drop:
+                yield _job(path, key, st, labels, subset, rel)
+        pending.clear()
+
     hidden = not opts.include_hidden
     filtered = bool(opts.include or opts.exclude)
     follow = opts.follow_symlinks
@@ -208,6 +226,8 @@ def _entries(it: Iterator[os.DirEntry[str]], d: _Dir, opts: ScanOptions,
             st = e.stat(follow_symlinks=True)
         except OSError as err:
             if not filtered or _wanted(rel, opts):
+                if pending:
+                    yield from flush()
                 why = "broken symlink" if e.is_symlink() else f"cannot stat: {err.strerror}"
                 if err.errno == 40:  # ELOOP
                     why = "symlink loop"
@@ -228,10 +248,19 @@ def _entries(it: Iterator[os.DirEntry[str]], d: _Dir, opts: ScanOptions,
         if filtered and not _wanted(rel, opts):
             continue
         if not stat.S_ISREG(mode):
+            if pending:
+                yield from flush()
             yield FileJob(path=e.path, key=key, rel=rel,
                           problem=f"{_special_kind(mode)}, not a file")
             continue
-        yield _job(e.path, key, st, labels, subset, rel)
+        if settle is None:
+            yield _job(e.path, key, st, labels, subset, rel)
+            continue
+        pending.append((e.path, key, st, rel))
+        if len(pending) >= SETTLE_CHUNK:
+            yield from flush()
+    if pending:
+        yield from flush()
 
 
 # --- manifests -------------------------------------------------------------------
@@ -359,11 +388,12 @@ def covered_sources(roots: Iterable[Path], opts: ScanOptions) -> dict[int, int]:
     return out
 
 
-def iter_jobs(roots: Iterable[Path], manifests: Iterable[Path], opts: ScanOptions) -> Iterator[FileJob]:
+def iter_jobs(roots: Iterable[Path], manifests: Iterable[Path], opts: ScanOptions,
+              settle: Settle | None = None) -> Iterator[FileJob]:
     roots = list(roots)
     covered = covered_sources(roots, opts)
     for i, root in enumerate(roots):
         if i not in covered:
-            yield from walk(root, opts)
+            yield from walk(root, opts, settle)
     for m in manifests:
         yield from manifest_jobs(m, opts)

@@ -133,9 +133,9 @@ async def test_a_folder_and_its_parent_in_one_run_in_either_order_upload_once(
     code, out, err = await run_cli(*args(server, tmp_path, "./imagenet/train/cat",
                                          "./imagenet/train"), token=token, cwd=tmp_path)
     assert code == 0, err
-    assert "walked once" in out
     assert summary(out) == {"uploaded": N, "skipped": 0, "failed": 0}
     assert_exactly_once(server, files)
+    assert "walked once" in out
     # the other order, and the same folder twice: nothing new either
     code, out, err = await run_cli(*args(server, tmp_path, "./imagenet/train", "imagenet/train/",
                                          "./imagenet/train/cat"), token=token, cwd=tmp_path)
