@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -57,14 +58,14 @@ def resume(server: LocalServer, tree: Path, journal: Path, run_dir: Path,
            env: dict[str, str]) -> dict[str, Any]:
     copy = fresh_copy(journal, run_dir)
     report = run_dir / "report.jsonl"
-    before = server.stats().get("stored", 0)
+    before = server.stats()["media_total"]
     m = run_measured(command(server, tree, copy, report, "none"), env, run_dir / "logs",
                      timeout=600)
     rows = report.read_text().splitlines() if report.is_file() else []
     return {"exit": m.exit_code, "wall_s": round(m.wall_s, 2), "cpu_s": round(m.cpu_s, 2),
             "peak_rss_mib": round(m.peak_rss_mb, 1), "report_rows": len(rows),
             "settled": json.loads(rows[-1]).get("files") if rows else None,
-            "stored_by_the_run": server.stats().get("stored", 0) - before,
+            "stored_by_the_run": server.stats()["media_total"] - before,
             "stderr": m.stderr_tail[-500:]}
 
 
@@ -107,7 +108,7 @@ def markdown(r: dict[str, Any]) -> str:
     lines = [
         SECTION, "",
         f"{r['files']:,} files (tiny PNGs in folders of 1,000), measured {r['when']} with "
-        f"`{r['command']}`; load average before the runs {r['load_before']}, after "
+        f"`python benchmarks/resume_scale.py`, which runs `{r['command']}`; load average before the runs {r['load_before']}, after "
         f"{r['load_after']} on {os.cpu_count()} cores (the machine may be shared).", "",
         "| run | wall s | CPU s | peak RSS MiB | report rows | stored by the run | exit |",
         "|---|---|---|---|---|---|---|",
@@ -159,8 +160,9 @@ def main() -> None:
                                                                       time.gmtime()),
                               "load_before": " ".join(f"{x:.2f}" for x in os.getloadavg())}
     with LocalServer(run_dir / "server", token_file) as server:
-        result["command"] = " ".join(command(server, tree, Path("JOURNAL"), Path("REPORT"),
-                                             "none")[1:]).replace(server.base_url, "URL")
+        argv = command(server, tree, Path("JOURNAL"), Path("REPORT"), "none")[1:]
+        result["command"] = "geti-bulk " + " ".join(
+            shlex.quote(x) for x in argv).replace(server.base_url, "URL")
         result["resume"] = [resume(server, tree, journal, run_dir / f"resume-{i}", env)
                             for i in range(a.repeats)]
         result["first_upload"] = first_upload(server, tree, run_dir / "fresh", env)

@@ -224,3 +224,63 @@ async def test_a_journal_with_the_older_keys_is_migrated_not_resent(server, toke
         meta = dict(c.execute("SELECT k, v FROM meta"))
     assert keys == {os.path.realpath(p) for p in files}
     assert meta["identity"] == "resolved-path"
+
+
+async def test_a_coco_dataset_moved_and_renamed_is_not_sent_again_and_verifies(
+        server, token, tmp_path):
+    """Dataset readers use the same identity: a COCO dataset uploaded, then moved to a
+    folder of another name, sends nothing (media or annotations), and `verify` names
+    each file by its identity."""
+    from tests.datasets import sample_images, write_coco
+
+    imgs = sample_images(6)
+    write_coco(tmp_path / "coco", imgs, ("car", "truck"))
+    detection = ["--project", "Vehicle detection"]
+    base = args(server, tmp_path, "./coco")
+    base[base.index("--project") + 1] = "Vehicle detection"
+    code, out, err = await run_cli(*base, token=token, cwd=tmp_path)
+    assert code == 0, err
+    assert summary(out)["uploaded"] == len(imgs)
+    stored = server.store.count()
+    scenes = server.store.scenes.count()
+    shutil.move(tmp_path / "coco", tmp_path / "coco-2017")
+    moved = [a if a != "./coco" else "./coco-2017" for a in base]
+    code, out, err = await run_cli(*moved, token=token, cwd=tmp_path)
+    assert code == 0, err
+    assert summary(out) == {"uploaded": 0, "skipped": len(imgs), "failed": 0}
+    assert server.store.count() == stored == len(imgs) and server.store.duplicate_groups() == []
+    assert server.store.scenes.count() == scenes          # no annotation posted again
+    images = sorted(os.path.realpath(p) for p in (tmp_path / "coco-2017" / "images").rglob("*.*"))
+    assert sorted(journal_keys(tmp_path)) == images
+    code, out, err = await run_cli("verify", "./coco-2017", "--host", server.base_url,
+                                   *detection, "--report", str(tmp_path / "v.jsonl"),
+                                   token=token, cwd=tmp_path)
+    assert code == 0, out + err
+    rows = report_rows(tmp_path / "v.jsonl")
+    assert sorted(r["path"] for r in rows) == images and {r["status"] for r in rows} == {"ok"}
+
+
+def test_the_lookups_per_file_use_an_index(tmp_path):
+    """A new file's look-up by name, size and mtime, and a resume's settle query, each
+    search an index (they run once per file of a million-file tree)."""
+    import asyncio
+
+    from geti_bulk.journal import NAME_OF_KEY, Journal
+
+    path = tmp_path / "j.sqlite"
+    asyncio.run(Journal(path).close())
+    with sqlite3.connect(path) as c:
+        moved = c.execute(f"EXPLAIN QUERY PLAN SELECT key FROM files WHERE size = 1 AND "
+                          f"mtime_ns = 2 AND {NAME_OF_KEY} = 'a.jpg'").fetchall()
+        assert "USING INDEX files_moved" in str(moved)
+        assert c.execute(f"SELECT {NAME_OF_KEY} FROM (SELECT '/x/y/a.jpg' AS key)"
+                         ).fetchone() == ("a.jpg",)
+    from geti_bulk.journal import JournalReader
+
+    reader = JournalReader(path)
+    plan = reader._c().execute(
+        "EXPLAIN QUERY PLAN SELECT key, size, mtime_ns FROM files WHERE key IN (?, ?) AND "
+        "+state IN ('uploaded', 'skipped') AND +media_id IS NOT NULL AND "
+        "(+run_id IS NULL OR +run_id != ?)", ("a", "b", "r")).fetchall()
+    reader.close()
+    assert "USING INDEX sqlite_autoindex_files_1 (key=?)" in str(plan)
