@@ -57,6 +57,10 @@ CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 # index below can hold it without a column. `find_moved` must use the same text.
 NAME_OF_KEY = "substr(key, length(rtrim(key, replace(key, '/', ''))) + 1)"
 MOVED_INDEX = (f"CREATE INDEX IF NOT EXISTS files_moved ON files(size, mtime_ns, {NAME_OF_KEY})")
+# `+`: no index but the key's (the planner would pick `files_pending` on the state)
+SETTLED_SQL = ("SELECT key, size, mtime_ns FROM files WHERE key IN ({marks}) AND +state IN "
+               "('uploaded', 'skipped') AND +media_id IS NOT NULL AND "
+               "(+run_id IS NULL OR +run_id != ?)")
 # meta `identity`: how keys are made. Absent: "<source folder name>/<relative path>"
 # (geti-bulk before 0.x); rows of such a journal are adopted by `find_moved` file by file.
 IDENTITY = "resolved-path"
@@ -347,10 +351,7 @@ class JournalReader:
         `run_id`: what a resume skips without making a job."""
         marks = ",".join("?" * len(entries))
         found = {row[0]: (row[1], row[2]) for row in self._c().execute(
-            # `+`: no index but the key's (the planner would pick `files_pending` on state)
-            f"SELECT key, size, mtime_ns FROM files WHERE key IN ({marks}) AND +state IN "
-            "('uploaded', 'skipped') AND +media_id IS NOT NULL AND "
-            "(+run_id IS NULL OR +run_id != ?)", [k for k, _, _ in entries] + [run_id])}
+            SETTLED_SQL.format(marks=marks), [k for k, _, _ in entries] + [run_id])}
         return {i for i, (key, size, mtime_ns) in enumerate(entries)
                 if found.get(key) == (size, mtime_ns)}
 

@@ -275,12 +275,10 @@ def test_the_lookups_per_file_use_an_index(tmp_path):
         assert "USING INDEX files_moved" in str(moved)
         assert c.execute(f"SELECT {NAME_OF_KEY} FROM (SELECT '/x/y/a.jpg' AS key)"
                          ).fetchone() == ("a.jpg",)
-    from geti_bulk.journal import JournalReader
+    from geti_bulk.journal import SETTLED_SQL, JournalReader
 
     reader = JournalReader(path)
-    plan = reader._c().execute(
-        "EXPLAIN QUERY PLAN SELECT key, size, mtime_ns FROM files WHERE key IN (?, ?) AND "
-        "+state IN ('uploaded', 'skipped') AND +media_id IS NOT NULL AND "
-        "(+run_id IS NULL OR +run_id != ?)", ("a", "b", "r")).fetchall()
+    plan = reader._c().execute("EXPLAIN QUERY PLAN " + SETTLED_SQL.format(marks="?, ?"),
+                               ("a", "b", "r")).fetchall()
     reader.close()
     assert "USING INDEX sqlite_autoindex_files_1 (key=?)" in str(plan)
