@@ -37,6 +37,8 @@ class Annotated:
     shapes: int = 0
     posted: bool = False          # False: nothing to post, or the server already had it
     notes: tuple[str, ...] = ()
+    clipped: int = 0              # shapes clipped to the image
+    dropped: int = 0              # objects dropped (geometry, or a label the map drops)
 
     def summary(self) -> str:
         return "; ".join(self.notes)
@@ -95,20 +97,21 @@ class Annotator:
         if scene.mismatch:
             notes.append(scene.mismatch)
         notes.extend(ann.problems)
+        clipped, dropped = scene.clipped, scene.dropped + skipped
         if not scene.annotations:
-            return Annotated(0, False, tuple(notes + ["nothing to annotate"]))
+            return Annotated(0, False, tuple(notes + ["nothing to annotate"]), clipped, dropped)
         body = list(scene.annotations)
         if check_first:
             got = await self._retrying(job, lambda: self.client.latest_annotation(
                 target, item.id, (item.width, item.height)))
             if got is not None and scene_matches(scene, got, project=target.project) is None:
-                return Annotated(len(body), False, tuple(notes))
+                return Annotated(len(body), False, tuple(notes), clipped, dropped)
         if self.before_posting is not None:
             await self.before_posting()
         await self._retrying(job, lambda: self.client.post_annotation(target, item.id, body,
                                                                       job.subset))
         self.posted += 1
-        return Annotated(len(body), True, tuple(notes))
+        return Annotated(len(body), True, tuple(notes), clipped, dropped)
 
     async def ensure_labels(self, job: FileJob, item: MediaItem, target: Target,
                             label_ids: tuple[str, ...]) -> Annotated:

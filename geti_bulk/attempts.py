@@ -26,6 +26,7 @@ from geti_bulk.errors import (
     FatalError,
     FileChangedError,
     FileError,
+    GetiBulkError,
     TransientError,
 )
 from geti_bulk.events import (
@@ -110,9 +111,16 @@ class Tally:
     not_started: int = 0
     bytes_sent: int = 0
     deferred: int = 0      # media stored, annotation waits for the reader's index
+    unlabelled: int = 0    # uploaded into a classification/anomaly project with no label
+    shapes_clipped: int = 0
+    shapes_dropped: int = 0   # by the geometry, or for a label the map drops
+    internal_in_row: int = 0  # files failed by an unexpected error since the last success
     # media ids owned by files of this run, kept only where the journal cannot answer
     # (`FileUploader._claim`): never one entry per file of a journaled run
     claimed: set[str] = field(default_factory=set)
+
+
+INTERNAL_ERRORS_IN_ROW = 20   # then the run stops: the same bug would fail every file
 
 
 class FileUploader:
@@ -183,14 +191,35 @@ class FileUploader:
     def _done(self, job: FileJob, item: MediaItem, attempts: int, adopted: bool = False,
               sha256: str | None = None, annotated: Annotated | None = None) -> None:
         self.tally.uploaded += 1
+        self.tally.internal_in_row = 0
         self._claim(item.id)
         if adopted and attempts:
             self.tally.bytes_sent += job.size   # sent by this run; only the answer was lost
         if self.journal is not None:
             self.journal.record_uploaded(job, item.id, attempts, sha256, _dims(item))
         a = annotated or Annotated()
+        self.tally.shapes_clipped += a.clipped
+        self.tally.shapes_dropped += a.dropped
         self.reporter.emit(FileDone(job.key, job.size, item.id, attempts, adopted,
                                     shapes=a.shapes, notes=a.summary()))
+
+    def fail_unexpected(self, job: FileJob, error: Exception) -> None:
+        """An exception no step expected (a bug, an unmapped library error): this file
+        fails with its name and message, and the run goes on. It stays `uncertain`, so
+        the next run asks the server before sending it again. Many in a row stop the run."""
+        self.tally.internal_in_row += 1
+        text = str(error) if isinstance(error, GetiBulkError) else \
+            f"internal error: {type(error).__name__}: {error}".rstrip(": ")
+        self._fail(job, text, uncertain=True)
+        if self.tally.internal_in_row >= INTERNAL_ERRORS_IN_ROW:
+            raise FatalError(f"{self.tally.internal_in_row} files in a row failed with an "
+                             f"internal error (last: {text}); stopped")
+
+    def _unlabelled(self, job: FileJob, label_ids: tuple[str, ...]) -> None:
+        """A file a project that takes labels at upload (classification, anomaly) gets
+        with no label at all: counted, so the summary says so."""
+        if not label_ids and not job.annotated and self.target.project.takes_labels_at_upload:
+            self.tally.unlabelled += 1
 
     def _target(self, job: FileJob) -> Target:
         if job.dataset_id and job.dataset_id != self.target.dataset.id:
@@ -206,6 +235,7 @@ class FileUploader:
             await self._second_step(job, item, attempts, check_first=adopted,
                                     label_ids=label_ids, sha256=sha256, adopted=adopted)
         else:
+            self._unlabelled(job, label_ids)
             self._done(job, item, attempts, adopted, sha256)
 
     async def _second_step(self, job: FileJob, item: MediaItem, attempts: int, *,
@@ -250,6 +280,7 @@ class FileUploader:
                          job.size, job.prior_width or 0, job.prior_height or 0)
         label_ids = () if job.annotated else self.labels.ids_for(job.labels)
         if not label_ids and not job.annotated:
+            self._unlabelled(job, label_ids)
             self._done(job, item, 0, True)
             return True
         self._claim(item.id)

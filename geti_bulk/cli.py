@@ -1,8 +1,10 @@
 """The `geti-bulk` command line: parsing, precedence, reporter choice, exit codes.
 
-Exit codes: 0 all uploaded or skipped, 1 some file failed, 2 usage or configuration
-error, 3 the run was stopped by a fatal error, 130 interrupted (Ctrl-C).
-This is the only module with a broad `except`: nothing reaches the user as a traceback.
+Exit codes: 0 all uploaded or skipped (also: nothing to upload, with a warning), 1 some
+file failed, 2 usage or configuration error, 3 the run was stopped by a fatal error (a
+full journal disk too), 128 + the signal's number when a signal stopped it: 130 Ctrl-C
+(SIGINT), 143 SIGTERM, 129 SIGHUP. The run catches what escapes it, and `main` what
+escapes the commands: nothing reaches the user as a traceback.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,11 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_FATAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 LIST_STATES = {"done": ("uploaded", "skipped"), "uploaded": ("uploaded",),
                "skipped": ("skipped",), "failed": ("failed",), "sending": ("sending",),
                "media": ("media",), "all": ()}
+EXIT_CODES = ("exit codes: 0 every file uploaded or skipped (or nothing to upload: a warning "
+              "says so), 1 some file failed (see the report), 2 usage or configuration "
+              "error, 3 stopped by a fatal error (token, project, server disk, outage, the "
+              "journal's disk full), 128+N stopped by signal N: 130 Ctrl-C, 143 SIGTERM, "
+              "129 SIGHUP (in-flight uploads finish first; the same signal again cancels them)")
 
 
 def _add_target_options(p: argparse.ArgumentParser) -> None:
@@ -70,7 +78,9 @@ def _add_source_options(p: argparse.ArgumentParser) -> None:
                         "(by default it is switched off and restored at the end)")
     g.add_argument("--include", action="append", help="only files matching this glob; may repeat")
     g.add_argument("--exclude", action="append", help="skip files matching this glob; may repeat")
-    g.add_argument("--follow-symlinks", action="store_true", default=None)
+    g.add_argument("--follow-symlinks", action="store_true", default=None,
+                   help="upload the files symlinks point to (folder loops are detected); "
+                        "without it symlinks are skipped and counted in the summary")
     g.add_argument("--include-hidden", action="store_true", default=None,
                    help="also upload dot-files and dot-folders")
     g.add_argument("--skip-existing", action="store_true", default=None,
@@ -91,15 +101,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("upload", help="upload folders or a manifest into a Geti dataset",
                         description="Upload every supported image and video under PATH... "
-                                    "Rerun the same command to resume.")
+                                    "Rerun the same command to resume. Other files beside "
+                                    "the media (.xml, .txt, .json …) are ignored and counted.",
+                        epilog=f"environment: {{env}}. {EXIT_CODES}.")
     up.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="folders or files")
     _add_target_options(up)
     _add_source_options(up)
     g = up.add_argument_group("how")
     g.add_argument("--concurrency", type=int,
-                   help="most uploads in flight (default 8) [env GETI_BULK_CONCURRENCY]")
+                   help="most uploads in flight (default 8; with --shard K/N, 8/N rounded up "
+                        "and at least 2, so N shards push what one run would) "
+                        "[env GETI_BULK_CONCURRENCY]")
     g.add_argument("--fixed-concurrency", action="store_true",
-                   help="do not adapt concurrency to the server's answers")
+                   help="do not adapt concurrency to the server's answers "
+                        "[env GETI_BULK_ADAPTIVE=0]")
     g.add_argument("--max-inflight-mb", type=int,
                    help="budget of server memory in flight, MiB (default 256): an upload "
                         "weighs its size or, for an image, width x height x 3 if larger")
@@ -110,7 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "errors) before the run stops; meanwhile uploads wait and files keep "
                         "their tries (default 10m; e.g. 90s, 1h)")
     g.add_argument("--journal", help="journal file (default: one per host/project/dataset "
-                                     "under $XDG_STATE_HOME/geti-bulk) [env GETI_BULK_JOURNAL]")
+                                     "(and shard) under $XDG_STATE_HOME/geti-bulk) "
+                                     "[env GETI_BULK_JOURNAL]")
+    g.add_argument("--shard", metavar="K/N",
+                   help="upload only shard K of N (K from 0 to N-1, like Kubernetes' "
+                        "JOB_COMPLETION_INDEX), split as rclone's --hash-filter K/N splits "
+                        "each file's path relative to its source argument, so N machines or "
+                        "processes share one migration; each shard keeps its own journal "
+                        "[env GETI_BULK_SHARD]")
     g.add_argument("--no-journal", action="store_true", help="do not keep a journal (no resume)")
     g.add_argument("--report", help="JSON-lines report of every file (default: next to the "
                                     "journal; with --no-journal, in the current folder)")
@@ -137,15 +159,49 @@ def build_parser() -> argparse.ArgumentParser:
     ve.add_argument("--progress", choices=["auto", "rich", "plain", "json", "none"],
                     default="none", help=argparse.SUPPRESS)
 
-    st = sub.add_parser("status", help="show a journal's counts and failures",
+    up.format_help = _with_env_vars(up)    # type: ignore[method-assign]
+    ve.format_help = _with_env_vars(ve)    # type: ignore[method-assign]
+    st = sub.add_parser("status", help="show a journal's counts and failures (or several "
+                                       "shards' journals as one)",
                         description="Show what a journal holds: files uploaded, skipped, "
-                                    "failed and still marked sending, and the failures.")
-    st.add_argument("journal", type=Path, nargs="?", help="journal file")
+                                    "failed and still marked sending, and the failures. "
+                                    "Several journals (the shards of one --shard split) "
+                                    "are shown as one: totals, a line per shard, failures "
+                                    "with their shard, and any shard missing.")
+    st.add_argument("journal", type=Path, nargs="*", help="journal file(s)")
     st.add_argument("--all", action="store_true", help="list every journal under the state folder")
     st.add_argument("--list", choices=sorted(LIST_STATES), dest="list_state",
                     help="also name the files in that state, one per line (state, path, "
                          "media id, reason; tab-separated): done = uploaded or skipped, "
                          "i.e. what a rerun skips as already uploaded")
+
+    k8s = sub.add_parser(
+        "k8s-manifest", help="print a Kubernetes Indexed Job running N --shard uploads",
+        description="Print a Kubernetes Job (completionMode: Indexed) whose pod K runs "
+                    "`geti-bulk upload --shard K/N` over a dataset volume mounted read-only, "
+                    "with its journal at /journals/shard-K-of-N.sqlite on a persistent volume "
+                    "and the token from a Secret. Options after `--` are passed to upload. "
+                    "See deploy/k8s/README.md.")
+    k8s.add_argument("--shards", type=int, required=True, help="N: pods, shards and journals")
+    k8s.add_argument("--host", required=True, help="Geti server URL")
+    k8s.add_argument("--project", required=True, help="project name or id")
+    k8s.add_argument("--dataset", help="dataset name or id (default: the training dataset)")
+    k8s.add_argument("--image", default="ghcr.io/example/geti-bulk:0.1.0",
+                     help="container image with geti-bulk (deploy/k8s/Dockerfile)")
+    k8s.add_argument("--name", default="geti-bulk-upload", help="the Job's name")
+    k8s.add_argument("--namespace")
+    k8s.add_argument("--source", default=".",
+                     help="the tree's path inside the dataset volume (default: its root)")
+    k8s.add_argument("--data-claim", default="geti-bulk-dataset",
+                     help="PersistentVolumeClaim of the dataset, mounted read-only at /data")
+    k8s.add_argument("--journal-claim", default="geti-bulk-journals",
+                     help="PersistentVolumeClaim (ReadWriteMany) for journals and reports")
+    k8s.add_argument("--secret", default="geti-bulk-token", help="Secret holding the token")
+    k8s.add_argument("--secret-key", default="token", help="key of the token in the Secret")
+    k8s.add_argument("--backoff-per-index", type=int, default=6,
+                     help="retries of one shard's pod before that index fails (default 6)")
+    k8s.add_argument("upload_args", nargs="*", metavar="-- UPLOAD_OPTION",
+                     help="more `geti-bulk upload` options, after `--`")
 
     sub.add_parser("serve", help="run the Geti-compatible local server (see `serve --help`)",
                    add_help=False)
@@ -170,6 +226,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _with_env_vars(p: argparse.ArgumentParser) -> Any:
+    """`format_help` that first names each option's environment variable: the config
+    (and aiohttp with it) is imported only when help is shown, not on every start."""
+    plain = p.format_help
+
+    def format_help() -> str:
+        from geti_bulk.config import ENV_RULE
+
+        _name_env_vars(p)
+        if p.epilog and "{env}" in p.epilog:
+            p.epilog = p.epilog.replace("{env}", ENV_RULE)
+        return plain()
+
+    return format_help
+
+
+def _name_env_vars(p: argparse.ArgumentParser) -> None:
+    """Every option with a config key names its environment variable (`config.ENV_RULE`)."""
+    from geti_bulk.config import KEYS, env_name
+
+    for action in p._actions:
+        if not action.option_strings or action.help in (None, argparse.SUPPRESS):
+            continue
+        key = next((f"{sec}.{action.dest}" for sec in ("target", "upload", "output")
+                    if f"{sec}.{action.dest}" in KEYS), None)
+        if key is None:
+            continue
+        var = env_name(key)
+        if var not in str(action.help):
+            action.help = f"{action.help} [env {var}]"
+
+
 def _flags(ns: argparse.Namespace) -> dict[str, Any]:
     a = _Defaults(ns)
     return {
@@ -189,6 +277,7 @@ def _flags(ns: argparse.Namespace) -> dict[str, Any]:
         "upload.subset_dataset": a.subset_dataset,
         "upload.keep_auto_training": a.keep_auto_training,
         "upload.max_outage": a.max_outage, "target.dialect": a.dialect,
+        "upload.shard": a.shard,
         "output.progress": "json" if a.json else a.progress,
     }
 
@@ -217,8 +306,8 @@ def cmd_verify(a: argparse.Namespace) -> int:
     report = Path(a.report) if a.report else Path(f"geti-bulk-verify-{stamp}-{os.getpid()}.jsonl")
     run = Run(cfg, RecordingReporter(), verify_report=report)
     result = asyncio.run(run.execute(handle_signals=True))
-    if result.fatal:
-        print(f"geti-bulk: error: {result.fatal}", file=sys.stderr)
+    if result.fatal or result.interrupted:
+        _tell(result)
         return result.exit_code
     v = run.verify_result
     for line in v.problems:
@@ -249,39 +338,70 @@ def cmd_upload(a: argparse.Namespace) -> int:
         _warn(f"TLS certificate verification is off for {cfg.host} (--insecure)")
     reporter = make_reporter(cfg.progress, stream=sys.stdout, verbose=cfg.verbose, quiet=cfg.quiet)
     run = Run(cfg, reporter)
-    reporter.start()
+    display_error = None
+    try:
+        reporter.start()
+    except Exception as e:  # noqa: BLE001 — no live display, the run still goes
+        display_error = e
     try:
         result = asyncio.run(run.execute(handle_signals=True))
     finally:
-        reporter.stop()
+        try:
+            reporter.stop()
+        except Exception as e:  # noqa: BLE001
+            display_error = display_error or e
+    if display_error is not None and result.display_error is None:
+        result.display_error = f"{type(display_error).__name__}: {display_error}"
+    _tell(result)
+    return result.exit_code
+
+
+def _tell(result: Any) -> None:
+    """The run's last words on stderr: warnings, then the error or the signal."""
+    if result.internal is not None and os.environ.get("GETI_BULK_DEBUG"):
+        import traceback
+
+        traceback.print_exception(result.internal)
+    for text in result.warnings:
+        _warn(text)
+    if result.display_error:
+        _warn(f"the display failed ({result.display_error}) and was switched off; the run "
+              "went on, and the report has every file")
     if result.fatal:
         print(f"geti-bulk: error: {result.fatal}", file=sys.stderr)
-    return result.exit_code
+    elif result.interrupted:
+        name = signal.Signals(result.signal or signal.SIGINT).name
+        how = "Ctrl-C (SIGINT)" if name == "SIGINT" else name
+        print(f"geti-bulk: stopped by {how}; rerun the same command to resume",
+              file=sys.stderr)
 
 
 def cmd_status(a: argparse.Namespace) -> int:
     from geti_bulk.journal import JournalReader, default_journal_path
     from geti_bulk.journal_lock import check_journal_file
+    from geti_bulk.status import one_journal, read_view, status_lines
 
-    if a.all or a.journal is None:
+    if a.all or not a.journal:
         folder = default_journal_path("x", "x", "x").parent
         journals = sorted(folder.glob("*.sqlite")) if folder.is_dir() else []
         if not journals:
             print(f"no journals under {folder}")
             return EXIT_OK
-        if a.journal is None and not a.all and len(journals) > 1:
-            print("several journals; name one (or use --all):")
+        if not a.journal and not a.all and len(journals) > 1:
+            print("several journals; name one, or several shards' (or use --all):")
         for j in journals:
-            _print_status(JournalReader(j), j, brief=len(journals) > 1)
+            print("\n".join(one_journal(read_view(j), brief=len(journals) > 1)))
         return EXIT_OK
-    if a.journal.is_dir():
-        raise ConfigError(f"journal: {a.journal} is a folder; name a journal file in it")
-    if not a.journal.is_file():
-        raise ConfigError(f"journal: {a.journal} does not exist")
-    check_journal_file(a.journal)   # reads only; never takes the run's lock
-    _print_status(JournalReader(a.journal), a.journal, brief=False)
+    for j in a.journal:
+        if j.is_dir():
+            raise ConfigError(f"journal: {j} is a folder; name a journal file in it")
+        if not j.is_file():
+            raise ConfigError(f"journal: {j} does not exist")
+    # reads only; never takes a run's lock
+    print("\n".join(status_lines(list(a.journal), check_journal_file)))
     if a.list_state:
-        _print_rows(JournalReader(a.journal), LIST_STATES[a.list_state])
+        for j in a.journal:     # a shard's journal after another's, each in key order
+            _print_rows(JournalReader(j), LIST_STATES[a.list_state])
     return EXIT_OK
 
 
@@ -301,30 +421,79 @@ def _one_line(text: str) -> str:
     return text.replace("\t", " ").replace("\n", " ").replace("\r", " ")
 
 
-def _print_status(reader: Any, path: Path, *, brief: bool) -> None:
-    counts = reader.counts()
-    meta = reader.meta()
-    total = sum(counts.values())
-    parts = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("uploaded", "skipped", "failed", "sending"))
-    if counts.get("media"):
-        parts += f", {counts['media']} stored with their annotation still to post"
-    print(f"{path}\n  target: {meta.get('target', '?')}\n  {total} files: {parts}")
-    if counts.get("sending"):
-        print("  'sending' files were in flight when a run stopped; the next run checks the "
-              "server for them before sending again")
-    if not brief:
-        for key, reason in reader.failures():
-            print(f"  FAILED {key}: {reason}")
-    reader.close()
+def cmd_k8s_manifest(a: argparse.Namespace) -> int:
+    from geti_bulk.deploy import JobSpec, render
+
+    spec = JobSpec(shards=a.shards, host=a.host, project=a.project, image=a.image, name=a.name,
+                   namespace=a.namespace, dataset=a.dataset, source=a.source,
+                   data_claim=a.data_claim, journal_claim=a.journal_claim, secret=a.secret,
+                   secret_key=a.secret_key, backoff_per_index=a.backoff_per_index,
+                   extra_args=tuple(a.upload_args))
+    try:
+        text = render(spec)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    sys.stdout.write(text)
+    return EXIT_OK
+
+
+class _Stdout:
+    """sys.stdout that a reader going away (`| head -1`, a closed terminal, `>&-`) cannot
+    break: output stops, the command goes on and exits with its own code."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.gone = inner is None
+
+    def _lost(self) -> None:
+        self.gone = True
+        try:   # the interpreter's last flush of the real stdout must be quiet too
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.close(devnull)
+        except OSError:
+            pass
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                return int(self._inner.write(text))
+            except (OSError, ValueError):   # EPIPE, EIO (terminal hung up), EBADF, closed
+                self._lost()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self._inner.flush()
+            except (OSError, ValueError):
+                self._lost()
+
+    def isatty(self) -> bool:
+        if self.gone:
+            return False
+        try:
+            return bool(self._inner.isatty())
+        except (OSError, ValueError):
+            return False
+
+    def __getattr__(self, name: str) -> Any:
+        if self._inner is None:
+            raise AttributeError(name)
+        return getattr(self._inner, name)
 
 
 def main(argv: list[str] | None = None) -> int:
-    code = _main(argv)
+    real = sys.stdout
+    sys.stdout = out = _Stdout(real)
     try:
-        sys.stdout.flush()
-    except (BrokenPipeError, ValueError):   # `geti-bulk … | head -1`: nobody reads any more
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())   # so the interpreter's last flush is quiet
+        code = _main(argv)
+        out.flush()
+    except KeyboardInterrupt:    # Ctrl-C while still starting (imports, parsing)
+        print("geti-bulk: interrupted", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    finally:
+        sys.stdout = real
     return code
 
 
@@ -345,6 +514,8 @@ def _main(argv: list[str] | None) -> int:
             return cmd_status(a)
         if a.command == "verify":
             return cmd_verify(a)
+        if a.command == "k8s-manifest":
+            return cmd_k8s_manifest(a)
         if a.command == "demo":
             from geti_bulk.demo import run_demo
             return run_demo(files=a.files, faults=a.faults, latency_ms=a.latency_ms,
@@ -359,6 +530,9 @@ def _main(argv: list[str] | None) -> int:
         print("geti-bulk: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as e:  # the one broad catch: a bug still gets one readable line
+        if type(e).__module__ == "sqlite3":   # `status` on a journal the disk fails
+            print(f"geti-bulk: error: the journal could not be read: {e}", file=sys.stderr)
+            return EXIT_FATAL
         print(f"geti-bulk: internal error: {type(e).__name__}: {e} "
               "(set GETI_BULK_DEBUG=1 for a traceback)", file=sys.stderr)
         if os.environ.get("GETI_BULK_DEBUG"):

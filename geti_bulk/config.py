@@ -18,8 +18,9 @@ from typing import Any
 
 from geti_bulk.errors import ConfigError
 from geti_bulk.geti.client import Secret, normalize_host
+from geti_bulk.shard import Shard, parse_shard
 
-# key path -> (type, default, env var)
+# key path -> (type, default, env var; None: the name `env_name` derives)
 KEYS: dict[str, tuple[type | tuple[type, ...], Any, str | None]] = {
     "target.host": (str, "", "GETI_HOST"),
     "target.token_file": (str, "", "GETI_TOKEN_FILE"),
@@ -50,6 +51,7 @@ KEYS: dict[str, tuple[type | tuple[type, ...], Any, str | None]] = {
     "upload.subset_dataset": (list, [], None),
     "upload.keep_auto_training": (bool, False, None),
     "upload.max_outage": (str, "10m", None),
+    "upload.shard": (str, "", "GETI_BULK_SHARD"),
     "output.progress": (str, "auto", None),
 }
 FORMATS = ("auto", "coco", "yolo", "voc", "datumaro", "folders", "manifest")
@@ -98,6 +100,7 @@ class UploadConfig:
     keep_auto_training: bool = False
     max_outage: float = 600.0          # seconds the server may stay unreachable
     dialect: str = "auto"              # auto | geti2 | geti3 (GETI3_API.md §10)
+    shard: Shard | None = None         # --shard K/N (K 0-based): this run's part of the tree
 
 
 def _subsets(values: list[str]) -> tuple[tuple[str, str], ...]:
@@ -171,13 +174,38 @@ def _check(key: str, value: Any) -> Any:
     return value
 
 
+ENV_RULE = ("every config key has an environment variable: target.NAME is GETI_NAME "
+            "(GETI_HOST, GETI_PROJECT …), upload.NAME and output.NAME are GETI_BULK_NAME "
+            "(GETI_BULK_MAX_OUTAGE=30m, GETI_BULK_FOLLOW_SYMLINKS=1); switches take 1/0, "
+            "true/false or yes/no, lists take items separated by ';'. A flag wins over "
+            "the environment, which wins over --config")
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def env_name(key: str) -> str:
+    """The environment variable of a config key (see `ENV_RULE`)."""
+    explicit = KEYS[key][2]
+    if explicit:
+        return explicit
+    section, name = key.split(".", 1)
+    prefix = "GETI_" if section == "target" else "GETI_BULK_"
+    return prefix + name.upper()
+
+
 def _env_value(key: str, raw: str) -> Any:
     typ = KEYS[key][0]
     if typ is int:
         try:
             return int(raw)
         except ValueError:
-            raise ConfigError(f"{KEYS[key][2]}: must be a whole number, not {raw!r}") from None
+            raise ConfigError(f"{env_name(key)}: must be a whole number, not {raw!r}") from None
+    if typ is bool:
+        word = raw.strip().lower()
+        if word in _TRUE or word in _FALSE:
+            return word in _TRUE
+        raise ConfigError(f"{env_name(key)}: must be 1/0, true/false or yes/no, not {raw!r}")
+    if typ is list:
+        return [x.strip() for x in raw.split(";") if x.strip()]
     return raw
 
 
@@ -201,16 +229,20 @@ def resolve(flags: Mapping[str, Any], env: Mapping[str, str], config_file: Path 
     """Merge the layers into one flat dict of checked values (plus `token`)."""
     file_values = read_toml(config_file) if config_file else {}
     out: dict[str, Any] = {}
-    for key, (_typ, default, env_name) in KEYS.items():
+    defaulted: set[str] = set()
+    for key, (_typ, default, _env) in KEYS.items():
+        var = env_name(key)
         if flags.get(key) is not None:
             value = flags[key]
-        elif env_name and env.get(env_name):
-            value = _env_value(key, env[env_name])
+        elif env.get(var):
+            value = _env_value(key, env[var])
         elif key in file_values:
             value = file_values[key]
         else:
             value = default
+            defaulted.add(key)
         out[key] = _check(key, value)
+    out["defaulted"] = defaulted
     token = flags.get("target.token") or env.get("GETI_TOKEN", "")
     if not token and out["target.token_file"]:
         token = read_token_file(Path(out["target.token_file"]))
@@ -239,17 +271,25 @@ def build(flags: Mapping[str, Any], env: Mapping[str, str] | None = None,
         if not m.is_file():
             raise ConfigError(f"manifest: {m} is not a readable file")
 
+    shard = parse_shard(v["upload.shard"])
+    concurrency = v["upload.concurrency"]
+    if shard is not None and "upload.concurrency" in v["defaulted"]:
+        concurrency = shard_concurrency(concurrency, shard.count)
+    try:
+        host = normalize_host(v["target.host"])
+    except ValueError as e:    # `http://[::1`: not a URL at all
+        raise ConfigError(f"host: invalid URL {v['target.host']!r} ({e})") from None
     ca = v["target.ca_bundle"] or None
     if ca and not Path(ca).is_file():
         raise ConfigError(f"target -> ca_bundle: {ca} is not a file")
     return UploadConfig(
-        host=normalize_host(v["target.host"]), project=v["target.project"],
+        host=host, project=v["target.project"],
         token=Secret(v["token"]), sources=sources, manifests=manifests,
         workspace=v["target.workspace"] or None, dataset=v["target.dataset"] or None,
         ca_bundle=ca, insecure=v["target.insecure"], labels=v["upload.labels"],
         include=tuple(v["upload.include"]), exclude=tuple(v["upload.exclude"]),
         follow_symlinks=v["upload.follow_symlinks"], include_hidden=v["upload.include_hidden"],
-        concurrency=v["upload.concurrency"], adaptive=v["upload.adaptive"],
+        concurrency=concurrency, adaptive=v["upload.adaptive"],
         max_inflight_bytes=v["upload.max_inflight_mb"] << 20,
         max_attempts=v["upload.max_attempts"], skip_existing=v["upload.skip_existing"],
         reupload_changed=v["upload.reupload_changed"], hash_content=v["upload.hash"],
@@ -263,4 +303,11 @@ def build(flags: Mapping[str, Any], env: Mapping[str, str] | None = None,
         subset_dataset=_subsets(v["upload.subset_dataset"]),
         keep_auto_training=v["upload.keep_auto_training"],
         max_outage=parse_duration(v["upload.max_outage"], "upload -> max_outage"),
-        dialect=v["target.dialect"])
+        dialect=v["target.dialect"], shard=shard)
+
+
+def shard_concurrency(default: int, shards: int) -> int:
+    """The default ceiling of one of N shards: N runs against one server together push
+    about what one run would (8 in flight, like the web UI's 10), never below 2 each.
+    An explicit --concurrency (flag, env or file) is taken as it is."""
+    return max(2, -(-default // shards))

@@ -18,9 +18,11 @@ from geti_bulk.errors import ConfigError
 from geti_bulk.jobs import FileJob
 from geti_bulk.media import media_kind
 from geti_bulk.scan import identity
+from geti_bulk.shard import Shard
 from geti_bulk.sources.model import DatasetReader, SourceAnnotation, SourceItem
 
 DATASET_FORMATS = frozenset({"coco", "yolo", "voc", "datumaro"})
+FORMAT_NAMES = {"coco": "COCO", "yolo": "YOLO", "voc": "Pascal VOC", "datumaro": "Datumaro"}
 
 
 @dataclass(slots=True)
@@ -69,19 +71,25 @@ def open_sources(roots: tuple[Path, ...], fmt: str, index_dir: Path) -> Sources:
         if found not in DATASET_FORMATS:
             out.folders.append(root)
             if fmt == "auto":
-                out.described.append(f"{root}: folders ({why})")
+                out.described.append(f"{root} is read as label folders (label/file.jpg): "
+                                     f"{why.split(':')[0]}")
             continue
         reader = open_reader(root, found, index_dir)
         out.readers.append((root, reader))
-        out.described.append(f"{root}: {found} ({why})")
+        out.described.append(f"{root} is a {FORMAT_NAMES.get(found, found)} dataset: {why}")
     return out
 
 
-def dataset_jobs(sources: Sources, subset_datasets: dict[str, str]) -> Iterator[FileJob]:
-    """Every media file the readers name, as a job (stat here, in the scan thread)."""
+def dataset_jobs(sources: Sources, subset_datasets: dict[str, str],
+                 shard: Shard | None = None) -> Iterator[FileJob]:
+    """Every media file the readers name, as a job (stat here, in the scan thread).
+    With a shard, the readers drop the items of other shards by their path in the
+    dataset, before their annotation is read or their file looked at."""
     for n, (_, reader) in enumerate(sources.readers):
+        reader.wanted = shard.wants if shard is not None else None   # no label file read
         for item in reader.items():
-            yield _job(item, n, subset_datasets)
+            if shard is None or shard.wants(item.rel):
+                yield _job(item, n, subset_datasets)
 
 
 def _job(item: SourceItem, reader: int, subset_datasets: dict[str, str]) -> FileJob:

@@ -6,7 +6,8 @@
     │   ├── AuthError          401/403: wrong, expired or missing token
     │   ├── TargetNotFoundError  organization, workspace, project or dataset missing
     │   ├── ServerFullError    507 not_enough_space, 409 limit_reached
-    │   └── LabelSetupError    labels cannot be used with this project
+    │   ├── LabelSetupError    labels cannot be used with this project
+    │   └── JournalError       the journal cannot be read or written (disk full, I/O error)
     ├── FileError              one file cannot be uploaded; the run goes on
     │   ├── InvalidMediaError  local check or server 415/413/400
     │   └── FileChangedError   the file changed on disk while it was being sent
@@ -45,6 +46,11 @@ class ServerFullError(FatalError):
 
 class LabelSetupError(FatalError):
     """Labels in the source cannot be applied to this project."""
+
+
+class JournalError(FatalError):
+    """The journal cannot be read or written (a full disk, an I/O error): without it a
+    run cannot know what it sent, so it stops; the next run resumes from what was kept."""
 
 
 class FileError(GetiBulkError):

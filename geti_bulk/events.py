@@ -129,6 +129,12 @@ class RunFinished:
     interrupted: bool = False
     not_started: int = 0
     report_path: str | None = None
+    signal: str | None = None      # "SIGTERM", "SIGHUP", "SIGINT" when a signal stopped it
+    ignored: int = 0               # files in the folders that are not media (.xml, .txt …)
+    symlinks_skipped: int = 0      # symlinks not followed (no --follow-symlinks)
+    unlabelled: int = 0            # uploaded into a classification project without a label
+    shapes_clipped: int = 0
+    shapes_dropped: int = 0
 
 
 Event = (RunStarted | FileQueued | ScanDone | FileStarted | BytesSent | FileRetrying
@@ -150,6 +156,24 @@ class MultiReporter:
     def emit(self, event: Event) -> None:
         for r in self.reporters:
             r.emit(event)
+
+
+class GuardedReporter:
+    """A display that raises (a bug, a terminal gone away) must not stop the upload: the
+    first exception switches it off and is kept in `error`; the run goes on, and the
+    report and the journal keep every row."""
+
+    def __init__(self, inner: Reporter) -> None:
+        self.inner = inner
+        self.error: Exception | None = None
+
+    def emit(self, event: Event) -> None:
+        if self.error is not None:
+            return
+        try:
+            self.inner.emit(event)
+        except Exception as e:  # noqa: BLE001 — the display is not worth the run
+            self.error = e
 
 
 class RecordingReporter:

@@ -14,6 +14,7 @@ never blocks on SQLite.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import queue
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from geti_bulk.errors import JournalError
 from geti_bulk.jobs import FileJob
 
 SCHEMA = """
@@ -81,11 +83,16 @@ _ADDED_COLUMNS = {"sha256": "TEXT", "width": "INTEGER", "height": "INTEGER",
                   "dataset_id": "TEXT", "run_id": "TEXT", "rel": "TEXT", "reader": "INTEGER"}
 
 
-def default_journal_path(host: str, project_id: str, dataset_id: str) -> Path:
+def default_journal_path(host: str, project_id: str, dataset_id: str,
+                         shard: str | None = None) -> Path:
+    """One journal per target, and per shard (`K/N` → `…-shard-K-of-N.sqlite`), so the
+    shards of one migration on one machine never share a journal or its lock."""
     base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
     digest = hashlib.sha256(f"{host}|{project_id}|{dataset_id}".encode()).hexdigest()[:16]
     safe_host = "".join(c if c.isalnum() or c in "-." else "_" for c in host.split("://")[-1])
-    return base / "geti-bulk" / "journals" / f"{safe_host}-{project_id}-{dataset_id}-{digest}.sqlite"
+    part = "-shard-{}-of-{}".format(*shard.split("/")) if shard else ""
+    return (base / "geti-bulk" / "journals"
+            / f"{safe_host}-{project_id}-{dataset_id}-{digest}{part}.sqlite")
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -113,19 +120,31 @@ class PriorState:
 _Op = tuple[str, tuple[Any, ...], "asyncio.Future[Any] | None", Callable[[sqlite3.Cursor], Any] | None]
 
 
+def journal_error(path: Path, e: BaseException, doing: str = "written") -> JournalError:
+    """One readable line for a journal that failed: where, and SQLite's own words."""
+    detail = str(e) or type(e).__name__
+    if not isinstance(e, sqlite3.Error | OSError):
+        detail = f"{type(e).__name__}: {detail}"
+    return JournalError(f"the journal {path} could not be {doing} ({detail}); stopped. "
+                        "Rerun the same command to resume once it can")
+
+
 class Journal:
     def __init__(self, path: Path, *, target: str = "") -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = connect(path)
-        _migrate(self._conn)
-        self._conn.executescript(SCHEMA)
-        self._conn.execute(MOVED_INDEX)    # built once when an older journal is opened
+        try:
+            self._conn = connect(path)
+            _migrate(self._conn)
+            self._conn.executescript(SCHEMA)
+            self._conn.execute(MOVED_INDEX)    # built once when an older journal is opened
+            if target:
+                self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('target', ?)", (target,))
+            self._conn.execute("INSERT INTO meta VALUES ('identity', ?) ON CONFLICT(k) DO "
+                               "UPDATE SET v=excluded.v", (IDENTITY,))
+        except sqlite3.Error as e:
+            raise journal_error(path, e, "opened") from None
         self.run_id = f"{os.getpid()}-{time.time_ns()}"
-        if target:
-            self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('target', ?)", (target,))
-        self._conn.execute("INSERT INTO meta VALUES ('identity', ?) ON CONFLICT(k) DO UPDATE "
-                           "SET v=excluded.v", (IDENTITY,))
         self._q: queue.SimpleQueue[list[_Op] | None] = queue.SimpleQueue()
         self._pending: list[_Op] = []
         self._flush_scheduled = False
@@ -134,7 +153,7 @@ class Journal:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.writes = 0
         self.commits = 0
-        self.error: sqlite3.Error | None = None
+        self.error: JournalError | None = None   # the first failed write; the run stops
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -143,13 +162,21 @@ class Journal:
         self._thread = threading.Thread(target=self._writer, name="geti-bulk-journal", daemon=True)
         self._thread.start()
 
+    def check(self) -> None:
+        """Raise the first write error (a full disk): no file goes out on a broken journal."""
+        if self.error is not None:
+            raise self.error
+
     async def close(self) -> None:
         self._flush()
         if self._thread is not None:
             self._q.put(None)
             await asyncio.to_thread(self._thread.join)
             self._thread = None
-        self._conn.close()
+        try:
+            self._conn.close()
+        except sqlite3.Error as e:
+            self.error = self.error or journal_error(self.path, e, "closed")
 
     def _writer(self) -> None:
         conn = self._conn
@@ -180,11 +207,16 @@ class Journal:
                     self.writes += 1
                 conn.execute("COMMIT")
                 self.commits += 1
-            except sqlite3.Error as e:  # surface to whoever waits; a failed journal stops the run
-                self.error = e
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                results = [(fut, None, e) for _, _, fut, _ in batch if fut is not None]
+            except Exception as e:  # noqa: BLE001 — whoever waits gets it; the run stops
+                # (a full disk, an I/O error, or a bug): the thread never dies with
+                # futures left pending, and nothing after a failed write is trusted
+                err = journal_error(self.path, e)
+                self.error = self.error or err
+                with contextlib.suppress(Exception):
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                results = [(fut, None, journal_error(self.path, e)) for _, _, fut, _ in batch
+                           if fut is not None]
             if results and self._loop is not None:
                 self._loop.call_soon_threadsafe(_settle_all, results)   # one wake-up
             if stop:
@@ -434,6 +466,9 @@ class JournalReader:
 
     def counts(self) -> dict[str, int]:
         return dict(self._c().execute("SELECT state, COUNT(*) FROM files GROUP BY state").fetchall())
+
+    def has_rows(self) -> bool:
+        return self._c().execute("SELECT 1 FROM files LIMIT 1").fetchone() is not None
 
     def failures(self, limit: int = 50) -> list[tuple[str, str]]:
         return list(self._c().execute(

@@ -85,7 +85,7 @@ class OutageGate:
         self.since = self.clock()
         self.outages += 1
         self.reporter.emit(Notice(
-            f"server unreachable ({error}): uploads wait and the server is probed; the run "
+            f"{outage_text(error)}: uploads wait while the server is probed, and the run "
             f"stops after {_minutes(self.max_outage)} without an answer"))
 
     async def wait(self) -> None:
@@ -142,6 +142,18 @@ class OutageGate:
             f"the server has not answered for {_minutes(self.max_outage)} ({last}); "
             "stopped. Rerun the same command to resume")
         return True
+
+
+def outage_text(error: TransientError) -> str:
+    """What the outage looks like, in words: refused, dropped, or a gateway's answer."""
+    text = str(error)
+    if error.cause == "connect":
+        return f"the server cannot be reached ({text})"
+    if error.status in GATEWAY_STATUSES:
+        detail = text.removeprefix("server answered ").removeprefix(str(error.status)).strip(" :")
+        return (f"the server's gateway answers {error.status} for every upload"
+                + (f" ({detail})" if detail else ""))
+    return f"the connection to the server keeps dropping ({text})"
 
 
 def _minutes(seconds: float) -> str:

@@ -18,6 +18,7 @@ import itertools
 import os
 import random
 import signal
+import sqlite3
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -40,6 +41,7 @@ from geti_bulk.events import (
     AGAIN,
     ConcurrencyChanged,
     FileQueued,
+    GuardedReporter,
     JournalSkipped,
     MultiReporter,
     Notice,
@@ -59,8 +61,9 @@ from geti_bulk.journal import (
     JournalResumeStore,
     PriorState,
     default_journal_path,
+    journal_error,
 )
-from geti_bulk.journal_lock import JournalLock
+from geti_bulk.journal_lock import JournalLock, check_journal_file
 from geti_bulk.labels import (
     AnnotationLabels,
     LabelPlan,
@@ -73,12 +76,14 @@ from geti_bulk.outage import OutageGate
 from geti_bulk.report import ReportWriter
 from geti_bulk.retry import RetryBudget, RetryPolicy
 from geti_bulk.scan import (
+    ScanCounts,
     ScanOptions,
     covered_sources,
     folder_label_names,
     iter_jobs,
     manifest_label_names,
 )
+from geti_bulk.shard import SPLIT_RULE, journal_shard_problem
 from geti_bulk.sources.model import SourceAnnotation, SourceObject
 
 SCAN_BATCH = 256
@@ -100,13 +105,25 @@ class RunResult:
     journal_path: Path | None = None
     peak_concurrency: int = 0
     fatal_code: int = 3   # 2: refused as a usage error (the journal is in use)
+    signal: int | None = None     # the signal that stopped the run (SIGINT, SIGTERM, SIGHUP)
+    ignored: int = 0              # files beside the media that are not media (.xml, .txt …)
+    symlinks_skipped: int = 0     # not followed (no --follow-symlinks)
+    filtered: int = 0             # left out by --include/--exclude
+    unlabelled: int = 0           # uploaded into a classification project with no label
+    shapes_clipped: int = 0
+    shapes_dropped: int = 0
+    warnings: list[str] = field(default_factory=list)   # told on stderr by the CLI
+    display_error: str | None = None   # the display raised and was switched off
+    internal: BaseException | None = None   # an unexpected exception (GETI_BULK_DEBUG)
 
     @property
     def exit_code(self) -> int:
+        """0 all uploaded or skipped (or nothing to upload), 1 some file failed, 2 usage,
+        3 fatal, 128 + the signal's number when a signal stopped it (130 for Ctrl-C)."""
         if self.fatal:
             return self.fatal_code
         if self.interrupted:
-            return 130
+            return 128 + (self.signal or signal.SIGINT)
         return 1 if self.failed else 0
 
 
@@ -118,7 +135,8 @@ class Run:
         self.cfg = cfg
         self.verify_report = verify_report   # set: compare the source with Geti, send nothing
         self.verify_result: Any = None
-        self.reporter = reporter
+        self.display = GuardedReporter(reporter)   # a display that raises stops only itself
+        self.reporter: Reporter = self.display
         self._session = session
         self.rng = rng or random.Random()
         self.sleep = sleep
@@ -134,6 +152,9 @@ class Run:
         self.targets: dict[str, Target] = {}
         self.notices: list[str] = []    # told after the start line
         self.labels_as_annotations = False   # Geti 3: folder labels are a second step
+        self.scan_counts = ScanCounts()
+        self._scan_fatal: GetiBulkError | None = None   # FatalError, or ConfigError (exit 2)
+        self._report: ReportWriter | None = None
 
     # --- control --------------------------------------------------------------------
 
@@ -148,14 +169,21 @@ class Run:
             self._scope.cancel()
 
     def on_sigint(self) -> None:
-        """First Ctrl-C: finish in-flight uploads; second: cancel them. Before any upload
-        has started (still resolving the target, planning labels) there is nothing to
-        finish, so the first one cancels."""
+        self.on_signal(signal.SIGINT)
+
+    def on_signal(self, signum: int) -> None:
+        """First Ctrl-C (or SIGTERM, SIGHUP): finish in-flight uploads; second: cancel
+        them. Before any upload has started (still resolving the target, planning labels)
+        there is nothing to finish, so the first one cancels."""
         self.result.interrupted = True
+        if self.result.signal is None:
+            self.result.signal = signum
+        name = signal.Signals(signum).name
+        reason = "interrupted (Ctrl-C)" if signum == signal.SIGINT else f"interrupted ({name})"
         if self.stopping is None and self._workers_started:
-            self.request_stop("interrupted (Ctrl-C)")
+            self.request_stop(reason)
         else:
-            self.request_stop("interrupted (Ctrl-C)")
+            self.request_stop(reason)
             self.cancel()
 
     # --- the run ----------------------------------------------------------------------
@@ -171,14 +199,55 @@ class Run:
                 if isinstance(e, ConfigError):   # the journal in use, a bad --label-map …
                     self.result.fatal_code = 2
             except OSError as e:
-                self.result.fatal = f"{type(e).__name__}: {e.strerror or e}"
+                where = f" ({e.filename})" if e.filename else ""
+                self.result.fatal = f"{type(e).__name__}: {e.strerror or e}{where}"
+            except sqlite3.Error as e:
+                self.result.fatal = str(journal_error(self.cfg.journal or Path("?"), e, "used"))
+            except Exception as e:  # noqa: BLE001 — a bug still ends as one line
+                leaf = _first_leaf(e)
+                if isinstance(leaf, GetiBulkError):
+                    self.result.fatal = str(leaf)
+                    if isinstance(leaf, ConfigError):
+                        self.result.fatal_code = 2
+                else:
+                    self.result.internal = leaf
+                    self.result.fatal = (f"internal error: {type(leaf).__name__}: {leaf} "
+                                         "(set GETI_BULK_DEBUG=1 for a traceback)")
         self.result.elapsed = time.monotonic() - start
         r = self.result
+        c = self.scan_counts
+        r.ignored, r.symlinks_skipped, r.filtered = c.ignored, c.symlinks, c.filtered
+        self._warn_nothing_found()
         self.reporter.emit(RunFinished(
             uploaded=r.uploaded, skipped=r.skipped, failed=r.failed, bytes_sent=r.bytes_sent,
             elapsed=r.elapsed, retries=dict(r.retries), fatal=r.fatal, interrupted=r.interrupted,
-            not_started=r.not_started, report_path=str(r.report_path) if r.report_path else None))
+            not_started=r.not_started, report_path=str(r.report_path) if r.report_path else None,
+            signal=signal.Signals(r.signal).name if r.signal else None, ignored=r.ignored,
+            symlinks_skipped=r.symlinks_skipped, unlabelled=r.unlabelled,
+            shapes_clipped=r.shapes_clipped, shapes_dropped=r.shapes_dropped))
+        if self.display.error is not None:
+            shown = self.display.error
+            r.display_error = f"{type(shown).__name__}: {shown}"
         return r
+
+    def _warn_nothing_found(self) -> None:
+        """An empty source (no files, or every one filtered out) is not an error (exit 0:
+        a shard or a nightly run may find nothing), but it is never silent."""
+        r = self.result
+        if r.fatal or r.interrupted or self.queued or self.sources is None:
+            return
+        if self.verify_report is not None:
+            return
+        why = []
+        if r.filtered:
+            why.append(f"{r.filtered} left out by --include/--exclude")
+        if r.symlinks_skipped:
+            why.append(f"{r.symlinks_skipped} symlink(s) not followed: pass --follow-symlinks")
+        if r.ignored:
+            why.append(f"{r.ignored} not media")
+        where = ", ".join(str(p) for p in (*self.cfg.sources, *self.cfg.manifests)) or "(none)"
+        r.warnings.append(f"nothing to upload: no image or video found in {where}"
+                          + (f" ({'; '.join(why)})" if why else ""))
 
     @contextlib.contextmanager
     def _signals(self, enabled: bool) -> Iterator[None]:
@@ -186,20 +255,23 @@ class Run:
             yield
             return
         loop = asyncio.get_running_loop()
+        signals = [s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None))
+                   if s is not None]
         try:
-            loop.add_signal_handler(signal.SIGINT, self.on_sigint)
-            loop.add_signal_handler(signal.SIGTERM, self.on_sigint)
-        except NotImplementedError:   # Windows' event loops: Ctrl-C stays KeyboardInterrupt
+            for s in signals:
+                loop.add_signal_handler(s, self.on_signal, s)
+        except (NotImplementedError, ValueError, RuntimeError):
+            # Windows' event loops (Ctrl-C stays KeyboardInterrupt), or a run in a thread
             yield
             return
         try:
             yield
         finally:
-            loop.remove_signal_handler(signal.SIGINT)
-            loop.remove_signal_handler(signal.SIGTERM)
-            # the run is over: a late Ctrl-C has nothing left to cancel and must not turn
-            # the tidy exit (journal closed, summary printed) into a traceback
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            for s in signals:
+                loop.remove_signal_handler(s)
+                # the run is over: a late signal has nothing left to cancel and must not
+                # turn the tidy exit (journal closed, summary printed) into a traceback
+                signal.signal(s, signal.SIG_IGN)
 
     async def _execute(self) -> None:
         cfg = self.cfg
@@ -254,7 +326,8 @@ class Run:
         for routed in self.targets.values():
             if routed.dataset.id != target.dataset.id:
                 await index_dataset(client, routed, index)
-        opts = self._scan_options()
+        # verify always compares the whole source: a shard is an upload's split only
+        opts = dataclasses.replace(self._scan_options(), shard=None)
         subsets = {k: t.dataset.id for k, t in self.subset_map.items()}
         report_path.parent.mkdir(parents=True, exist_ok=True)
         with report_path.open("w", encoding="utf-8") as report:
@@ -323,7 +396,8 @@ class Run:
     def _scan_options(self) -> ScanOptions:
         c = self.cfg
         return ScanOptions(labels=c.labels, include=c.include, exclude=c.exclude,
-                           follow_symlinks=c.follow_symlinks, include_hidden=c.include_hidden)
+                           follow_symlinks=c.follow_symlinks, include_hidden=c.include_hidden,
+                           shard=c.shard)
 
     async def _existing(self, client: GetiClient, target: Target) -> ExistingIndex:
         index: ExistingIndex = {}
@@ -340,20 +414,40 @@ class Run:
         lock: JournalLock | None = None
         dry_reader: JournalReader | None = None
         path = None
+        shard = str(cfg.shard) if cfg.shard is not None else None
         if cfg.use_journal:
             path = cfg.journal or default_journal_path(target.host, target.project.id,
-                                                       target.dataset.id)
+                                                       target.dataset.id, shard)
+        if path is not None and path.is_file() and path.stat().st_size:
+            check_journal_file(path)   # never write a journal's tables into another file
         if path is not None and not cfg.dry_run:
             lock = JournalLock.acquire(path)   # one run per journal, else JournalBusyError
-            journal = Journal(path, target=target.describe())
+            try:
+                _check_journal_shard(path, cfg)
+                journal = Journal(path, target=target.describe())
+            except BaseException:
+                lock.release()
+                raise
             journal.start()
+            journal.set_meta("shard", shard or "0/1")   # committed with the first mark
+            if shard is not None:
+                journal.set_meta("shard_rule", SPLIT_RULE)
             self.result.journal_path = path
             if isinstance(client, Geti3Client):    # a TUS upload resumes after a kill -9
                 client.resume_store = JournalResumeStore(journal)
         elif path is not None and path.is_file():
+            _check_journal_shard(path, cfg)
             dry_reader = JournalReader(path)   # a dry run reads the journal, writes nothing
-        report = ReportWriter(cfg.report or _default_report_path(journal, path), path)
+        try:
+            report = ReportWriter(cfg.report or _default_report_path(journal, path), path)
+        except BaseException:
+            if journal is not None:
+                await journal.close()
+            if lock is not None:
+                lock.release()
+            raise
         self.result.report_path = report.path
+        self._report = report
         reporter = MultiReporter(self.reporter, report)
         limiter = AdaptiveLimiter(cfg.concurrency, adaptive=cfg.adaptive,
                                   max_bytes=cfg.max_inflight_bytes,
@@ -370,10 +464,15 @@ class Run:
                           rng=self.rng, sleep=self.sleep, annotator=annotator,
                           source=self.sources, targets=self.targets, gate=gate)
         reporter.emit(RunStarted(target.describe(), limiter.limit, cfg.dry_run))
+        if cfg.shard is not None:
+            self.notices.append(
+                f"shard {cfg.shard}: only the files whose path (relative to its source "
+                f"argument) hashes to {cfg.shard.index} of {cfg.shard.count}"
+                + (f"; journal {path}" if path is not None else ""))
         for text in self.notices:
             reporter.emit(Notice(text))
         send, receive = anyio.create_memory_object_stream[FileJob](QUEUE_SIZE)
-        fatal: FatalError | None = None
+        fatal: GetiBulkError | None = None
         training: AutoTraining | None = None
         if not cfg.dry_run and not cfg.keep_auto_training:
             training = AutoTraining(client, target, journal, reporter)
@@ -406,15 +505,19 @@ class Run:
             fatal = fatals[0]
         finally:
             with anyio.CancelScope(shield=True):
-                if training is not None:
-                    await training.restore()
-                if journal is not None:
-                    await journal.close()
-                if lock is not None:
-                    lock.release()
-                report.close()
+                try:
+                    if training is not None:
+                        await training.restore()
+                finally:
+                    if journal is not None:
+                        await journal.close()
+                    if lock is not None:
+                        lock.release()
+                    report.close()
             t = up.tally
             r = self.result
+            r.unlabelled, r.shapes_clipped, r.shapes_dropped = (
+                t.unlabelled, t.shapes_clipped, t.shapes_dropped)
             r.uploaded, r.skipped, r.failed = t.uploaded, t.skipped, t.failed
             # everything the scan handed over that did not end as a row
             r.not_started = max(t.not_started, self.queued - (t.uploaded + t.skipped + t.failed
@@ -422,10 +525,15 @@ class Run:
             r.bytes_sent = t.bytes_sent
             r.retries = dict(budget.by_cause)
             r.peak_concurrency = limiter.peak
+        if fatal is None and self._scan_fatal is not None:
+            fatal = self._scan_fatal
+        if fatal is None and journal is not None and journal.error is not None:
+            fatal = journal.error
+        if fatal is None and report.error is not None:
+            fatal = FatalError(f"the report {report.path} could not be written ({report.error}); "
+                               "stopped (the journal has every file)")
         if fatal is not None:
             raise fatal
-        if journal is not None and journal.error is not None:
-            raise FatalError(f"the journal could not be written: {journal.error}")
 
     async def _deferred_annotations(self, journal: Journal, up: FileUploader) -> None:
         """Phase two: annotations a reader knew only once its index was complete (a COCO
@@ -443,8 +551,11 @@ class Run:
             async with send:
                 after = 0
                 while not self.stopping:
-                    rows = await anyio.to_thread.run_sync(
-                        reader.pending_annotations, journal.run_id, after)
+                    try:
+                        rows = await anyio.to_thread.run_sync(
+                            reader.pending_annotations, journal.run_id, after)
+                    except sqlite3.Error as e:
+                        raise journal_error(journal.path, e, "read") from None
                     if not rows:
                         return
                     for row in rows:
@@ -467,17 +578,38 @@ class Run:
                     up.tally.not_started += 1
                     continue
                 try:
+                    self._check_outputs(up)
                     await up.process(job)
                 except FatalError as e:
                     self.request_stop(str(e))
                     raise
+                except sqlite3.Error as e:   # a journal read outside the writer thread
+                    path = up.journal.path if up.journal is not None else Path("?")
+                    err = journal_error(path, e)
+                    self.request_stop(str(err))
+                    raise err from None
+                except Exception as e:  # noqa: BLE001 — one file's surprise is its row
+                    try:
+                        up.fail_unexpected(job, e)
+                    except FatalError as stop:
+                        self.request_stop(str(stop))
+                        raise
+
+    def _check_outputs(self, up: FileUploader) -> None:
+        """The journal or the report failed a write (a full disk): stop before the next file."""
+        if up.journal is not None:
+            up.journal.check()
+        report = self._report
+        if report is not None and report.error is not None:
+            raise FatalError(f"the report {report.path} could not be written "
+                             f"({report.error}); stopped (the journal has every file)")
 
     async def _produce(self, send: MemoryObjectSendStream[FileJob], reader: JournalReader | None,
                        reporter: Reporter, up: FileUploader, run_id: str = "") -> None:
         batches_send, batches = anyio.create_memory_object_stream[ScanBatch](4)
         files = total = 0
         async with send, anyio.create_task_group() as tg:
-            tg.start_soon(self._scan_thread, batches_send, reader, run_id)
+            tg.start_soon(self._scan_guarded, batches_send, reader, run_id)
             async with batches:
                 async for batch in batches:
                     if batch.settled:
@@ -497,8 +629,33 @@ class Run:
                         if job.prior_state is not None and up.settle_from_journal(job):
                             continue
                         await send.send(job)
-            if not self.stopping:
+            if not self.stopping and self._scan_fatal is None:
                 reporter.emit(ScanDone(files, total))
+
+    async def _scan_guarded(self, out: MemoryObjectSendStream[ScanBatch],
+                            reader: JournalReader | None, run_id: str = "") -> None:
+        """A scan that fails midway (an I/O error on the source, an unreadable journal)
+        stops the run gracefully: the files already handed over finish, then one line."""
+        try:
+            await self._scan_thread(out, reader, run_id)
+        except (anyio.get_cancelled_exc_class(), FatalError):
+            raise
+        except sqlite3.Error as e:
+            path = reader.path if reader is not None else Path("?")
+            self._scan_failed(journal_error(path, e, "read"))
+        except Exception as e:  # noqa: BLE001 — the source, not a file: one line
+            if isinstance(e, ConfigError):    # a dataset file found wrong midway: exit 2
+                self._scan_failed(e)
+                return
+            what = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            where = f" ({e.filename})" if isinstance(e, OSError) and e.filename else ""
+            self._scan_failed(FatalError(
+                f"reading the source failed: {type(e).__name__}: {what}{where}; stopped "
+                "after the files already found. Rerun the same command to resume"))
+
+    def _scan_failed(self, error: GetiBulkError) -> None:
+        """The files already found still go (the queue drains), then the run stops."""
+        self._scan_fatal = error
 
     async def _scan_thread(self, out: MemoryObjectSendStream[ScanBatch],
                            reader: JournalReader | None, run_id: str = "") -> None:
@@ -522,14 +679,25 @@ class Run:
         settle = prior.settle if reader is not None and not cfg.verbose else None
 
         def jobs() -> Iterator[FileJob]:
-            for job in iter_jobs(sources.folders, cfg.manifests, opts, settle):
+            for job in iter_jobs(sources.folders, cfg.manifests, opts, self.scan_counts, settle):
                 yield self._routed(job, subsets)
-            yield from dataset_jobs(sources, subsets)
+            yield from dataset_jobs(sources, subsets, opts.shard)
 
         def scan() -> None:
             try:
                 batch: list[FileJob] = []
-                for job in jobs():
+                found = jobs()
+                failure: Exception | None = None
+                while True:
+                    try:
+                        job = next(found)
+                    except StopIteration:
+                        break
+                    except _ScanStopped:
+                        return
+                    except Exception as e:  # noqa: BLE001 — the files found so far still go
+                        failure = e
+                        break
                     if self.stopping:
                         return
                     batch.append(job)
@@ -538,6 +706,8 @@ class Run:
                         batch = []
                 if batch or prior.pending[0]:
                     anyio.from_thread.run(out.send, prior.batch(batch))
+                if failure is not None:
+                    raise failure
             except _ScanStopped:
                 return
             finally:
@@ -547,6 +717,24 @@ class Run:
 
         async with out:
             await anyio.to_thread.run_sync(scan, abandon_on_cancel=True)
+
+
+def _check_journal_shard(path: Path, cfg: UploadConfig) -> None:
+    """A journal kept by another shard (or by an unsharded run) stops this run (exit 2)."""
+    if not path.is_file():
+        return
+    reader = JournalReader(path)
+    try:
+        meta = reader.meta()
+        recorded, rule = meta.get("shard"), meta.get("shard_rule")
+        has_rows = recorded is None and reader.has_rows()
+    except sqlite3.DatabaseError:
+        return   # not a journal, or an empty file: opening it says so
+    finally:
+        reader.close()
+    problem = journal_shard_problem(recorded, has_rows, cfg.shard, path, rule)
+    if problem:
+        raise ConfigError(problem)
 
 
 SETTLED_REPORT = 20_000    # settled files told to the loop at least this many at a time
@@ -693,6 +881,15 @@ def _subset_targets(target: Target, pairs: tuple[tuple[str, str], ...]) -> dict[
     for subset, wanted in pairs:
         out[subset] = dataclasses.replace(target, dataset=pick_dataset(target.project, wanted))
     return out
+
+
+def _first_leaf(e: BaseException) -> BaseException:
+    """The exception itself, or the first real one an exception group holds."""
+    if isinstance(e, BaseExceptionGroup):
+        leaves = list(_leaves(e))
+        real = [x for x in leaves if not isinstance(x, anyio.get_cancelled_exc_class())]
+        return (real or leaves or [e])[0]
+    return e
 
 
 def _leaves(eg: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:

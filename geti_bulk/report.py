@@ -26,6 +26,7 @@ class ReportWriter:
         self._f: IO[str] | None = path.open("w", encoding="utf-8", buffering=1 << 16)
         self.rows = 0
         self._flushed = time.monotonic()
+        self.error: str | None = None   # a failed write (a full disk); the run stops
 
     def emit(self, event: Event) -> None:
         if self._f is None:
@@ -56,12 +57,24 @@ class ReportWriter:
                 row["media_id"] = event.media_id
         else:
             return
-        self._f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        self.rows += 1
-        now = time.monotonic()
-        if now - self._flushed >= 1.0:    # a kill -9 loses at most the last second of rows
-            self._f.flush()
-            self._flushed = now
+        try:
+            self._f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            self.rows += 1
+            now = time.monotonic()
+            if now - self._flushed >= 1.0:    # a kill -9 loses at most the last second of rows
+                self._f.flush()
+                self._flushed = now
+        except OSError as e:
+            self._failed(e)
+
+    def _failed(self, e: OSError) -> None:
+        self.error = self.error or f"{type(e).__name__}: {e.strerror or e}"
+        f, self._f = self._f, None
+        if f is not None:
+            try:
+                f.close()
+            except OSError:
+                pass
 
     def close(self) -> None:
         if self._f is not None:
@@ -72,7 +85,13 @@ class ReportWriter:
                 if self.journal is not None:
                     row["journal"] = str(self.journal)
                     row["list_with"] = f"geti-bulk status --list done {self.journal}"
-                self._f.write(json.dumps(row, ensure_ascii=False) + "\n")
-                self.rows += 1
-            self._f.close()
+                try:
+                    self._f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    self.rows += 1
+                except OSError as e:
+                    self.error = self.error or f"{type(e).__name__}: {e.strerror or e}"
+            try:
+                self._f.close()
+            except OSError as e:
+                self.error = self.error or f"{type(e).__name__}: {e.strerror or e}"
             self._f = None

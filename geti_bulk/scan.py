@@ -19,9 +19,30 @@ from pathlib import Path
 from geti_bulk.errors import ConfigError
 from geti_bulk.jobs import FileJob, safe_text
 from geti_bulk.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, media_kind
+from geti_bulk.shard import Shard
 
 SUBSET_FOLDERS = frozenset({"train", "val", "valid", "validation", "test"})
 LABEL_SEPARATORS = (";", "|")
+# images and videos Geti refuses (GETI_API.md §4.1: its lists are media.IMAGE_EXTENSIONS
+# and VIDEO_EXTENSIONS): found in a folder they are failures, to be converted. Any other
+# file beside the media (.xml, .txt, .json, .yaml of a VOC or YOLO tree) is ignored.
+UNSUPPORTED_MEDIA = frozenset({
+    ".gif", ".svg", ".heic", ".heif", ".avif", ".ico", ".jp2", ".j2k", ".jpx", ".jxl",
+    ".psd", ".exr", ".hdr", ".tga", ".pgm", ".ppm", ".pbm", ".pnm", ".apng", ".dng",
+    ".raw", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf",
+    ".wmv", ".flv", ".f4v", ".mpg", ".mpeg", ".m2v", ".3gp", ".3g2", ".ts", ".mts", ".m2ts",
+    ".ogv", ".vob", ".asf", ".divx", ".mxf", ".m4p", ".rm", ".rmvb",
+})
+
+
+@dataclass(slots=True)
+class ScanCounts:
+    """What a folder walk passed over without a row, for the summary and the warning of
+    an empty source (filled by the scan thread, read once it is done)."""
+
+    symlinks: int = 0      # not followed (no --follow-symlinks)
+    ignored: int = 0       # not media at all
+    filtered: int = 0      # left out by --include/--exclude
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +53,11 @@ class ScanOptions:
     follow_symlinks: bool = False
     include_hidden: bool = False
     subset_folders: frozenset[str] = field(default=SUBSET_FOLDERS)
+    shard: Shard | None = None                 # --shard K/N: only this shard's files
+
+
+def _in_shard(rel: str, opts: ScanOptions) -> bool:
+    return opts.shard is None or opts.shard.wants(rel)
 
 
 def _matches(rel: str, patterns: Iterable[str]) -> bool:
@@ -151,25 +177,31 @@ Settle = Callable[[list[tuple[str, int, int]]], set[int]]
 SETTLE_CHUNK = 256
 
 
-def walk(root: Path, opts: ScanOptions, settle: Settle | None = None) -> Iterator[FileJob]:
+def walk(root: Path, opts: ScanOptions, counts: ScanCounts | None = None,
+         settle: Settle | None = None) -> Iterator[FileJob]:
     """Depth-first walk with an explicit stack (no recursion limit), sorted for stable order.
 
     A file's key is its identity (`identity`): the folder's resolved path is computed once
     per folder, and so are its files' label and subset, so the walk costs no system call
     but the entry's stat per file. `settle`: asked about the files of a folder a chunk at
     a time before any job is made, so a resume of a million settled files makes none."""
+    counts = counts if counts is not None else ScanCounts()
     try:
         rst = root.stat()
     except OSError as err:
-        yield FileJob(path=str(root), key=key_text(os.path.abspath(root)), rel=key_text(root.name),
-                      problem=f"cannot read source: {err.strerror}")
+        if _in_shard(key_text(root.name), opts):
+            yield FileJob(path=str(root), key=key_text(os.path.abspath(root)),
+                          rel=key_text(root.name), problem=f"cannot read source: {err.strerror}")
         return
     if not stat.S_ISDIR(rst.st_mode):
+        name = key_text(root.name)     # a file given as a source: its shard is its name's
+        if not _in_shard(name, opts):
+            return
         if not stat.S_ISREG(rst.st_mode):   # a FIFO given as a source must not be opened
-            yield FileJob(path=str(root), key=identity(root), rel=key_text(root.name),
+            yield FileJob(path=str(root), key=identity(root), rel=name,
                           problem=f"{_special_kind(rst.st_mode)}, not a file")
             return
-        yield _job(str(root), identity(root), rst, (), rel=key_text(root.name))
+        yield _job(str(root), identity(root), rst, (), rel=name)
         return
     seen = {(rst.st_dev, rst.st_ino)}
     stack = [_Dir(str(root), [], identity(root))]
@@ -180,17 +212,19 @@ def walk(root: Path, opts: ScanOptions, settle: Settle | None = None) -> Iterato
             # files stream in directory order (a folder of a million files is never held
             # in memory); subfolders are walked afterwards in name order
             with os.scandir(d.path) as it:
-                yield from _entries(it, d, opts, seen, subdirs, settle)
+                yield from _entries(it, d, opts, seen, subdirs, counts, settle)
         except OSError as err:
             rel = "/".join(map(key_text, d.parts))
-            yield FileJob(path=d.path, key=d.real.rstrip("/") + "/",
-                          rel=rel + "/" if rel else "", problem=f"cannot read folder: {err.strerror}")
+            if _in_shard(rel + "/", opts):
+                yield FileJob(path=d.path, key=d.real.rstrip("/") + "/",
+                              rel=rel + "/" if rel else "",
+                              problem=f"cannot read folder: {err.strerror}")
         subdirs.sort(key=lambda s: s.path)
         stack.extend(reversed(subdirs))
 
 
 def _entries(it: Iterator[os.DirEntry[str]], d: _Dir, opts: ScanOptions,
-             seen: set[tuple[int, int]], subdirs: list[_Dir],
+             seen: set[tuple[int, int]], subdirs: list[_Dir], counts: ScanCounts,
              settle: Settle | None = None) -> Iterator[FileJob]:
     """One folder's files (the hot loop of a million-file tree: kept flat)."""
     prefix = "/".join(map(key_text, d.parts))
@@ -211,6 +245,7 @@ def _entries(it: Iterator[os.DirEntry[str]], d: _Dir, opts: ScanOptions,
     hidden = not opts.include_hidden
     filtered = bool(opts.include or opts.exclude)
     follow = opts.follow_symlinks
+    shard = opts.shard
     for e in it:
         name = e.name
         if hidden and name.startswith("."):
@@ -222,10 +257,16 @@ def _entries(it: Iterator[os.DirEntry[str]], d: _Dir, opts: ScanOptions,
         try:
             link = e.is_symlink()
             if link and not follow:
+                counts.symlinks += 1
+                continue
+            # another shard's file is dropped on its directory entry alone (d_type, no
+            # stat), so a shard of a million-file tree stats only its own files
+            if (shard is not None and not link and not e.is_dir(follow_symlinks=False)
+                    and not shard.wants(rel)):
                 continue
             st = e.stat(follow_symlinks=True)
         except OSError as err:
-            if not filtered or _wanted(rel, opts):
+            if (not filtered or _wanted(rel, opts)) and _in_shard(rel, opts):
                 if pending:
                     yield from flush()
                 why = "broken symlink" if e.is_symlink() else f"cannot stat: {err.strerror}"
@@ -239,19 +280,28 @@ def _entries(it: Iterator[os.DirEntry[str]], d: _Dir, opts: ScanOptions,
         if stat.S_ISDIR(mode):
             ident = (st.st_dev, st.st_ino)
             if ident in seen:
-                yield FileJob(path=e.path, key=key + "/", rel=rel + "/",
-                              problem="symlink loop: folder already visited, not followed")
+                if _in_shard(rel + "/", opts):
+                    yield FileJob(path=e.path, key=key + "/", rel=rel + "/",
+                                  problem="symlink loop: folder already visited, not followed")
             elif not (opts.exclude and _matches(rel + "/", opts.exclude)):
                 seen.add(ident)
                 subdirs.append(_Dir(e.path, [*d.parts, e.name], key))
             continue
+        if shard is not None and not shard.wants(rel):
+            continue
         if filtered and not _wanted(rel, opts):
+            counts.filtered += 1
             continue
         if not stat.S_ISREG(mode):
             if pending:
                 yield from flush()
             yield FileJob(path=e.path, key=key, rel=rel,
                           problem=f"{_special_kind(mode)}, not a file")
+            continue
+        dot = name.rfind(".")
+        ext = name[dot:].lower() if dot >= 0 else ""
+        if ext not in _KINDS and media_kind(name) is None and ext not in UNSUPPORTED_MEDIA:
+            counts.ignored += 1    # an annotation, a list, a README beside the media
             continue
         if settle is None:
             yield _job(e.path, key, st, labels, subset, rel)
@@ -341,13 +391,15 @@ def manifest_jobs(path: Path, opts: ScanOptions) -> Iterator[FileJob]:
         if row.problem:
             # the key names the manifest's line; the reason says what is wrong with it
             where = f"{path.name}:{row.line}"
+            if not _in_shard(where, opts):
+                continue
             yield FileJob(path=str(path), key=f"{identity(path)}:{row.line}", rel=where,
                           problem=row.problem.removeprefix(where + ": "))
             continue
         p = Path(row.path)
         full = p if p.is_absolute() else base / p
-        rel = safe_text(row.path)
-        if not _wanted(rel, opts):
+        rel = key_text(row.path)
+        if not _wanted(safe_text(row.path), opts) or not _in_shard(rel, opts):
             continue
         key = identity(full)
         try:
@@ -389,11 +441,12 @@ def covered_sources(roots: Iterable[Path], opts: ScanOptions) -> dict[int, int]:
 
 
 def iter_jobs(roots: Iterable[Path], manifests: Iterable[Path], opts: ScanOptions,
-              settle: Settle | None = None) -> Iterator[FileJob]:
+              counts: ScanCounts | None = None, settle: Settle | None = None
+              ) -> Iterator[FileJob]:
     roots = list(roots)
     covered = covered_sources(roots, opts)
     for i, root in enumerate(roots):
         if i not in covered:
-            yield from walk(root, opts, settle)
+            yield from walk(root, opts, counts, settle)
     for m in manifests:
         yield from manifest_jobs(m, opts)

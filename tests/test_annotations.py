@@ -200,11 +200,11 @@ def _cli(server, root: Path, tmp_path: Path, *extra: str) -> list[str]:
 def _states(journal: Path) -> dict[str, int]:
     if not journal.exists():
         return {}
-    with sqlite3.connect(journal) as c:
-        try:
+    try:
+        with sqlite3.connect(journal) as c:
             return dict(c.execute("SELECT state, COUNT(*) FROM files GROUP BY state").fetchall())
-        except sqlite3.OperationalError:     # created, its tables not yet
-            return {}
+    except sqlite3.OperationalError:    # created, its tables not yet
+        return {}
 
 
 async def test_kill_between_the_two_steps_then_rerun_finishes_annotations(server, token,

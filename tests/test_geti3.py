@@ -231,11 +231,11 @@ async def test_kill_9_between_the_steps_then_the_rerun_finishes_on_geti3(tmp_pat
         def states() -> dict[str, int]:
             if not journal.exists():
                 return {}
-            with sqlite3.connect(journal) as c:
-                try:
+            try:
+                with sqlite3.connect(journal) as c:
                     return dict(c.execute("SELECT state, COUNT(*) FROM files GROUP BY state"))
-                except sqlite3.OperationalError:     # created, its tables not yet
-                    return {}
+            except sqlite3.OperationalError:    # created, its tables not yet
+                return {}
 
         srv.set_faults("slow=1.0")          # every write waits: media and annotations
         proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.DEVNULL,

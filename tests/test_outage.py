@@ -66,7 +66,7 @@ async def test_gate_opens_after_the_threshold_and_every_waiter_goes_on_when_back
     assert not gate.active and answers == [] and gate.outages == 1
     gate.succeeded()                              # the first real answer ends the outage
     texts = [e.text for e in rec.events if isinstance(e, Notice)]
-    assert "server unreachable" in texts[0] and "answers again" in texts[-1]
+    assert "the server cannot be reached" in texts[0] and "answers again" in texts[-1]
 
 
 async def test_gate_stops_the_run_past_max_outage():
@@ -120,7 +120,7 @@ async def test_a_server_down_for_seconds_fails_no_file(tmp_path, token):
         assert (result.failed, result.uploaded, result.exit_code) == (0, 80, 0), failed[:3]
         assert srv2.store.duplicate_groups() == [] and srv2.store.count() == 80
         texts = [e.text for e in rec.events if isinstance(e, Notice)]
-        assert any("server unreachable" in t for t in texts), texts
+        assert any("the server cannot be reached" in t for t in texts), texts
         assert any("answers again" in t for t in texts), texts
     finally:
         await srv2.stop()

@@ -122,6 +122,23 @@ async def _spawn(cmd: list[str], token: str, report: Path) -> asyncio.subprocess
         stderr=asyncio.subprocess.STDOUT)
 
 
+async def _until_uploading(proc: asyncio.subprocess.Process) -> bytes:
+    """Output up to the first `uploaded` line (a bounded wait, not a guess of how long
+    start-up takes on a loaded machine)."""
+    assert proc.stdout is not None
+    head = b""
+
+    async def read() -> None:
+        nonlocal head
+        while raw := await proc.stdout.readline():   # type: ignore[union-attr]
+            head += raw
+            if raw.startswith(b"uploaded "):
+                return
+
+    await asyncio.wait_for(read(), 60)
+    return head
+
+
 def _verify_exactly_once(server, data: Path, journal: Path, report: Path) -> None:
     local = {os.path.realpath(p): sha256(p) for p in data.rglob("*.jpg")}
     local.update({os.path.realpath(p): sha256(p) for p in data.rglob("*.png")})
@@ -176,10 +193,10 @@ async def test_ctrl_c_finishes_in_flight_then_rerun_completes(tmp_path, token):
     async with srv:
         cmd = _cli(srv, data, tmp_path)
         proc = await _spawn(cmd, token, tmp_path / "r1.jsonl")
-        await asyncio.sleep(1.5)
+        head = await _until_uploading(proc)
         proc.send_signal(signal.SIGINT)
         out, _ = await asyncio.wait_for(proc.communicate(), 30)
-        text = out.decode()
+        text = (head + out).decode()
         assert proc.returncode == 130, text[-2000:]
         assert "stopping: interrupted (Ctrl-C)" in text
         assert "status:      interrupted" in text
@@ -189,7 +206,7 @@ async def test_ctrl_c_finishes_in_flight_then_rerun_completes(tmp_path, token):
         assert len(states) < 300
         # two Ctrl-C: in-flight uploads are cancelled; the next run still ends exactly once
         proc = await _spawn(cmd, token, tmp_path / "r2.jsonl")
-        await asyncio.sleep(1.0)
+        await _until_uploading(proc)
         proc.send_signal(signal.SIGINT)
         await asyncio.sleep(0.05)
         proc.send_signal(signal.SIGINT)
@@ -257,12 +274,12 @@ async def test_double_ctrl_c_counts_what_was_not_started(tmp_path, token):
     srv = LocalGeti(ServerConfig(data_dir=tmp_path / "srv", token=token, latency_ms=50))
     async with srv:
         proc = await _spawn(_cli(srv, data, tmp_path), token, tmp_path / "r.jsonl")
-        await asyncio.sleep(1.2)
+        head = await _until_uploading(proc)
         proc.send_signal(signal.SIGINT)
         await asyncio.sleep(0.05)
         proc.send_signal(signal.SIGINT)
         out, _ = await asyncio.wait_for(proc.communicate(), 30)
-        text = out.decode()
+        text = (head + out).decode()
         assert proc.returncode == 130
         line = next(ln for ln in text.splitlines() if ln.startswith("not started:"))
         uploaded = int(next(ln for ln in text.splitlines() if ln.startswith("uploaded:")).split()[1])

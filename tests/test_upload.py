@@ -116,15 +116,16 @@ async def test_bad_inputs_fail_per_file_and_the_rest_uploads(server, token, tmp_
     (data / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
     (data / "text.jpg").write_bytes(b"this is not an image at all")
     (data / "tiny.jpg").write_bytes(image_bytes(16, 16))
-    (data / "notes.txt").write_text("readme")
+    (data / "notes.txt").write_text("readme")                   # not media: ignored
+    (data / "anim.gif").write_bytes(b"GIF89a" + b"\0" * 64)       # media Geti refuses
     (data / "clip.mp4").write_bytes(b"not a video container")
     (data / ".hidden.jpg").write_bytes(image_bytes(64, 64))     # dot-files are skipped
     result, rec = await upload(make_cfg(server, token, tmp_path, (data,)))
     reasons = {e.path.split("/")[-1]: e.reason for e in rec.events if isinstance(e, FileFailed)}
-    assert set(reasons) == {"empty.jpg", "corrupt.png", "text.jpg", "tiny.jpg", "notes.txt", "clip.mp4"}
+    assert set(reasons) == {"empty.jpg", "corrupt.png", "text.jpg", "tiny.jpg", "anim.gif", "clip.mp4"}
     assert "empty" in reasons["empty.jpg"]
     assert "16x16" in reasons["tiny.jpg"] and "32" in reasons["tiny.jpg"]
-    assert "unsupported file type .txt" in reasons["notes.txt"]
+    assert "unsupported file type .gif" in reasons["anim.gif"] and result.ignored == 1
     assert "not a readable image" in reasons["text.jpg"]
     assert ".mp4" in reasons["clip.mp4"]
     assert (result.uploaded, result.failed, result.exit_code) == (1, 6, 1)

@@ -24,6 +24,8 @@ name. Strings are JSON-escaped (non-ASCII as `\\u00e9`-style escapes); `reason`,
     run_finished        uploaded: int, skipped: int, failed: int, bytes_sent: int,
                         elapsed: float, retries: {cause: count}, fatal: str | null,
                         interrupted: bool, not_started: int, report_path: str | null
+                        signal: str | null, ignored: int, symlinks_skipped: int,
+                        unlabelled: int, shapes_clipped: int, shapes_dropped: int
 
 `bytes_sent` is coalesced: at most one line per file per `coalesce` seconds (0.5), whose
 `n` is the sum of the events it stands for (negative when a retry rewound the file), so

@@ -20,7 +20,7 @@ Line formats (stable; `<path>` and `<reason>` have control characters escaped):
 `3.1 MB/s`). A `+` after the total means the scan is still running. The progress line
 is written at most once per `interval` seconds, checked whenever an event arrives; its
 rate is measured since the previous progress line. With `quiet`, only `FAILED` lines and
-the summary are written.
+the summary are written (not the one line for journal skips either).
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ class PlainReporter:
         if isinstance(event, RunStarted):
             self._mark_time = self._clock()   # progress intervals count from the start
         if isinstance(event, RunFinished):
-            if self._journal_skips:
+            if self._journal_skips and not self.quiet:
                 self._write(f"skipped {self._journal_skips} files: {JOURNAL_SKIP}; the report "
                             "counts them in one line, `geti-bulk status --list done "
                             "JOURNAL` names them")

@@ -50,16 +50,26 @@ class _Live(Live):
     prints.
     """
 
-    def __init__(self, drain: Callable[[], list[RenderableType]], **kwargs: Any) -> None:
+    def __init__(self, drain: Callable[[], list[RenderableType]],
+                 on_error: Callable[[Exception], None] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._drain = drain
+        self._on_error = on_error
+        self._failed = False
 
     def refresh(self) -> None:
-        with self._lock:
-            lines = self._drain()
-            if lines:
-                self.console.print(Group(*lines))
-            super().refresh()
+        if self._failed:
+            return
+        try:
+            with self._lock:
+                lines = self._drain()
+                if lines:
+                    self.console.print(Group(*lines))
+                super().refresh()
+        except Exception as e:  # noqa: BLE001 — in the refresh thread: no traceback there
+            self._failed = True   # the display stops drawing; the next emit says why
+            if self._on_error is not None:
+                self._on_error(e)
 
 
 class _Field(ProgressColumn):
@@ -118,7 +128,9 @@ class RichReporter:
         self._slot_of: dict[str, int] = {}
         self._unshown: OrderedDict[str, None] = OrderedDict()
         self._above: list[RenderableType] = []    # lines waiting to be printed above
-        self._live = _Live(self._drain, console=self.console, auto_refresh=auto_refresh,
+        self._thread_error: Exception | None = None
+        self._live = _Live(self._drain, self._drawing_failed, console=self.console,
+                           auto_refresh=auto_refresh,
                            refresh_per_second=refresh_per_second,
                            get_renderable=self.renderable)
         self._live_on = False
@@ -134,6 +146,8 @@ class RichReporter:
         if self._live_on:
             self._live_on = False
             self._live.stop()
+        if self._thread_error is not None:
+            raise self._thread_error   # drawing failed in the refresh thread: say so once
 
     def __enter__(self) -> RichReporter:
         self.start()
@@ -145,7 +159,12 @@ class RichReporter:
 
     # events --------------------------------------------------------------------------
 
+    def _drawing_failed(self, error: Exception) -> None:
+        self._thread_error = error
+
     def emit(self, event: Event) -> None:
+        if self._thread_error is not None:
+            raise self._thread_error   # the caller switches the display off and says why
         with self._lock:
             moved = self._tally.apply(event)
             if moved:

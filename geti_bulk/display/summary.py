@@ -19,10 +19,12 @@ MAX_GROUPS_SHOWN = 20
 
 
 def status(finished: RunFinished) -> str:
-    """`completed`, `interrupted` or `stopped: <fatal reason>`."""
+    """`completed`, `interrupted[ by <signal>]` or `stopped: <fatal reason>`."""
     if finished.fatal:
         return f"stopped: {safe(finished.fatal)}"
-    return "interrupted" if finished.interrupted else "completed"
+    if finished.interrupted:
+        return f"interrupted by {finished.signal}" if finished.signal else "interrupted"
+    return "completed"
 
 
 def throughput(finished: RunFinished) -> str:
@@ -47,11 +49,28 @@ def _rows(finished: RunFinished) -> list[tuple[str, str]]:
         ("skipped", str(finished.skipped)),
         ("failed", str(finished.failed)),
         ("not started", str(finished.not_started)),
+        *_notes(finished),
         ("bytes", format_bytes(finished.bytes_sent)),
         ("elapsed", format_duration(finished.elapsed)),
         ("throughput", throughput(finished)),
         ("retries", retries_text(finished.retries)),
     ]
+
+
+def _notes(finished: RunFinished) -> list[tuple[str, str]]:
+    """Rows only when there is something to say: what the run passed over or changed."""
+    out = []
+    if finished.ignored:
+        out.append(("ignored", f"{finished.ignored} (not media)"))
+    if finished.symlinks_skipped:
+        out.append(("symlinks", f"{finished.symlinks_skipped} skipped (not followed; pass "
+                                "--follow-symlinks)"))
+    if finished.unlabelled:
+        out.append(("no label", f"{finished.unlabelled} uploaded without a label"))
+    if finished.shapes_clipped or finished.shapes_dropped:
+        out.append(("shapes", f"{finished.shapes_clipped} clipped, {finished.shapes_dropped} "
+                              "dropped: see the report"))
+    return out
 
 
 def _failure_lines(failures: FailureGroups) -> list[tuple[int, str, str]]:
@@ -71,7 +90,7 @@ def stopped_before_anything(finished: RunFinished) -> bool:
 def plain_summary(finished: RunFinished, failures: FailureGroups) -> list[str]:
     """ASCII only, no colour, no box drawing: safe for CI logs and `| tee`."""
     lines = ["--- summary ---"]
-    lines += [f"{label + ':':<13}{value}" for label, value in _rows(finished)]
+    lines += [f"{label + ':':<13}{value}".replace("…", "...") for label, value in _rows(finished)]
     groups = _failure_lines(failures)
     if groups:
         lines.append("failures by reason:")

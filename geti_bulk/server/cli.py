@@ -14,6 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
+from . import quietlog
 from .config import ServerConfig
 from .geti3.cli import serve3_main
 from .overload import OVERLOAD_MODES
@@ -165,6 +166,7 @@ def serve_main(argv: list[str] | None = None) -> int:
 async def _serve(server: LocalGeti) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    quietlog.install(loop)   # a client killed mid-request is one line, not a traceback
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await server.start()

@@ -46,7 +46,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
@@ -71,6 +71,7 @@ _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 class CocoReader:
     format = "coco"
+    wanted: Callable[[str], bool] | None = None    # see DatasetReader.wanted
 
     def __init__(self, root: Path, index_dir: Path | None = None, *,
                  files: Sequence[Path] | None = None, indexer: str = "process") -> None:
@@ -231,10 +232,12 @@ class CocoReader:
                 continue
             ready = self.annotations_ready()
             for key, fid, cid, rel, width, height in rows:
+                last = key
+                if self.wanted is not None and not self.wanted(rel):
+                    continue
                 ann = self._annotation(fid, cid, width, height) if ready else None
                 yield SourceItem(path=self.root / rel, rel=rel, subset=self.subsets[fid],
                                  annotation=ann, deferred=not ready)
-                last = key
 
     def annotation_for(self, rel: str) -> SourceAnnotation | None:
         self.wait_ready()

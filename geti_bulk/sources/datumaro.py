@@ -22,7 +22,7 @@ import shutil
 import sqlite3
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +141,7 @@ def _mask(rle: object, label: tuple[str], decoder: Decoder | None) -> list[Sourc
 
 class DatumaroReader:
     format = "datumaro"
+    wanted: Callable[[str], bool] | None = None    # see DatasetReader.wanted
 
     def __init__(self, root: Path, index_dir: Path | None = None) -> None:
         self.root = root
@@ -223,6 +224,8 @@ class DatumaroReader:
                 if rel is None:
                     add_missing(self._stats, f"annotations/{self.files[fid].name}: "
                                 f"item {raw.get('id')!r} names no usable image path")
+                    continue
+                if self.wanted is not None and not self.wanted(rel):
                     continue
                 ann = self.annotation_of(fid, raw)
                 count_item(self._stats, self.subsets[fid],

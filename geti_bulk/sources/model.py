@@ -8,7 +8,7 @@ Nothing here imports aiohttp, the journal or another module of ours.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -117,6 +117,9 @@ class DatasetReader(Protocol):
     """One per format (folders, manifest, coco, yolo, voc, datumaro)."""
 
     format: str
+    # set by the run (`--shard`): items whose `rel` it refuses are not listed, and their
+    # annotation is never read or parsed (None: every item)
+    wanted: Callable[[str], bool] | None
 
     def describe(self) -> str:
         """One line: what was read, and for `auto`, why this format."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import defusedxml
@@ -116,6 +116,7 @@ def parse_xml(data: bytes) -> SourceAnnotation:
 
 class VocReader:
     format = "voc"
+    wanted: Callable[[str], bool] | None = None    # see DatasetReader.wanted
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -176,6 +177,8 @@ class VocReader:
         xmls = self._xml_stems()
         images = self._images()
         for stem, name in images.items():
+            if self.wanted is not None and not self.wanted(f"JPEGImages/{name}"):
+                continue
             ann = self._parse(stem) if stem in xmls else None
             subset = self.subsets.get(stem)
             labels = [lab for o in ann.objects for lab in o.labels] if ann else []

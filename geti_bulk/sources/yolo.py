@@ -16,7 +16,7 @@ with its line number and reason. A .txt with no image beside it is counted as mi
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +205,7 @@ def _line(tokens: list[str], names: list[str | None], w: int, h: int) -> SourceO
 
 class YoloReader:
     format = "yolo"
+    wanted: Callable[[str], bool] | None = None    # see DatasetReader.wanted
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -262,7 +263,8 @@ class YoloReader:
             stem = os.path.splitext(name)[0]
             stems.add(stem)
             has_label = f"{stem}.txt" in txts
-            yield self._item(subset, folder / name, has_label)
+            if self._wants(folder / name):
+                yield self._item(subset, folder / name, has_label)
         if label_dir != folder:
             for orphan in sorted(txts - {f"{s}.txt" for s in stems} - {"classes.txt"}):
                 add_missing(self._stats, rel_of(self.root, label_dir / orphan))
@@ -275,9 +277,12 @@ class YoloReader:
             if rel is None or not is_image_name(rel):
                 continue
             image = listing.parent / rel
-            if not image.is_relative_to(self.root):
+            if not image.is_relative_to(self.root) or not self._wants(image):
                 continue
             yield self._item(subset, image, label_path(image).is_file())
+
+    def _wants(self, image: Path) -> bool:
+        return self.wanted is None or self.wanted(rel_of(self.root, image))
 
     def _item(self, subset: str | None, image: Path, has_label: bool) -> SourceItem:
         rel = rel_of(self.root, image)

@@ -10,6 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
+from .. import quietlog
 from .config import Geti3Config
 from .faults import KINDS
 from .server import LocalGeti3
@@ -85,6 +86,7 @@ def serve3_main(argv: list[str] | None = None) -> int:
 async def _serve(server: LocalGeti3) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    quietlog.install(loop)   # a client killed mid-request is one line, not a traceback
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await server.start()
