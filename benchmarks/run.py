@@ -24,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import data, plan, report  # noqa: E402
+from benchlib import data, geti3, plan, report  # noqa: E402
 from benchlib.contenders import (  # noqa: E402
     CONTENDERS,
     RunContext,
@@ -94,6 +94,7 @@ class Bench:
         self.out.mkdir(parents=True, exist_ok=True)
         self.data_dir: Path = (args.data or self.out / "data").resolve()
         self.records: list[dict[str, Any]] = []
+        self.geti3_records: list[dict[str, Any]] = []   # the Geti 3 scenario's own table
         self.skipped: list[str] = []
         self.errors: list[str] = []
         self.retries_left = 0 if self.quick else MAX_NOISE_RETRIES
@@ -178,6 +179,18 @@ class Bench:
             for name in order:
                 self.records.append(self.run_measured_once(case, name, rep, journal))
                 self.save()
+
+    def run_geti3_case(self, case: plan.Case) -> None:
+        folder = self.dataset(case.dataset)
+        data.warm(folder)
+        repeats = min(case.repeats or self.repeats, self.repeats)
+        for rec in geti3.run_case(self.out, folder, repeats, self.source, self.timeout,
+                                  case.contenders):
+            self.geti3_records.append(rec)
+            if rec["stored"] < 0:
+                self.errors.append(f"geti3 {rec['contender']} #{rec['repeat']}: the server "
+                                   "died")
+        self.save()
 
     def run_measured_once(self, case: plan.Case, name: str, rep: int,
                           journal: Path | None) -> dict[str, Any]:
@@ -313,7 +326,8 @@ class Bench:
         doc = {"command": " ".join(["python", "benchmarks/run.py", *sys.argv[1:]]),
                "date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "machine": machine(),
                "server": self.server, "geti_bulk": self.revision, "quick": self.quick, "repeats": self.repeats,
-               "sizes": self.sizes.__dict__, "skipped": self.skipped, "runs": self.records}
+               "sizes": self.sizes.__dict__, "skipped": self.skipped, "runs": self.records,
+               "geti3_runs": self.geti3_records}
         (self.out / "results.json").write_text(json.dumps(doc, indent=1))
 
     def finish(self, cases: list[plan.Case], elapsed: float) -> str:
@@ -335,11 +349,13 @@ class Bench:
         head += [f"- {line}" for line in self.skipped]
         head += [f"- **ERROR** {line}" for line in self.errors]
         table = report.markdown(self.records, refs, bytes_metric)
+        table += ("\n" + geti3.markdown(self.geti3_records)) if self.geti3_records else ""
         text = "\n".join(head) + "\n\n" + table
         (self.out / "results.md").write_text(text)
-        report.chart(self.records, refs, bytes_metric, self.out / "results.png",
-                     f"geti-bulk benchmarks ({m['nproc']} CPUs, {m['cpu']}); "
-                     f"server: {self.server.split(' (')[0]}")
+        if self.records:
+            report.chart(self.records, refs, bytes_metric, self.out / "results.png",
+                         f"geti-bulk benchmarks ({m['nproc']} CPUs, {m['cpu']}); "
+                         f"server: {self.server.split(' (')[0]}")
         return text
 
 
@@ -364,13 +380,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     start = time.perf_counter()
     bench = Bench(args)
-    cases = plan.cases(args.scenarios, bench.sizes, bench.quick)
+    scenarios = list(args.scenarios)
+    if bench.quick and scenarios == list(plan.SCENARIOS):
+        # about 1.5 min on its own (five runs against a server that waits on every
+        # write): a quick run of everything leaves it out unless it is named
+        scenarios.remove("geti3")
+        print("# geti3: left out of --quick (name it with --scenarios geti3)", flush=True)
+    cases = plan.cases(scenarios, bench.sizes, bench.quick)
     m = machine()
     print(f"# geti-bulk benchmarks ({'quick' if bench.quick else 'full'}): {m['nproc']} CPUs, "
           f"{m['cpu']}; out {bench.out}", flush=True)
     print(f"# server: {bench.server}", flush=True)
     for case in cases:
-        bench.run_case(case)
+        if case.scenario == "geti3":
+            bench.run_geti3_case(case)
+        else:
+            bench.run_case(case)
     text = bench.finish(cases, time.perf_counter() - start)
     print()
     print(text)

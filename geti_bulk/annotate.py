@@ -104,7 +104,8 @@ class Annotator:
         if check_first:
             got = await self._retrying(job, lambda: self.client.latest_annotation(
                 target, item.id, (item.width, item.height)))
-            if got is not None and scene_matches(scene, got, project=target.project) is None:
+            stored = self.client.as_stored(body, target, (item.width, item.height))
+            if got is not None and scene_matches(stored, got, project=target.project) is None:
                 return Annotated(len(body), False, tuple(notes), clipped, dropped)
         if self.before_posting is not None:
             await self.before_posting()

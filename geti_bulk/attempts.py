@@ -418,6 +418,7 @@ class FileUploader:
             return
         found = self._already_there(job)
         if found is not None:
+            self._forget_upload(job)
             self._skip(job, "already in the dataset (same name, extension and size)", found.id)
             return
         if self.dry_run:
@@ -456,6 +457,7 @@ class FileUploader:
                 if uncertain:
                     item = await self._reconcile(job)
                     if item is not None:
+                        self._forget_upload(job)
                         await self._finish(job, item, attempt, adopted=True, label_ids=label_ids)
                         return
                     uncertain = False
@@ -491,6 +493,7 @@ class FileUploader:
             if uncertain:
                 item_or_none = await self._final_reconcile(job)
                 if item_or_none is not None:
+                    self._forget_upload(job)
                     await self._finish(job, item_or_none, attempt, adopted=True,
                                        label_ids=label_ids)
                     return
@@ -552,6 +555,11 @@ class FileUploader:
                 continue
             return item
         return None
+
+    def _forget_upload(self, job: FileJob) -> None:
+        """Adopted: what the client kept to resume sending this file (a TUS upload URL in
+        the journal) is of no use any more."""
+        self.client.forget_upload(job.path, job.size, job.mtime_ns)
 
     async def _final_reconcile(self, job: FileJob) -> MediaItem | None:
         try:

@@ -161,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     up.format_help = _with_env_vars(up)    # type: ignore[method-assign]
     ve.format_help = _with_env_vars(ve)    # type: ignore[method-assign]
+    from geti_bulk.migrate.command import add_parser as add_migrate_parser
+
+    add_migrate_parser(sub)   # `migrate`: a Geti project into another Geti
     st = sub.add_parser("status", help="show a journal's counts and failures (or several "
                                        "shards' journals as one)",
                         description="Show what a journal holds: files uploaded, skipped, "
@@ -211,8 +214,13 @@ def build_parser() -> argparse.ArgumentParser:
                                       "live display, and verify every stored byte.")
     demo.add_argument("--files", type=int, default=300,
                       help="how many images (default 300), plus one large PNG per label")
-    demo.add_argument("--faults", default="503=0.05,stored500=0.02,reset=0.02",
-                      help="faults the local server injects (default shows retries)")
+    demo.add_argument("--faults", default=None,
+                      help="faults the local server injects (default shows retries: "
+                           "503=0.05,stored500=0.02,reset=0.02; with --dialect geti3 "
+                           "locked=0.03,stored500=0.02,reset=0.02)")
+    demo.add_argument("--dialect", choices=["geti2", "geti3"], default="geti2",
+                      help="which local server: Geti 2 (default) or Geti 3 (HTTPS with a "
+                           "self-signed certificate, no token, labels as annotations)")
     demo.add_argument("--latency-ms", type=int, default=40,
                       help="delay the local server adds to every request (default 40)")
     demo.add_argument("--progress", choices=["auto", "rich", "plain", "json", "none"], default="auto")
@@ -516,10 +524,13 @@ def _main(argv: list[str] | None) -> int:
             return cmd_verify(a)
         if a.command == "k8s-manifest":
             return cmd_k8s_manifest(a)
+        if a.command == "migrate":
+            from geti_bulk.migrate.command import cmd_migrate
+            return cmd_migrate(a)
         if a.command == "demo":
             from geti_bulk.demo import run_demo
             return run_demo(files=a.files, faults=a.faults, latency_ms=a.latency_ms,
-                            progress=a.progress, keep=a.keep, task=a.task)
+                            progress=a.progress, keep=a.keep, task=a.task, dialect=a.dialect)
     except ConfigError as e:
         print(f"geti-bulk: error: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -155,6 +155,7 @@ class Run:
         self.scan_counts = ScanCounts()
         self._scan_fatal: GetiBulkError | None = None   # FatalError, or ConfigError (exit 2)
         self._report: ReportWriter | None = None
+        self._video_labels_told = False
 
     # --- control --------------------------------------------------------------------
 
@@ -347,6 +348,15 @@ class Run:
         routed = subsets.get(job.subset or "") if subsets and not job.dataset_id else None
         if routed:
             job = dataclasses.replace(job, dataset_id=routed)
+        if self.labels_as_annotations and job.labels and job.kind == "video":
+            # Geti 3 labels a video's frames (`?frame_index=`), not the video: stored
+            # unlabelled, said once
+            if not self._video_labels_told:
+                self._video_labels_told = True
+                self.reporter.emit(Notice("labels: Geti 3 labels video frames, not whole "
+                                          "videos: videos are uploaded without their folder "
+                                          "labels"))
+            job = dataclasses.replace(job, labels=())
         if self.labels_as_annotations and job.labels and job.annotation is None:
             ann = SourceAnnotation(objects=(SourceObject(labels=job.labels),))
             job = dataclasses.replace(job, annotation=ann, labels=())
@@ -411,6 +421,7 @@ class Run:
                            ann_labels: AnnotationLabels | None = None) -> None:
         cfg = self.cfg
         journal: Journal | None = None
+        resumes: JournalResumeStore | None = None
         lock: JournalLock | None = None
         dry_reader: JournalReader | None = None
         path = None
@@ -433,8 +444,8 @@ class Run:
             if shard is not None:
                 journal.set_meta("shard_rule", SPLIT_RULE)
             self.result.journal_path = path
-            if isinstance(client, Geti3Client):    # a TUS upload resumes after a kill -9
-                client.resume_store = JournalResumeStore(journal)
+            # where a resumable upload's URL outlives the process (used by Geti 3's TUS)
+            resumes = client.resume_store = JournalResumeStore(journal)
         elif path is not None and path.is_file():
             _check_journal_shard(path, cfg)
             dry_reader = JournalReader(path)   # a dry run reads the journal, writes nothing
@@ -511,6 +522,9 @@ class Run:
                 finally:
                     if journal is not None:
                         await journal.close()
+                    if resumes is not None:
+                        resumes.close()
+                        client.resume_store = None
                     if lock is not None:
                         lock.release()
                     report.close()

@@ -136,7 +136,8 @@ class Verifier:
             return None if not got else None
         if got is None:
             return "no annotation on the server"
-        return scene_matches(expected, got, project=target.project)
+        return scene_matches(self.client.as_stored(expected, target, (item.width, item.height)),
+                             got, project=target.project)
 
 
 async def index_dataset(client: GetiClient, target: Target,

@@ -43,6 +43,12 @@ ALLOWED = {
                  "errors", "events", "geti", "jobs", "journal", "journal_lock", "labels",
                  "media", "outage", "report", "retry", "scan", "shard", "sources.model",
                  "verify"},
+    # a Geti project into another Geti: the pipeline's pieces, a second source (a Geti);
+    # `migrate.command` is the subcommand's CLI (its options, its reporter)
+    "migrate": {"migrate", "annotate", "autotrain", "concurrency", "config", "display",
+                "errors", "events", "geti", "jobs", "journal", "journal_lock", "labels",
+                "media", "outage", "pipeline", "report", "retry", "shapes", "sources.model",
+                "tries"},
     "server": {"server"},
 }
 

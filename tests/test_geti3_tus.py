@@ -706,3 +706,68 @@ async def _child(host: str, cert: str, project: str, path: str, store: str) -> N
 
 if __name__ == "__main__" and sys.argv[1:2] == ["child"]:
     asyncio.run(_child(*sys.argv[2:7]))
+
+
+@pytest.mark.slow
+async def test_cli_sigkill_mid_tus_upload_resumes_from_the_journal(env: Env,
+                                                                    tmp_path: Path) -> None:
+    """`geti-bulk upload` itself (the default 256 MiB threshold and 16 MiB chunks, the
+    URL in the journal), SIGKILLed with a 1 GiB file half sent; the rerun HEADs the same
+    upload, sends the rest and consumes it, with its peak RSS far below the file."""
+    import sqlite3
+
+    size = 1024 * MiB
+    data = tmp_path / "data"
+    data.mkdir()
+    video = data / "gib.mp4"
+    digest = make_mp4(video, size, sparse=True)
+    journal = tmp_path / "journal.sqlite"
+    cmd = [sys.executable, "-m", "geti_bulk.cli", "upload", str(data), "--host",
+           env.base_url, "--project", PETS, "--ca-bundle", str(env.srv.cert_path),
+           "--journal", str(journal), "--progress", "none"]
+    envvars = {k: v for k, v in os.environ.items() if k != "GETI_TOKEN"}
+    first = await asyncio.create_subprocess_exec(*cmd, env=envvars,
+                                                 stdout=asyncio.subprocess.DEVNULL,
+                                                 stderr=asyncio.subprocess.DEVNULL)
+    for _ in range(6000):                                  # up to 10 min under load
+        if any(u.offset >= 300 * MiB for u in env.uploads()) or first.returncode is not None:
+            break
+        await asyncio.sleep(0.1)
+    os.kill(first.pid, signal.SIGKILL)
+    assert await first.wait() == -signal.SIGKILL
+    await env.settled()
+    [killed] = env.uploads()
+    assert 300 * MiB <= killed.offset < size and not env.media()
+    with sqlite3.connect(journal) as c:
+        urls = [v for (k, v) in c.execute("SELECT k, v FROM meta WHERE k LIKE 'tus:%'")]
+    assert urls == [f"{env.base_url}/api/uploads/{killed.id}"]
+
+    second = await asyncio.create_subprocess_exec(*cmd, env=envvars,
+                                                  stdout=asyncio.subprocess.PIPE,
+                                                  stderr=asyncio.subprocess.PIPE)
+    peak_kib = 0
+    status = Path(f"/proc/{second.pid}/status")
+    while second.returncode is None:
+        try:
+            for line in status.read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak_kib = max(peak_kib, int(line.split()[1]))
+        except OSError:
+            pass
+        try:
+            await asyncio.wait_for(second.wait(), 0.05)
+        except TimeoutError:
+            pass
+    out, err = await second.communicate()
+    assert second.returncode == 0, err.decode()[-2000:]
+    print(f"\nCLI killed at {killed.offset / MiB:.0f} MiB on the server; the rerun's peak RSS "
+          f"{peak_kib / 1024:.0f} MiB for a {size / MiB:.0f} MiB file")
+    [upload] = env.uploads()                       # no second upload was created
+    assert (upload.id, upload.state) == (killed.id, "consumed")
+    [media] = env.media()
+    assert (media.sha256, media.size) == (digest, size)
+    assert peak_kib * 1024 < 200 * MiB
+    with sqlite3.connect(journal) as c:
+        assert dict(c.execute("SELECT state, COUNT(*) FROM files GROUP BY state")) == \
+            {"uploaded": 1}
+        assert list(c.execute("SELECT k FROM meta WHERE k LIKE 'tus:%'")) == []

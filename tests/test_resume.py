@@ -10,11 +10,22 @@ import signal
 import sqlite3
 import sys
 from pathlib import Path
+from typing import Any
 
 from geti_bulk.events import FileDone, FileSkipped, JournalSkipped
 from geti_bulk.journal import Journal
 from geti_bulk.sampledata import make_labelled_tree
 from tests.conftest import admin_stats, make_cfg, sha256, stored_by_sha, upload
+
+
+async def until_stored(srv: Any, more_than: int) -> None:
+    """Until the server holds more than `more_than` media (a started CLI is uploading):
+    a bounded wait instead of a fixed sleep, which a loaded machine outlasts."""
+    for _ in range(1200):
+        if srv.store.count() > more_than:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the uploader stored nothing within 60 s")
 
 
 def journal_states(path: Path) -> dict[str, tuple[str, str | None]]:

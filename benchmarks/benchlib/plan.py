@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 SCENARIOS = ("small", "medium", "large", "tiny", "faults", "journal", "display", "overload",
-             "annotations")
+             "annotations", "geti3")
 FAULT_SPEC = "503=0.05,reset=0.02,stored500=0.02"
 
 OVERLOAD_SERVER = ("--overload", "oom", "--restart-ms", "2000", "--workers", "2",
@@ -131,4 +131,9 @@ def _expand(scenario: str, s: Sizes, quick: bool, sweep: tuple[str, ...]) -> lis
         # the SDK rewrites http:// to https://. Every run is checked with geti-bulk verify.
         return [Case("annotations", f"annotations, COCO {s.coco:,} images", "https", "coco",
                      ("tutorial_annotations", "geti_sdk", "geti-bulk"))]
+    if scenario == "geti3":
+        # the local Geti 3 with its SQLite lock model (benchlib/geti3.py runs it)
+        from .geti3 import CONTENDERS as GETI3
+
+        return [Case("geti3", "geti3 locked", "https", "coco", tuple(GETI3), repeats=2)]
     raise ValueError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")

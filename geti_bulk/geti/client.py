@@ -6,6 +6,7 @@ aiohttp errors and HTTP statuses become geti-bulk errors (httpx's
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import ssl
@@ -23,6 +24,7 @@ from geti_bulk.errors import (
     AmbiguousError,
     ConfigError,
     FatalError,
+    FileError,
     GetiBulkError,
     TargetNotFoundError,
 )
@@ -112,6 +114,10 @@ class GetiClient:
     """Speaks Geti 2.x over one aiohttp session. Never follows redirects, so the token
     cannot be carried to another host."""
 
+    # where an upload's state outlives the process (`geti.tus.ResumeStore`), set by the
+    # pipeline to the journal; Geti 2 uploads are single requests and keep none
+    resume_store: Any = None
+
     def __init__(self, session: aiohttp.ClientSession, host: str, token: Secret, *,
                  api_timeout: float = 300.0, stall_timeout: float = 120.0,
                  response_timeout: float = 960.0, video_response_timeout: float = 3660.0,
@@ -124,6 +130,7 @@ class GetiClient:
         self.stall_timeout = stall_timeout
         self.response_timeout = response_timeout
         self.video_response_timeout = video_response_timeout
+        self.last_date: str | None = None     # the Date header of the last API answer
 
     def __repr__(self) -> str:
         return f"GetiClient(host={self.host!r})"
@@ -165,6 +172,7 @@ class GetiClient:
                     status, headers = resp.status, resp.headers
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
             raise map_network_error(e, self.host, body_complete=False) from None
+        self.last_date = headers.get("Date")      # the server's clock (Geti 3 reconciles by it)
         if 300 <= status < 400:
             raise FatalError(f"{self.host} redirected {path} to {headers.get('Location', '?')}; "
                              "point --host at the final address (redirects are not followed so "
@@ -309,6 +317,12 @@ class GetiClient:
                                 what="annotation", json_body={"annotations": annotations})
         return data if isinstance(data, dict) else {}
 
+    def as_stored(self, annotations: list[dict[str, Any]], target: Target,
+                  size: tuple[int, int] | None = None) -> list[dict[str, Any]]:
+        """`annotations` as `latest_annotation` would read them back once posted, to
+        compare like with like: Geti 2 stores what it is sent."""
+        return annotations
+
     async def latest_annotation(self, target: Target, media_id: str,
                                 size: tuple[int, int] | None = None
                                 ) -> list[dict[str, Any]] | None:
@@ -320,11 +334,82 @@ class GetiClient:
             return None
         return list(data.get("annotations") or [])
 
+    # --- reading a project back, for `migrate` (GETI_API.md §3.7, GETI_ANNOTATIONS.md §1) --
+
+    def download_path(self, target: Target, item: MediaItem) -> str:
+        """The stored original: `display/full` for images, `display/stream` for videos."""
+        what = "full" if item.type == "image" else "stream"
+        return f"{target.dataset_path}/media/{item.type}s/{item.id}/display/{what}"
+
+    @contextlib.asynccontextmanager
+    async def open_download(self, target: Target, item: MediaItem
+                            ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """The download's response, headers read and status checked; the caller streams
+        the body. 404 is this item's failure (deleted meanwhile), not the run's."""
+        url = self.host + self.download_path(target, item)
+        try:
+            async with asyncio.timeout(self.api_timeout):
+                resp = await self.session.get(url, headers=self._headers(), proxy=self.proxy,
+                                              allow_redirects=False)
+        except (aiohttp.ClientError, TimeoutError, OSError) as e:
+            raise self._scrub(map_network_error(e, self.host, body_complete=False)) from None
+        try:
+            if resp.status == 404:
+                raise FileError(f"the source no longer has {item.type} {item.id} (404)")
+            if resp.status >= 300:
+                body = await resp.read()
+                err = map_status(resp.status, body, resp.headers, what="media",
+                                 body_complete=False)
+                raise self._scrub(err)
+            yield resp
+        finally:
+            resp.release()
+
+    async def frame_annotations(self, target: Target, video_id: str
+                                ) -> list[tuple[int, list[dict[str, Any]]]]:
+        """(frame index, annotations) of every annotated frame's latest scene, read in
+        windows (the server answers at most 500 scenes a call, 204 when none)."""
+        path = f"{target.dataset_path}/media/videos/{video_id}/annotations/latest"
+        out: list[tuple[int, list[dict[str, Any]]]] = []
+        start = 0
+        for _ in range(1_000_000):
+            data = await self._call("GET", path, what="annotation",
+                                    params={"start_frame": start})
+            scenes = (data or {}).get("video_annotations") or [] if isinstance(data, dict) \
+                else []
+            frames = [(int((s.get("media_identifier") or {}).get("frame_index", -1)),
+                       list(s.get("annotations") or [])) for s in scenes]
+            out.extend(f for f in frames if f[0] >= 0)
+            if len(scenes) < 500 or not frames:
+                return out
+            start = max(f[0] for f in frames) + 1
+        return out
+
+    async def latest_frame_annotation(self, target: Target, video_id: str, frame: int,
+                                      size: tuple[int, int] | None = None
+                                      ) -> list[dict[str, Any]] | None:
+        data = await self._call(
+            "GET", f"{target.dataset_path}/media/videos/{video_id}/frames/{frame}/annotations/"
+            "latest", what="annotation")
+        return list(data.get("annotations") or []) if isinstance(data, dict) else None
+
+    async def post_frame_annotation(self, target: Target, video_id: str, frame: int,
+                                    annotations: list[dict[str, Any]]) -> dict[str, Any]:
+        data = await self._call(
+            "POST", f"{target.dataset_path}/media/videos/{video_id}/frames/{frame}/annotations",
+            what="annotation", json_body={"annotations": annotations})
+        return data if isinstance(data, dict) else {}
+
     async def upload(self, target: Target, kind: str, body: MultipartFileBody) -> MediaItem:
         try:
             return await self._upload(target, kind, body)
         except GetiBulkError as e:
             raise self._scrub(e) from None
+
+    def forget_upload(self, path: str, size: int, mtime_ns: int) -> None:
+        """The file is in the dataset by another way than this client's answer (adopted):
+        forget any state kept to resume sending it. Geti 2 keeps none."""
+        return None
 
     def _upload_url(self, target: Target, kind: str) -> str:
         return f"{self.host}{target.dataset_path}/media/{kind}s"

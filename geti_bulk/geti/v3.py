@@ -22,6 +22,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from geti_bulk.errors import AmbiguousError, FileError, TargetNotFoundError
@@ -145,6 +146,16 @@ class Geti3Client(GetiClient):
             raise AmbiguousError("server answered a from-upload with an unreadable body",
                                  status=201) from None
 
+    def forget_upload(self, path: str, size: int, mtime_ns: int) -> None:
+        """The file is in the dataset (adopted after an ambiguous answer): a resumable
+        upload URL kept for it (a `media:from-upload` whose answer was lost) is dropped."""
+        if size < self.tus_threshold:
+            return
+        key = tus.resume_key(path, size, mtime_ns)
+        store = self.resumes()
+        if store.get(key) is not None:
+            store.drop(key)
+
     def _upload_url(self, target: Target, kind: str) -> str:
         return f"{self.host}{target.dataset_path}/media"
 
@@ -163,9 +174,11 @@ class Geti3Client(GetiClient):
             chosen = {"id": project.lower()}
         else:
             chosen = pick_one("project", project, items)
+        # the run starts by the server's clock: its first answer's Date header (§15), so a
+        # client clock that is off cannot hide this run's media from reconciliation
+        self.started_utc = server_time(self.last_date) or time.time()
         data = await self._call("GET", f"/api/projects/{chosen['id']}", what="project")
         proj = project_from_v3(data)
-        self.started_utc = time.time()
         return Target(self.host, "", "", "", proj, proj.datasets[0], dialect="geti3",
                       version=self.version)
 
@@ -225,6 +238,15 @@ class Geti3Client(GetiClient):
             raise _as_locked(e) from None
         return data if isinstance(data, dict) else {}
 
+    def as_stored(self, annotations: list[dict[str, Any]], target: Target,
+                  size: tuple[int, int] | None = None) -> list[dict[str, Any]]:
+        """Through Geti 3's shapes and back: a box sent to an instance-segmentation
+        project is stored as its four corners, a classification as `full_image`."""
+        try:
+            return from_v3(to_v3(annotations, target.project), target.project, size)
+        except (FileError, KeyError, TypeError, ValueError):
+            return annotations          # not sendable to Geti 3: compared as it is
+
     async def latest_annotation(self, target: Target, media_id: str,
                                 size: tuple[int, int] | None = None
                                 ) -> list[dict[str, Any]] | None:
@@ -236,6 +258,65 @@ class Geti3Client(GetiClient):
         if not isinstance(data, dict):
             return None
         return from_v3(list(data.get("annotations") or []), target.project, size)
+
+    # --- reading a project back and creating one, for `migrate` (§4, §5, §7) ----------
+
+    def download_path(self, target: Target, item: MediaItem) -> str:
+        return f"{target.dataset_path}/media/{item.id}/binary"
+
+    async def frame_annotations(self, target: Target, video_id: str
+                                ) -> list[tuple[int, list[dict[str, Any]]]]:
+        """Geti 3 lists no video's annotated frames (§7, §8), but its `MediaView` counts
+        them (`annotated_frame_count`, §5): frames are read one by one (`?frame_index`)
+        until that many are found. One GET per frame up to the last annotated one."""
+        data = await self._call("GET", f"{target.dataset_path}/media/{video_id}", what="media")
+        want = int((data or {}).get("annotated_frame_count") or 0)
+        frames = int((data or {}).get("frame_count") or 0)
+        size = (int(data.get("width") or 0), int(data.get("height") or 0)) if want else None
+        out: list[tuple[int, list[dict[str, Any]]]] = []
+        for frame in range(frames):
+            if len(out) >= want:
+                break
+            got = await self.latest_frame_annotation(target, video_id, frame, size)
+            if got is not None:
+                out.append((frame, got))
+        return out
+
+    async def latest_frame_annotation(self, target: Target, video_id: str, frame: int,
+                                      size: tuple[int, int] | None = None
+                                      ) -> list[dict[str, Any]] | None:
+        try:
+            data = await self._call("GET", f"{target.dataset_path}/media/{video_id}/annotations",
+                                    what="annotation", params={"frame_index": frame})
+        except TargetNotFoundError:
+            return None
+        if not isinstance(data, dict):
+            return None
+        return from_v3(list(data.get("annotations") or []), target.project, size)
+
+    async def post_frame_annotation(self, target: Target, video_id: str, frame: int,
+                                    annotations: list[dict[str, Any]]) -> dict[str, Any]:
+        body = {"annotations": to_v3(annotations, target.project)}
+        try:
+            data = await self._call("POST", f"{target.dataset_path}/media/{video_id}/annotations",
+                                    what="annotation", params={"frame_index": frame},
+                                    json_body=body)
+        except AmbiguousError as e:
+            raise _as_locked(e) from None
+        return data if isinstance(data, dict) else {}
+
+    async def create_project(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`POST /api/projects` with a client-chosen `id` (§4): a retry after a lost
+        answer gets 409 for that id, and the project is then read back, not made twice."""
+        try:
+            data = await self._call("POST", "/api/projects", what="server", json_body=body)
+        except FileError as e:
+            if "409" not in str(e):
+                raise
+            data = await self._call("GET", f"/api/projects/{body['id']}", what="project")
+            if not isinstance(data, dict) or data.get("name") != body.get("name"):
+                raise
+        return data if isinstance(data, dict) else {}
 
 
 def to_v3(annotations: list[dict[str, Any]], project: Project) -> list[dict[str, Any]]:
@@ -316,6 +397,17 @@ def _wire_filename(body: Any) -> str:
 
 
 _FILENAME = re.compile(rb'name="file"; filename="([^"]*)"\r\n')
+
+
+def server_time(date: str | None) -> float | None:
+    """An HTTP `Date` header as a Unix time, or None if absent or unreadable."""
+    if not date:
+        return None
+    try:
+        when = parsedate_to_datetime(date)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 def _iso(ts: float) -> str:

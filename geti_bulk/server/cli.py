@@ -54,6 +54,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="kind=probability list applied to annotation POSTs (images and video "
                         "frames), same kinds as --faults but crash; stored500 stores the scene, "
                         "then answers 500")
+    p.add_argument("--download-faults", default="",
+                   help="kind=probability list applied to media downloads (display/full, "
+                        "display/stream): 502/503/504/429 kinds, slow, reset (half the bytes, "
+                        "then the connection drops)")
     p.add_argument("--latency-ms", type=int, default=0,
                    help="delay added before answering every API request")
     p.add_argument("--seed", type=int, default=0,
@@ -134,6 +138,7 @@ def serve_main(argv: list[str] | None = None) -> int:
             admin_token=args.admin_token,
             faults=args.faults,
             annotation_faults=args.annotation_faults,
+            download_faults=args.download_faults,
             latency_ms=args.latency_ms,
             seed=args.seed,
             max_inflight=args.max_inflight,

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from .auth import AuthRules
 from .configuration import Configurations
-from .faults import FaultInjector
+from .faults import DOWNLOAD_KINDS, FaultInjector
 from .overload import UploadService
 from .seed import IdFactory, World
 from .store import Store
@@ -26,6 +26,7 @@ class ServerConfig:
     admin_token: str | None = field(default=None, repr=False)  # generated if None
     faults: str = ""  # fault spec, see ``faults.py``
     annotation_faults: str = ""  # the same, for annotation POSTs (no ``crash``)
+    download_faults: str = ""  # for media downloads (display/full, display/stream), see media.py
     latency_ms: int = 0  # added before answering every API request
     seed: int = 0  # seeds ids and the fault RNG
     max_inflight: int = 0  # uploads the service can hold at once (0 = no limit), see overload.py
@@ -62,6 +63,8 @@ class ServerState:
     uploads_received: int = 0
     annotation_posts: int = 0
     requests: int = 0
+    download_faults: FaultInjector = field(
+        default_factory=lambda: FaultInjector(kinds=DOWNLOAD_KINDS, stream="downloads"))
 
 
 STATE: web.AppKey[ServerState] = web.AppKey("geti_bulk_state", ServerState)

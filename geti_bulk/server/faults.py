@@ -21,6 +21,10 @@ kind from the spec. Kinds:
              ``restart_ms`` (``no healthy upstream``)
 =========== ================================================================
 
+Media downloads (``display/full``, ``display/stream``) have a third (``DOWNLOAD_KINDS``:
+the gateway kinds, ``slow``, and ``reset``, which sends the headers and half the bytes,
+then drops the connection).
+
 Annotation POSTs have their own injector (``ANNOTATION_KINDS``: every kind but ``crash``);
 there ``stored500`` stores the scene, then answers 500, and ``reset`` stores nothing.
 """
@@ -39,6 +43,7 @@ from .replies import plain
 GATEWAY_KINDS = frozenset({"502", "503", "504", "429", "429ra", "503ra"})
 KINDS = GATEWAY_KINDS | {"reset", "stored500", "slow", "crash"}
 ANNOTATION_KINDS = KINDS - {"crash"}
+DOWNLOAD_KINDS = GATEWAY_KINDS | {"reset", "slow"}   # media downloads: reset = cut mid-body
 NO_FAULT = frozenset({"ok", "none", "-", ""})
 _GATEWAY: dict[str, tuple[int, str]] = {
     "502": (502, TERMINATED),

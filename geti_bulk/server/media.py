@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
 
 from .config import STATE, ServerState
+from .faults import GATEWAY_KINDS, gateway_response
 from .filters import SORT_COLUMNS, parse_filter
 from .projects import enum_param, int_param
 from .replies import (
@@ -138,10 +140,32 @@ async def delete_media(request: web.Request) -> web.Response:
 
 
 async def display_media(request: web.Request) -> web.StreamResponse:
-    """The stored bytes (full/stream; thumbnails are the full media too)."""
+    """The stored bytes (full/stream; thumbnails are the full media too), with their
+    size and type; a download fault (``download_faults``) may hit it first."""
     state, _, record = _media(request)
     path = state.store.blob_path(record.id, record.extension)
     if not record.stored or not path.exists():
         raise web.HTTPNotFound()
     content_type = _CONTENT_TYPES.get(record.extension, "application/octet-stream")
+    fault = state.download_faults.next_fault()
+    if fault is not None:
+        state.download_faults.record(fault)
+        if fault in GATEWAY_KINDS:
+            return gateway_response(fault)
+        if fault == "slow":
+            await asyncio.sleep(state.config.slow_ms / 1000)
+        elif fault == "reset":
+            return await _cut_download(request, path, content_type)
     return web.FileResponse(path, headers={"Content-Type": content_type})
+
+
+async def _cut_download(request: web.Request, path: Any, content_type: str) -> web.StreamResponse:
+    """Headers with the full Content-Length, half the bytes, then the connection drops."""
+    data = path.read_bytes()
+    resp = web.StreamResponse(headers={"Content-Type": content_type})
+    resp.content_length = len(data)
+    await resp.prepare(request)
+    await resp.write(data[: len(data) // 2])
+    if request.transport is not None:
+        request.transport.abort()
+    return resp

@@ -13,7 +13,7 @@ from .app import build_app
 from .auth import AuthRules
 from .config import ServerConfig, ServerState
 from .configuration import Configurations
-from .faults import ANNOTATION_KINDS, FaultInjector
+from .faults import ANNOTATION_KINDS, DOWNLOAD_KINDS, FaultInjector
 from .overload import UploadService
 from .seed import IdFactory, World, build_world, load_seed_file
 from .store import Store
@@ -48,6 +48,8 @@ class LocalGeti:
             configurations=Configurations(self.store.connection),
             scene_ids=IdFactory(config.seed, "scenes"),
             annotation_ids=IdFactory(config.seed, "annotations"),
+            download_faults=FaultInjector(config.download_faults, config.seed,
+                                          kinds=DOWNLOAD_KINDS, stream="downloads"),
         )
         self._runner: web.AppRunner | None = None
         self.base_url = ""
@@ -96,6 +98,11 @@ class LocalGeti:
     def set_faults(self, spec: str = "", script: list[str] | None = None) -> None:
         """Replace the fault spec and queue a script (consumed first, one per upload)."""
         self._state.faults.configure(spec, script)
+
+    def set_download_faults(self, spec: str = "", script: list[str] | None = None) -> None:
+        """Faults of media downloads (``display/full``, ``display/stream``): the gateway
+        kinds, ``slow``, and ``reset`` (half the bytes, then the connection drops)."""
+        self._state.download_faults.configure(spec, script)
 
     def set_annotation_faults(self, spec: str = "", script: list[str] | None = None) -> None:
         """The same for annotation POSTs (image and video frame); kinds as for uploads

@@ -1,6 +1,8 @@
 """``…/dataset/media/{media_id}/annotations`` (GETI3_API.md §7, §15): POST replaces the
 item's annotations (201 ``MediaAnnotations``), GET returns them (404 when never annotated),
-DELETE stores JSON ``null`` (204)."""
+DELETE stores JSON ``null`` (204). A video's frame is annotated (and read) with
+``?frame_index=N`` (§7, §15: 0 is valid); each annotated frame is a dataset item of its own
+(§5)."""
 
 from __future__ import annotations
 
@@ -18,8 +20,6 @@ from .views import annotations_view
 
 NO_FRAME_INDEX = "Video frame index is not provided."
 FRAME_NOT_FOUND = "Video frame not found for the given index."
-FRAMES_NOT_BUILT = ("Annotating video frames is not implemented by this local Geti 3 server "
-                    "(geti-bulk).")
 
 
 def _frame_index(request: web.Request, errs: ErrorList) -> int | None:
@@ -73,10 +73,18 @@ async def post_annotations(request: web.Request) -> web.StreamResponse:
                 errs.extend(exc.detail)
             raise ApiError(422, errs)
         parsed = parse_annotations_body(require_body(body))
-        if media.type == "video":
-            raise ApiError(400, NO_FRAME_INDEX) if frame is None else ApiError(
-                501, FRAMES_NOT_BUILT)
+        if media.type == "video" and frame is None:
+            raise ApiError(400, NO_FRAME_INDEX)
         check_annotations(parsed.annotations, project, media)
+        if media.type == "video":
+            assert frame is not None
+            await write.commit_point()
+            state.store.set_frame_annotations(media.id, frame, parsed.annotations)
+            state.annotations_stored += 1
+            write.after_commit()
+            item = state.store.get_frame_item(media.id, frame)
+            assert item is not None
+            return json_reply(annotations_view(item, media.id), 201)
         _item(request, media)
         await write.commit_point()
         labels = {label["id"] for a in parsed.annotations for label in a["labels"]}
@@ -98,6 +106,13 @@ def _annotated_media(request: web.Request) -> Media:
 
 
 async def get_annotations(request: web.Request) -> web.Response:
+    errs: ErrorList = []
+    _, media, frame = _located(request, errs)
+    if media is not None and media.type == "video" and frame is not None:
+        found = state_of(request).store.get_frame_item(media.id, frame)
+        if found is None:
+            raise ApiError(404, "Media has not been annotated yet.")
+        return json_reply(annotations_view(found))
     item = _item(request, _annotated_media(request))
     if item.annotation_data is None or item.annotation_data == "null":
         raise ApiError(404, "Media has not been annotated yet.")

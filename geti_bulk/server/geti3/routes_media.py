@@ -107,7 +107,7 @@ async def list_media(request: web.Request) -> web.Response:
     total = store.count_media(query.clause, query.params)
     items = store.query_media(query.clause, query.params, "DESC" if query.descending else "ASC",
                               query.limit, query.offset)
-    return json_reply({"items": [media_view(m) for m in items], "pagination": {
+    return json_reply({"items": [media_view(m, _frames(store, m)) for m in items], "pagination": {
         "offset": query.offset, "limit": query.limit, "count": len(items), "total": total}})
 
 
@@ -119,7 +119,13 @@ async def list_ids(request: web.Request) -> web.Response:
 
 
 async def media_detail(request: web.Request) -> web.Response:
-    return json_reply(media_view(get_media(request, get_project(request))))
+    media = get_media(request, get_project(request))
+    return json_reply(media_view(media, _frames(state_of(request).store, media)))
+
+
+def _frames(store: Any, media: Any) -> int:
+    """A video's annotated frames (its frame items, §5)."""
+    return int(store.annotated_frames(media.id)) if media.type == "video" else 0
 
 
 async def media_binary(request: web.Request) -> web.StreamResponse:

@@ -34,6 +34,9 @@ CREATE TABLE IF NOT EXISTS dataset_items (
     user_reviewed INTEGER NOT NULL, subset TEXT NOT NULL DEFAULT 'unassigned');
 CREATE TABLE IF NOT EXISTS dataset_item_labels (
     item_id TEXT NOT NULL, label_id TEXT NOT NULL, PRIMARY KEY (item_id, label_id));
+CREATE TABLE IF NOT EXISTS frame_items (
+    media_id TEXT NOT NULL, frame_index INTEGER NOT NULL, annotation_data TEXT NOT NULL,
+    subset TEXT NOT NULL DEFAULT 'unassigned', PRIMARY KEY (media_id, frame_index));
 """
 
 
@@ -244,6 +247,28 @@ class Store:
                     self.db.execute("ROLLBACK")  # §15: the annotation write is rolled back too
                     return False
         return True
+
+    def set_frame_annotations(self, media_id: str, frame: int,
+                              annotations: list[dict[str, Any]]) -> None:
+        """A video frame's own dataset item (§5: videos get items per annotated frame),
+        replaced as an image's is (§7)."""
+        with self.db:
+            self.db.execute(
+                "INSERT INTO frame_items (media_id, frame_index, annotation_data) VALUES "
+                "(?, ?, ?) ON CONFLICT(media_id, frame_index) DO UPDATE SET "
+                "annotation_data = excluded.annotation_data",
+                (media_id, frame, json.dumps(annotations)))
+
+    def get_frame_item(self, media_id: str, frame: int) -> Item | None:
+        row = self.db.execute("SELECT annotation_data, subset FROM frame_items WHERE "
+                              "media_id = ? AND frame_index = ?", (media_id, frame)).fetchone()
+        if row is None:
+            return None
+        return Item(f"{media_id}:{frame}", row["annotation_data"], True, row["subset"])
+
+    def annotated_frames(self, media_id: str) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM frame_items WHERE media_id = ?",
+                                   (media_id,)).fetchone()[0])
 
     def delete_annotations(self, item_id: str) -> None:
         """Geti stores JSON ``null`` (not SQL NULL) — §15."""

@@ -35,7 +35,7 @@ def project_view(project: Project) -> dict[str, Any]:
     }
 
 
-def media_view(media: Media) -> dict[str, Any]:
+def media_view(media: Media, annotated_frames: int = 0) -> dict[str, Any]:
     view: dict[str, Any] = {
         "id": media.id, "name": media.name, "type": media.type, "format": media.format,
         "width": media.width, "height": media.height, "size": media.size,
@@ -43,7 +43,7 @@ def media_view(media: Media) -> dict[str, Any]:
     if media.type == "video":
         fps = float(media.fps or 0.0)
         frames = int(media.frame_count or 0)
-        view.update(fps=fps, frame_count=frames, annotated_frame_count=0,
+        view.update(fps=fps, frame_count=frames, annotated_frame_count=annotated_frames,
                     duration=frames / fps if fps > 0 else 0.0)
     view["source_id"] = None
     return view

@@ -1,0 +1,227 @@
+"""`geti-bulk migrate --verify`: compare the two projects, send nothing.
+
+Every source item must be on the target exactly once (by the journal's pairing when
+there is one, else by name, extension and size), its latest annotation equal to what the
+migration posts, within 1 px (`shapes.scene_matches`), and with `--sha256` the bytes of
+both downloads equal. One JSON line per source item in the report; exit 0 only when
+everything matches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import anyio
+
+from geti_bulk.annotate import Annotator
+from geti_bulk.concurrency import AdaptiveLimiter
+from geti_bulk.errors import FileError, GetiBulkError, TransientError
+from geti_bulk.events import RecordingReporter
+from geti_bulk.geti.client import GetiClient, Target
+from geti_bulk.geti.models import MediaItem
+from geti_bulk.journal import JournalReader
+from geti_bulk.labels import AnnotationLabels, parse_label_map, plan_annotation_labels
+from geti_bulk.migrate.config import MigrateConfig
+from geti_bulk.migrate.plan import Plan, plan_migration, project_id_for
+from geti_bulk.migrate.scenes import label_names, source_annotation
+from geti_bulk.migrate.sides import dialect_of, job_for, open_client, resolve_side, side_session
+from geti_bulk.retry import RetryBudget, RetryPolicy
+from geti_bulk.shapes import scene_matches
+
+
+@dataclass(slots=True)
+class MigrateVerifyResult:
+    checked: int = 0
+    ok: int = 0
+    problems: list[str] = field(default_factory=list)
+    extra: int = 0                  # target items no source item accounts for
+    fatal: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        if self.fatal:
+            return 3
+        return 1 if self.problems else 0
+
+    def summary(self) -> str:
+        if self.fatal:
+            return f"verify: error: {self.fatal}"
+        extra = f"; {self.extra} target item(s) not from the source" if self.extra else ""
+        return (f"verify: {self.checked} source item(s), {self.ok} on the target once and "
+                f"right, {len(self.problems)} problem(s){extra}")
+
+
+async def verify_migration(cfg: MigrateConfig, report: Path, *, sha256: bool = False
+                           ) -> MigrateVerifyResult:
+    result = MigrateVerifyResult()
+    try:
+        await _verify(cfg, report, sha256, result)
+    except GetiBulkError as e:
+        result.fatal = str(e)
+    return result
+
+
+async def _verify(cfg: MigrateConfig, report: Path, sha256: bool,
+                  result: MigrateVerifyResult) -> None:
+    async with side_session(cfg.source, cfg.concurrency) as s1, \
+            side_session(cfg.target, cfg.concurrency) as s2:
+        source = await open_client(s1, cfg.source, "from")
+        target = await open_client(s2, cfg.target, "to")
+        src = await resolve_side(source, cfg.source, "from")
+        plan = plan_migration(src.project, dialect_of(target), cfg.conversions)
+        if cfg.create_project:
+            dst = await target.resolve(project_id_for(src.host, src.project.id,
+                                                      cfg.create_project))
+        else:
+            dst = await resolve_side(target, cfg.target, "to")
+        labels = plan_annotation_labels(dst.project, label_names(src.project, plan),
+                                        parse_label_map(cfg.label_map),
+                                        cfg.skip_unknown_labels)
+        index: dict[tuple[str, str, str], list[MediaItem]] = {}
+        by_id: dict[str, MediaItem] = {}
+        async for page in target.query_media(dst):
+            for m in page:
+                index.setdefault((m.type, m.name, m.extension), []).append(m)
+                by_id[m.id] = m
+        paired = _journal_pairs(cfg.journal)
+        checker = _Checker(source, target, src, dst, plan, labels, index, by_id, paired,
+                           sha256, cfg.concurrency)
+        report.parent.mkdir(parents=True, exist_ok=True)
+        with report.open("w", encoding="utf-8") as out:
+            checker.out = out
+            async with anyio.create_task_group() as tg:
+                limit = anyio.Semaphore(cfg.concurrency)
+                async for page in source.query_media(src):
+                    for item in page:
+                        await limit.acquire()
+                        tg.start_soon(checker.check_one, item, limit, result)
+        used = checker.matched
+        result.extra = sum(1 for m in by_id if m not in used)
+
+
+def _journal_pairs(path: Path | None) -> dict[str, str]:
+    """source key → target media id, from a migration journal (when there is one)."""
+    if path is None or not path.is_file():
+        return {}
+    reader = JournalReader(path)
+    try:
+        rows = reader._c().execute(
+            "SELECT key, media_id FROM files WHERE media_id IS NOT NULL").fetchall()
+    finally:
+        reader.close()
+    return {str(k): str(v) for k, v in rows}
+
+
+class _Checker:
+    def __init__(self, source: GetiClient, target: GetiClient, src: Target, dst: Target,
+                 plan: Plan, labels: AnnotationLabels,
+                 index: dict[tuple[str, str, str], list[MediaItem]],
+                 by_id: dict[str, MediaItem], paired: dict[str, str], sha256: bool,
+                 concurrency: int) -> None:
+        self.source, self.target, self.src, self.dst = source, target, src, dst
+        self.plan = plan
+        self.index = index
+        self.by_id = by_id
+        self.paired = paired
+        self.sha256 = sha256
+        self.matched: set[str] = set()
+        self.out: IO[str] | None = None
+        policy = RetryPolicy()
+        self.annotator = Annotator(target, labels, AdaptiveLimiter(concurrency), policy,
+                                   RetryBudget(policy), RecordingReporter(),
+                                   rng=random.Random(), sleep=anyio.sleep)
+
+    async def check_one(self, item: MediaItem, limit: anyio.Semaphore,
+                        result: MigrateVerifyResult) -> None:
+        key = job_for(item).key
+        try:
+            problem = await self._check(item, key)
+        except (FileError, TransientError) as e:
+            problem = f"could not be checked: {e}"
+        finally:
+            limit.release()
+        result.checked += 1
+        if problem is None:
+            result.ok += 1
+        else:
+            result.problems.append(f"{key} ({item.name}{item.extension}): {problem}")
+        if self.out is not None:
+            row = {"key": key, "name": f"{item.name}{item.extension}",
+                   "status": "ok" if problem is None else "problem"}
+            if problem:
+                row["problem"] = problem
+            self.out.write(json.dumps(row) + "\n")
+
+    async def _check(self, item: MediaItem, key: str) -> str | None:
+        same = [m for m in self.index.get((item.type, item.name, item.extension.lower()), [])
+                if m.size is None or item.size is None or m.size == item.size]
+        pid = self.paired.get(key)
+        if pid is not None:
+            if pid not in self.by_id:
+                return f"the journal pairs it with target {pid}, which is not there"
+            found = self.by_id[pid]
+            others = [m for m in same if m.id != pid and m.id not in self.paired.values()]
+            if others:
+                return (f"on the target {len(others) + 1} times (also "
+                        f"{', '.join(m.id for m in others)})")
+        elif len(same) == 1:
+            found = same[0]
+        elif not same:
+            return "not on the target"
+        else:
+            return f"on the target {len(same)} times ({', '.join(m.id for m in same)})"
+        self.matched.add(found.id)
+        if self.sha256:
+            a, b = await self._digest(self.source, self.src, item), \
+                await self._digest(self.target, self.dst, found)
+            if a != b:
+                return f"bytes differ (sha256 source {a[:12]}…, target {b[:12]}…)"
+        if item.type == "image":
+            return await self._annotation(item, found)
+        return await self._frames(item, found)
+
+    async def _frames(self, item: MediaItem, found: MediaItem) -> str | None:
+        """Each annotated frame of the source's video, on the target's video."""
+        frames = await self.source.frame_annotations(self.src, item.id)
+        for frame, anns in frames:
+            ann, _ = source_annotation(anns, self.src.project, self.plan, item.width,
+                                       item.height)
+            if ann is None:
+                continue
+            scene, _ = self.annotator.scene(job_for(item), ann, found, self.dst)
+            if not scene.annotations:
+                continue
+            got = await self.target.latest_frame_annotation(self.dst, found.id, frame,
+                                                            (found.width, found.height))
+            if got is None:
+                return f"frame {frame}: no annotation on the target"
+            why = scene_matches(scene, got, project=self.dst.project)
+            if why is not None:
+                return f"frame {frame}: {why}"
+        return None
+
+    async def _digest(self, client: GetiClient, target: Target, item: MediaItem) -> str:
+        h = hashlib.sha256()
+        async with client.open_download(target, item) as resp:
+            async for chunk in resp.content.iter_chunked(1 << 20):
+                h.update(chunk)
+        return h.hexdigest()
+
+    async def _annotation(self, item: MediaItem, found: MediaItem) -> str | None:
+        anns = await self.source.latest_annotation(self.src, item.id, (item.width, item.height))
+        ann, _ = source_annotation(anns, self.src.project, self.plan, item.width, item.height)
+        got = await self.target.latest_annotation(self.dst, found.id,
+                                                  (found.width, found.height))
+        if ann is None:
+            return None if got is None else "annotated on the target, not in the source"
+        scene, _ = self.annotator.scene(job_for(item), ann, found, self.dst)
+        if not scene.annotations:
+            return None
+        if got is None:
+            return "no annotation on the target"
+        return scene_matches(scene, got, project=self.dst.project)
