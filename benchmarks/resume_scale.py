@@ -15,7 +15,11 @@ by the scanner's own walk, rather than by uploading N files for real). Then, aga
      the server received no media and the report is one summary row;
 (ii) time to the first upload on a fresh journal over the same tree: the same command
      with an empty journal and ``--progress json``; seconds from spawn to the first
-     ``file_started`` and ``bytes_sent`` events (then the run is interrupted).
+     ``file_started`` and ``bytes_sent`` events (then the run is interrupted);
+(iii) with ``--growth S``: that fresh upload left running for S seconds, the uploader's
+     VmRSS sampled every second against the ``file_done`` events so far; the growth after
+     the first quarter of the window, per file uploaded (memory that grows per file stored
+     would show here: a set of every media id once cost ~150 bytes a file).
 
 Prints the figures (and the machine's load average, since it may be shared) and, unless
 ``--no-write``, replaces the "Resume at scale" section of benchmarks/RESULTS.md. Not part
@@ -32,6 +36,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -102,6 +107,47 @@ def first_upload(server: LocalServer, tree: Path, run_dir: Path,
             if k in ("run_started", "file_queued", "file_started", "bytes_sent")}
 
 
+def growth(server: LocalServer, tree: Path, run_dir: Path, env: dict[str, str],
+           seconds: float) -> dict[str, Any]:
+    """RSS of a fresh upload over `seconds`, per file uploaded after the first quarter."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    argv = command(server, tree, run_dir / "grow.sqlite", run_dir / "report-grow.jsonl", "json")
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+    assert proc.stdout is not None
+    done = [0]
+
+    def count() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            done[0] += b'"file_done"' in line
+
+    reader = threading.Thread(target=count, daemon=True)
+    reader.start()
+    samples: list[tuple[int, int]] = []       # (files done, VmRSS KiB)
+    t0 = time.perf_counter()
+    try:
+        while time.perf_counter() - t0 < seconds and proc.poll() is None:
+            time.sleep(1)
+            samples.append((done[0], _vm_rss_kib(proc.pid)))
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(60)
+        reader.join(10)
+    (n0, r0), (n1, r1) = samples[len(samples) // 4], samples[-1]
+    return {"seconds": seconds, "files": n1, "rss_mib_from": round(r0 / 1024, 1),
+            "rss_mib_to": round(r1 / 1024, 1),
+            "bytes_per_file": round((r1 - r0) * 1024 / max(1, n1 - n0), 1)}
+
+
+def _vm_rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status", "rb") as fh:
+        for line in fh:
+            if line.startswith(b"VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
 def markdown(r: dict[str, Any]) -> str:
     runs = r["resume"]
     best = min(runs, key=lambda x: x["wall_s"])
@@ -125,6 +171,12 @@ def markdown(r: dict[str, Any]) -> str:
               f"Fresh journal over the same tree: first `file_started` {f.get('file_started')} s "
               f"and first `bytes_sent` {f.get('bytes_sent')} s after spawn (`run_started` at "
               f"{f.get('run_started')} s).", ""]
+    g = r.get("growth")
+    if g:
+        lines[-1:] = [f"Fresh upload left running {g['seconds']:.0f} s: {g['files']:,} files "
+                      f"uploaded, uploader RSS {g['rss_mib_from']} → {g['rss_mib_to']} MiB "
+                      f"from the first quarter of the window on, {g['bytes_per_file']} bytes "
+                      "per file uploaded.", ""]
     return "\n".join(lines)
 
 
@@ -144,6 +196,8 @@ def main() -> None:
     ap.add_argument("--base", type=Path, default=Path("/tmp/geti-bulk-resume-scale"))
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md")
+    ap.add_argument("--growth", type=float, default=0, metavar="S",
+                    help="also upload for S seconds and report RSS growth per file")
     a = ap.parse_args()
     a.base.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
@@ -166,6 +220,8 @@ def main() -> None:
         result["resume"] = [resume(server, tree, journal, run_dir / f"resume-{i}", env)
                             for i in range(a.repeats)]
         result["first_upload"] = first_upload(server, tree, run_dir / "fresh", env)
+        if a.growth:
+            result["growth"] = growth(server, tree, run_dir / "growth", env, a.growth)
     result["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     text = markdown(result)
     print(text)
