@@ -144,6 +144,18 @@ async def test_a_folder_and_its_parent_in_one_run_in_either_order_upload_once(
     assert_exactly_once(server, files)
 
 
+async def test_a_followed_symlink_to_a_file_of_the_same_run_uploads_it_once(
+        server, token, tmp_path):
+    files = tree(tmp_path, "imagenet/train", seed=1)
+    (tmp_path / "imagenet" / "train" / "dog" / "alias.jpg").symlink_to(files[0])
+    code, out, err = await run_cli(*args(server, tmp_path, "./imagenet/train",
+                                         "--follow-symlinks"), token=token, cwd=tmp_path)
+    assert code == 0, err
+    assert summary(out) == {"uploaded": N, "skipped": 1, "failed": 0}
+    assert "reached twice in this run" in out
+    assert_exactly_once(server, files)
+
+
 async def test_a_moved_and_renamed_tree_adopts_its_journal_rows(server, token, tmp_path):
     """The old path is gone and a file of the same name, size and mtime is found: the
     same file, moved. Its row takes the new identity; nothing is sent."""
