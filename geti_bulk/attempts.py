@@ -30,7 +30,9 @@ from geti_bulk.errors import (
     TransientError,
 )
 from geti_bulk.events import (
+    AGAIN,
     JOURNAL_SKIP,
+    REACHED_TWICE,
     BytesSent,
     FileDone,
     FileFailed,
@@ -95,7 +97,7 @@ class DeferredSource(Protocol):
 
     def annotations_ready(self) -> bool: ...
 
-    def annotation_for(self, rel: str) -> SourceAnnotation | None: ...
+    def annotation_for(self, job: FileJob) -> SourceAnnotation | None: ...
 
 
 ExistingIndex = dict[tuple[str, str, str], list[MediaItem]]   # (kind, name, stored ext) → media
@@ -113,7 +115,9 @@ class Tally:
     shapes_clipped: int = 0
     shapes_dropped: int = 0   # by the geometry, or for a label the map drops
     internal_in_row: int = 0  # files failed by an unexpected error since the last success
-    claimed: set[str] = field(default_factory=set)   # media ids owned by files of this run
+    # media ids owned by files of this run, kept only where the journal cannot answer
+    # (`FileUploader._claim`): never one entry per file of a journaled run
+    claimed: set[str] = field(default_factory=set)
 
 
 INTERNAL_ERRORS_IN_ROW = 20   # then the run stops: the same bug would fail every file
@@ -173,14 +177,22 @@ class FileUploader:
         if record and self.journal is not None:
             self.journal.record_skipped(job, reason, media_id)
         if media_id:
-            self.tally.claimed.add(media_id)
+            self._claim(media_id)
         self.reporter.emit(FileSkipped(job.key, reason, job.size, media_id))
+
+    def _claim(self, media_id: str) -> None:
+        """Remember that a file of this run owns `media_id`, so no other file adopts it.
+        With a journal, `Journal.is_claimed` answers that for reconciliation, so the set
+        holds only what `--skip-existing` matched against the dataset's listing (already
+        held in memory, `existing`) or, without a journal, every file's media."""
+        if self.journal is None or self.existing is not None:
+            self.tally.claimed.add(media_id)
 
     def _done(self, job: FileJob, item: MediaItem, attempts: int, adopted: bool = False,
               sha256: str | None = None, annotated: Annotated | None = None) -> None:
         self.tally.uploaded += 1
         self.tally.internal_in_row = 0
-        self.tally.claimed.add(item.id)
+        self._claim(item.id)
         if adopted and attempts:
             self.tally.bytes_sent += job.size   # sent by this run; only the answer was lost
         if self.journal is not None:
@@ -241,7 +253,7 @@ class FileUploader:
 
                 while not self.source.annotations_ready():  # noqa: ASYNC110 (no journal)
                     await anyio.sleep(0.05)
-            ann = self.source.annotation_for(job.rel)
+            ann = self.source.annotation_for(job)
         if self.annotator is None:
             raise FatalError("internal: an annotation step without an annotator")
         target = self._target(job)
@@ -271,7 +283,7 @@ class FileUploader:
             self._unlabelled(job, label_ids)
             self._done(job, item, 0, True)
             return True
-        self.tally.claimed.add(item.id)
+        self._claim(item.id)
         await self._second_step(job, item, 0, check_first=True, label_ids=label_ids)
         return True
 
@@ -288,6 +300,9 @@ class FileUploader:
 
     async def _settled(self, job: FileJob) -> bool:
         """Journal says this file is already done: skip it without asking the server."""
+        if job.prior_state == AGAIN:
+            self._skip(job, REACHED_TWICE, record=False)
+            return True
         if job.prior_state not in ("uploaded", "skipped") or not job.prior_media_id:
             return False
         if self.settle_from_journal(job):
@@ -314,7 +329,7 @@ class FileUploader:
 
             while not self.source.annotations_ready():  # noqa: ASYNC110 (a reader thread)
                 await anyio.sleep(0.05)
-            ann = self.source.annotation_for(job.rel)
+            ann = self.source.annotation_for(job)
         self.dry.add(job, ann, self.annotator.labels if self.annotator else None)
         if ann is not None:
             n = len(ann.objects)

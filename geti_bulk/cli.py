@@ -21,6 +21,9 @@ from geti_bulk import __version__
 from geti_bulk.errors import ConfigError, GetiBulkError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_FATAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+LIST_STATES = {"done": ("uploaded", "skipped"), "uploaded": ("uploaded",),
+               "skipped": ("skipped",), "failed": ("failed",), "sending": ("sending",),
+               "media": ("media",), "all": ()}
 EXIT_CODES = ("exit codes: 0 every file uploaded or skipped (or nothing to upload: a warning "
               "says so), 1 some file failed (see the report), 2 usage or configuration "
               "error, 3 stopped by a fatal error (token, project, server disk, outage, the "
@@ -170,6 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
                                     "with their shard, and any shard missing.")
     st.add_argument("journal", type=Path, nargs="*", help="journal file(s)")
     st.add_argument("--all", action="store_true", help="list every journal under the state folder")
+    st.add_argument("--list", choices=sorted(LIST_STATES), dest="list_state",
+                    help="also name the files in that state, one per line (state, path, "
+                         "media id, reason; tab-separated): done = uploaded or skipped, "
+                         "i.e. what a rerun skips as already uploaded")
 
     k8s = sub.add_parser(
         "k8s-manifest", help="print a Kubernetes Indexed Job running N --shard uploads",
@@ -378,7 +385,7 @@ def _tell(result: Any) -> None:
 
 
 def cmd_status(a: argparse.Namespace) -> int:
-    from geti_bulk.journal import default_journal_path
+    from geti_bulk.journal import JournalReader, default_journal_path
     from geti_bulk.journal_lock import check_journal_file
     from geti_bulk.status import one_journal, read_view, status_lines
 
@@ -400,7 +407,26 @@ def cmd_status(a: argparse.Namespace) -> int:
             raise ConfigError(f"journal: {j} does not exist")
     # reads only; never takes a run's lock
     print("\n".join(status_lines(list(a.journal), check_journal_file)))
+    if a.list_state:
+        for j in a.journal:     # a shard's journal after another's, each in key order
+            _print_rows(JournalReader(j), LIST_STATES[a.list_state])
     return EXIT_OK
+
+
+def _print_rows(reader: Any, states: tuple[str, ...]) -> None:
+    """Every file in `states`, in key order, a page at a time (a million rows stream)."""
+    after = ""
+    try:
+        while page := reader.rows(states, after):
+            for key, state, media_id, reason in page:
+                print("\t".join((state, _one_line(key), media_id or "", _one_line(reason or ""))))
+            after = page[-1][0]
+    finally:
+        reader.close()
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\t", " ").replace("\n", " ").replace("\r", " ")
 
 
 def cmd_k8s_manifest(a: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ from pathlib import Path
 from geti_bulk.errors import ConfigError
 from geti_bulk.jobs import FileJob
 from geti_bulk.media import media_kind
-from geti_bulk.scan import key_text
+from geti_bulk.scan import identity
 from geti_bulk.shard import Shard
 from geti_bulk.sources.model import DatasetReader, SourceAnnotation, SourceItem
 
@@ -42,13 +42,11 @@ class Sources:
     def annotations_ready(self) -> bool:
         return all(r.annotations_ready() for _, r in self.readers)
 
-    def annotation_for(self, key: str) -> SourceAnnotation | None:
-        """`key` is a dataset job's key: "<dataset folder name>/<path in the dataset>"."""
-        root_name, _, inner = key.partition("/")
-        for root, reader in self.readers:
-            if _root_name(root) == root_name:
-                return reader.annotation_for(inner)
-        return None
+    def annotation_for(self, job: FileJob) -> SourceAnnotation | None:
+        """A dataset job's annotation: its reader (`job.reader`) asked for `job.rel`."""
+        if not 0 <= job.reader < len(self.readers):
+            return None
+        return self.readers[job.reader][1].annotation_for(job.rel)
 
     def close(self) -> None:
         for _, reader in self.readers:
@@ -87,24 +85,18 @@ def dataset_jobs(sources: Sources, subset_datasets: dict[str, str],
     """Every media file the readers name, as a job (stat here, in the scan thread).
     With a shard, the readers drop the items of other shards by their path in the
     dataset, before their annotation is read or their file looked at."""
-    for root, reader in sources.readers:
-        root_name = _root_name(root)
+    for n, (_, reader) in enumerate(sources.readers):
         reader.wanted = shard.wants if shard is not None else None   # no label file read
         for item in reader.items():
             if shard is None or shard.wants(item.rel):
-                yield _job(item, root_name, subset_datasets)
+                yield _job(item, n, subset_datasets)
 
 
-def _root_name(root: Path) -> str:
-    return key_text(root.resolve().name or "root")
-
-
-def _job(item: SourceItem, root_name: str, subset_datasets: dict[str, str]) -> FileJob:
-    key = f"{root_name}/{item.rel}"
-    rel = key
+def _job(item: SourceItem, reader: int, subset_datasets: dict[str, str]) -> FileJob:
+    key = identity(item.path)     # the same rule as a folder's files (`scan.identity`)
     dataset_id = subset_datasets.get((item.subset or "").lower())
-    common = dict(annotation=item.annotation, deferred=item.deferred, rel=rel,
-                  subset=item.subset, dataset_id=dataset_id)
+    common = dict(annotation=item.annotation, deferred=item.deferred, rel=item.rel,
+                  reader=reader, subset=item.subset, dataset_id=dataset_id)
     problem = getattr(item, "problem", None)
     if problem:
         return FileJob(path=str(item.path), key=key, problem=problem, **common)  # type: ignore[arg-type]

@@ -75,6 +75,9 @@ class FileFailed:
 
 
 JOURNAL_SKIP = "already uploaded (journal)"   # FileSkipped.reason on a resume
+AGAIN = "again"   # FileJob.prior_state of a file this run has already handed on
+REACHED_TWICE = ("reached twice in this run (a followed symlink or an overlapping source): "
+                 "uploaded once")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +86,16 @@ class FileSkipped:
     reason: str
     size: int = 0
     media_id: str | None = None   # when the file is already in Geti
+
+
+@dataclass(frozen=True, slots=True)
+class JournalSkipped:
+    """Files the journal already holds as uploaded and unchanged, counted in bulk: a
+    resume of a million files is a few of these, not a million rows (`-v`: one
+    FileSkipped each instead). `geti-bulk status --list done JOURNAL` names them."""
+
+    files: int
+    bytes: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,8 +138,8 @@ class RunFinished:
 
 
 Event = (RunStarted | FileQueued | ScanDone | FileStarted | BytesSent | FileRetrying
-         | FileDone | FileFailed | FileSkipped | ConcurrencyChanged | RunStopping | RunFinished
-         | Notice)
+         | FileDone | FileFailed | FileSkipped | JournalSkipped | ConcurrencyChanged | RunStopping
+         | RunFinished | Notice)
 
 
 class Reporter(Protocol):

@@ -20,7 +20,7 @@ def safe_text(s: str) -> str:
 @dataclass(frozen=True, slots=True)
 class FileJob:
     path: str                 # as found on disk (may hold surrogate escapes)
-    key: str                  # journal key: "<root name>/<relative path>", UTF-8 safe
+    key: str                  # journal key: the file's identity (`scan.identity`), UTF-8 safe
     size: int = 0
     mtime_ns: int = 0
     kind: str | None = None   # "image" | "video" | None when unsupported
@@ -30,7 +30,8 @@ class FileJob:
     # reader knows it only later (ask it by `rel` once its index is complete)
     annotation: SourceAnnotation | None = None
     deferred: bool = False
-    rel: str = ""
+    rel: str = ""             # path relative to the source argument (manifest: its row's path)
+    reader: int = -1          # a dataset job: which of the run's dataset readers named it
     subset: str | None = None
     dataset_id: str | None = None    # where it goes, when not the run's dataset
     # filled from the journal by the producer

@@ -45,26 +45,42 @@ CREATE TABLE IF NOT EXISTS files (
     width INTEGER,
     height INTEGER,
     dataset_id TEXT,
-    run_id TEXT
+    run_id TEXT,
+    rel TEXT,
+    reader INTEGER
 );
 CREATE INDEX IF NOT EXISTS files_media ON files(media_id);
 CREATE INDEX IF NOT EXISTS files_pending ON files(state, run_id);
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 """
 
+# A file's name is what follows the key's last "/" (an identity, or an old-style key
+# "<folder name>/<relative path>"): written with built-in functions only, so that the
+# index below can hold it without a column. `find_moved` must use the same text.
+NAME_OF_KEY = "substr(key, length(rtrim(key, replace(key, '/', ''))) + 1)"
+MOVED_INDEX = (f"CREATE INDEX IF NOT EXISTS files_moved ON files(size, mtime_ns, {NAME_OF_KEY})")
+# `+`: no index but the key's (the planner would pick `files_pending` on the state)
+SETTLED_SQL = ("SELECT key, size, mtime_ns FROM files WHERE key IN ({marks}) AND +state IN "
+               "('uploaded', 'skipped') AND +media_id IS NOT NULL AND "
+               "(+run_id IS NULL OR +run_id != ?)")
+# meta `identity`: how keys are made. Absent: "<source folder name>/<relative path>"
+# (geti-bulk before 0.x); rows of such a journal are adopted by `find_moved` file by file.
+IDENTITY = "resolved-path"
+
 UPSERT = """
 INSERT INTO files (key, path, size, mtime_ns, state, media_id, reason, uncertain, attempts, updated,
-                   sha256, width, height, dataset_id, run_id)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   sha256, width, height, dataset_id, run_id, rel, reader)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT(key) DO UPDATE SET path=excluded.path, size=excluded.size,
   mtime_ns=excluded.mtime_ns, state=excluded.state, media_id=excluded.media_id,
   reason=excluded.reason, uncertain=excluded.uncertain, attempts=excluded.attempts,
   updated=excluded.updated, sha256=excluded.sha256,
   width=COALESCE(excluded.width, files.width), height=COALESCE(excluded.height, files.height),
-  dataset_id=COALESCE(excluded.dataset_id, files.dataset_id), run_id=excluded.run_id
+  dataset_id=COALESCE(excluded.dataset_id, files.dataset_id), run_id=excluded.run_id,
+  rel=excluded.rel, reader=excluded.reader
 """
 _ADDED_COLUMNS = {"sha256": "TEXT", "width": "INTEGER", "height": "INTEGER",
-                  "dataset_id": "TEXT", "run_id": "TEXT"}
+                  "dataset_id": "TEXT", "run_id": "TEXT", "rel": "TEXT", "reader": "INTEGER"}
 
 
 def default_journal_path(host: str, project_id: str, dataset_id: str,
@@ -98,6 +114,7 @@ class PriorState:
     height: int | None = None
     dataset_id: str | None = None
     updated: float = 0.0       # when the row was last written (time.time())
+    run_id: str | None = None  # the run that last wrote it
 
 
 _Op = tuple[str, tuple[Any, ...], "asyncio.Future[Any] | None", Callable[[sqlite3.Cursor], Any] | None]
@@ -120,8 +137,11 @@ class Journal:
             self._conn = connect(path)
             _migrate(self._conn)
             self._conn.executescript(SCHEMA)
+            self._conn.execute(MOVED_INDEX)    # built once when an older journal is opened
             if target:
                 self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('target', ?)", (target,))
+            self._conn.execute("INSERT INTO meta VALUES ('identity', ?) ON CONFLICT(k) DO "
+                               "UPDATE SET v=excluded.v", (IDENTITY,))
         except sqlite3.Error as e:
             raise journal_error(path, e, "opened") from None
         self.run_id = f"{os.getpid()}-{time.time_ns()}"
@@ -177,7 +197,9 @@ class Journal:
                 batch.extend(nxt)
             results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
             try:
-                conn.execute("BEGIN")
+                # IMMEDIATE: the write lock first, waiting (busy timeout) for the scan
+                # thread's re-keying of moved files, never failing a read-then-write
+                conn.execute("BEGIN IMMEDIATE")
                 for sql, args, fut, reader in batch:
                     cur = conn.execute(sql, args)
                     if fut is not None:
@@ -238,7 +260,7 @@ class Journal:
         w, h = dims if dims else (None, None)
         return (job.key, job.path if _utf8(job.path) else job.key, job.size, job.mtime_ns, state,
                 media_id, reason, int(uncertain), attempts, time.time(), sha256, w, h,
-                job.dataset_id, self.run_id)
+                job.dataset_id, self.run_id, job.rel or None, job.reader if job.reader >= 0 else None)
 
     async def mark_sending(self, job: FileJob) -> None:
         """Durable before the first byte is sent (group commit with other workers)."""
@@ -275,7 +297,8 @@ class Journal:
     async def is_claimed(self, media_id: str, by_other_than: str) -> bool:
         """Whether another file of this journal already owns `media_id` (after pending writes)."""
         found = await self._put_wait(
-            "SELECT 1 FROM files WHERE media_id = ? AND key != ? AND state IN ('uploaded','skipped') LIMIT 1",
+            "SELECT 1 FROM files WHERE media_id = ? AND key != ? AND state IN "
+            "('uploaded','skipped','media','failed') LIMIT 1",
             (media_id, by_other_than), reader=lambda cur: cur.fetchone() is not None)
         return bool(found)
 
@@ -284,8 +307,8 @@ class Journal:
 
     # --- reads (other threads open their own connection) ----------------------------
 
-    def reader(self) -> JournalReader:
-        return JournalReader(self.path)
+    def reader(self, *, writable: bool = False) -> JournalReader:
+        return JournalReader(self.path, writable=writable)
 
 
 class JournalResumeStore:
@@ -314,41 +337,132 @@ class JournalResumeStore:
         self._reader.close()
 
 
-class JournalReader:
-    """Read-only lookups for the scanning thread: batched, so memory stays flat."""
+_PRIOR = ("state, media_id, size, mtime_ns, uncertain, sha256, width, height, dataset_id, "
+          "updated, run_id")
 
-    def __init__(self, path: Path) -> None:
+
+def _prior(row: tuple[Any, ...]) -> PriorState:
+    return PriorState(row[0], row[1], row[2], row[3], bool(row[4]), row[5], row[6], row[7],
+                      row[8], float(row[9] or 0), row[10])
+
+
+class JournalReader:
+    """Lookups for the scanning thread: batched, so memory stays flat. `writable`: it may
+    re-key the row of a moved file (`rekey`); the run's writer thread waits for it."""
+
+    def __init__(self, path: Path, *, writable: bool = False) -> None:
         self.path = path
+        self.writable = writable
         self._conn: sqlite3.Connection | None = None
+        self._moved_index: bool | None = None
 
     def _c(self) -> sqlite3.Connection:
         if self._conn is None:
             # read from whichever worker thread runs the lookup (to_thread), closed on the loop
             self._conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None,
                                          check_same_thread=False)
+            if self.writable:
+                self._conn.execute("PRAGMA synchronous=NORMAL")
         return self._conn
 
     def lookup(self, keys: Iterable[str]) -> dict[str, PriorState]:
         keys = list(keys)
         out: dict[str, PriorState] = {}
+        conn = self._c()
         for i in range(0, len(keys), 500):
             chunk = keys[i:i + 500]
             marks = ",".join("?" * len(chunk))
-            for row in self._c().execute(
-                    f"SELECT key, state, media_id, size, mtime_ns, uncertain, sha256, width, "
-                    f"height, dataset_id, updated FROM files WHERE key IN ({marks})", chunk):
-                out[row[0]] = PriorState(row[1], row[2], row[3], row[4], bool(row[5]), row[6],
-                                         row[7], row[8], row[9], float(row[10] or 0))
+            for row in conn.execute(f"SELECT key, {_PRIOR} FROM files WHERE key IN ({marks})",
+                                    chunk):
+                out[row[0]] = _prior(row[1:])
         return out
 
-    def pending_annotations(self, run_id: str, after: int = 0, limit: int = 500
-                            ) -> list[tuple[int, str, str, int, int, str, int, int, str | None]]:
-        """Files this run stored without their annotation yet: (rowid, key, path, size,
-        mtime_ns, media_id, width, height, dataset_id), in pages."""
+    def settled(self, entries: list[tuple[str, int, int]], run_id: str = "") -> set[int]:
+        """Positions of the (key, size, mtime_ns) that the journal holds as uploaded (or
+        skipped as already in Geti) with that size and mtime, by a run other than
+        `run_id`: what a resume skips without making a job."""
+        marks = ",".join("?" * len(entries))
+        found = {row[0]: (row[1], row[2]) for row in self._c().execute(
+            SETTLED_SQL.format(marks=marks), [k for k, _, _ in entries] + [run_id])}
+        return {i for i, (key, size, mtime_ns) in enumerate(entries)
+                if found.get(key) == (size, mtime_ns)}
+
+    def find_moved(self, key: str, path: str, size: int, mtime_ns: int,
+                   same_content: Callable[[str], bool] | None = None
+                   ) -> tuple[str, PriorState, bool] | None:
+        """The row of this file under another key: same name, size and mtime, recorded at
+        a path that no longer exists (a moved or remounted tree, or a journal of the old
+        "<folder name>/<relative path>" keys) or that is this very file (a bind mount, a
+        hard link). (old key, its state, whether to re-key the row) or None.
+        `same_content(sha256)`: with --hash, a recorded digest must match too."""
+        if self._moved_index is None:    # a dry run over a journal of an older geti-bulk
+            self._moved_index = self._c().execute(
+                "SELECT 1 FROM sqlite_master WHERE type='index' AND name='files_moved'"
+            ).fetchone() is not None
+        if not self._moved_index:
+            return None
+        name = key.rsplit("/", 1)[-1]
+        if not name:
+            return None
+        rows = self._c().execute(
+            f"SELECT key, path, {_PRIOR} FROM files WHERE size = ? AND mtime_ns = ? AND "
+            f"{NAME_OF_KEY} = ? LIMIT 100", (size, mtime_ns, name)).fetchall()
+        for old_key, old_path, *rest in rows:
+            if old_key == key:
+                continue
+            prior = _prior(tuple(rest))
+            where = old_key if os.path.isabs(old_key) else old_path
+            gone = not os.path.exists(where)
+            if not gone and not _samefile(where, path):
+                continue                  # another file that is still there
+            if same_content is not None and prior.sha256 and not same_content(prior.sha256):
+                continue
+            # re-keyed when the old path is gone, or the old key is of the older kind
+            # (never made again); a path still there is a hard link or another mount
+            # of this file, and keeps its row (re-keying would swing it back and forth)
+            return old_key, prior, gone or not os.path.isabs(old_key)
+        return None
+
+    def rekey(self, moves: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+        """(old key, new key, new path): the rows of moved files under their new
+        identity, in one transaction. Returns the moves made (a new key already taken
+        leaves that row where it was)."""
+        done = []
+        conn = self._c()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for old, new, path in moves:
+                try:
+                    cur = conn.execute("UPDATE files SET key = ?, path = ? WHERE key = ?",
+                                       (new, path if _utf8(path) else new, old))
+                except sqlite3.IntegrityError:
+                    continue
+                if cur.rowcount:
+                    done.append((old, new, path))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return done
+
+    def rows(self, states: Iterable[str] = (), after: str = "", limit: int = 1000
+             ) -> list[tuple[str, str, str | None, str | None]]:
+        """(key, state, media id, reason) in key order, one page after `after`."""
+        wanted = list(states)
+        where = f"AND state IN ({','.join('?' * len(wanted))})" if wanted else ""
         return list(self._c().execute(
-            "SELECT rowid, key, path, size, mtime_ns, media_id, width, height, dataset_id "
-            "FROM files WHERE state = 'media' AND run_id = ? AND rowid > ? ORDER BY rowid "
-            "LIMIT ?", (run_id, after, limit)))
+            f"SELECT key, state, media_id, reason FROM files WHERE key > ? {where} "
+            "ORDER BY key LIMIT ?", (after, *wanted, limit)))
+
+    def pending_annotations(self, run_id: str, after: int = 0, limit: int = 500
+                            ) -> list[tuple[int, str, str, int, int, str, int, int, str | None,
+                                            str | None, int | None]]:
+        """Files this run stored without their annotation yet: (rowid, key, path, size,
+        mtime_ns, media_id, width, height, dataset_id, rel, reader), in pages."""
+        return list(self._c().execute(
+            "SELECT rowid, key, path, size, mtime_ns, media_id, width, height, dataset_id, "
+            "rel, reader FROM files WHERE state = 'media' AND run_id = ? AND rowid > ? "
+            "ORDER BY rowid LIMIT ?", (run_id, after, limit)))
 
     def counts(self) -> dict[str, int]:
         return dict(self._c().execute("SELECT state, COUNT(*) FROM files GROUP BY state").fetchall())
@@ -387,6 +501,13 @@ def _settle_all(results: list[tuple[asyncio.Future[Any], Any, BaseException | No
             fut.set_exception(err)
         else:
             fut.set_result(value)
+
+
+def _samefile(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _utf8(s: str) -> bool:

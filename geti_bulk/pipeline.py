@@ -10,8 +10,10 @@ cancelled and stay `sending` in the journal, so the next run reconciles them). A
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
+import hashlib
 import itertools
 import os
 import random
@@ -36,9 +38,11 @@ from geti_bulk.config import NO_TOKEN, UploadConfig
 from geti_bulk.datasets import Sources, dataset_jobs, open_sources
 from geti_bulk.errors import ConfigError, FatalError, GetiBulkError
 from geti_bulk.events import (
+    AGAIN,
     ConcurrencyChanged,
     FileQueued,
     GuardedReporter,
+    JournalSkipped,
     MultiReporter,
     Notice,
     Reporter,
@@ -55,6 +59,7 @@ from geti_bulk.journal import (
     Journal,
     JournalReader,
     JournalResumeStore,
+    PriorState,
     default_journal_path,
     journal_error,
 )
@@ -73,6 +78,7 @@ from geti_bulk.retry import RetryBudget, RetryPolicy
 from geti_bulk.scan import (
     ScanCounts,
     ScanOptions,
+    covered_sources,
     folder_label_names,
     iter_jobs,
     manifest_label_names,
@@ -288,6 +294,10 @@ class Run:
             self.targets = {t.dataset.id: t for t in self.subset_map.values()}
             self.sources = await anyio.to_thread.run_sync(self._open_sources)
             self.notices = [f"format: {line}" for line in self.sources.described]
+            folders = self.sources.folders
+            for inner, outer in covered_sources(folders, self._scan_options()).items():
+                self.notices.append(f"sources: {folders[inner]} is {folders[outer]} or inside "
+                                    "it: its files are walked once, as part of the latter")
             plan, ann_labels = await anyio.to_thread.run_sync(
                 self._plan_labels, target, abandon_on_cancel=True)
             self.notices += [f"labels: {note}" for note in (ann_labels.notes if ann_labels else ())]
@@ -440,7 +450,7 @@ class Run:
             _check_journal_shard(path, cfg)
             dry_reader = JournalReader(path)   # a dry run reads the journal, writes nothing
         try:
-            report = ReportWriter(cfg.report or _default_report_path(journal, path))
+            report = ReportWriter(cfg.report or _default_report_path(journal, path), path)
         except BaseException:
             if journal is not None:
                 await journal.close()
@@ -484,7 +494,8 @@ class Run:
             async with anyio.create_task_group() as tg:
                 self._workers_started = True
                 tg.start_soon(self._produce, send,
-                              journal.reader() if journal else dry_reader, reporter, up)
+                              journal.reader(writable=True) if journal else dry_reader,
+                              reporter, up, journal.run_id if journal else "")
                 for _ in range(cfg.concurrency):
                     tg.start_soon(self._work, receive.clone(), up)
                 receive.close()
@@ -608,14 +619,21 @@ class Run:
                              f"({report.error}); stopped (the journal has every file)")
 
     async def _produce(self, send: MemoryObjectSendStream[FileJob], reader: JournalReader | None,
-                       reporter: Reporter, up: FileUploader) -> None:
-        batches_send, batches = anyio.create_memory_object_stream[list[FileJob]](4)
+                       reporter: Reporter, up: FileUploader, run_id: str = "") -> None:
+        batches_send, batches = anyio.create_memory_object_stream[ScanBatch](4)
         files = total = 0
         async with send, anyio.create_task_group() as tg:
-            tg.start_soon(self._scan_guarded, batches_send, reader)
+            tg.start_soon(self._scan_guarded, batches_send, reader, run_id)
             async with batches:
                 async for batch in batches:
-                    for job in batch:
+                    if batch.settled:
+                        # settled by the journal in the scan thread: counted, not sent
+                        files += batch.settled
+                        total += batch.settled_bytes
+                        self.queued = files
+                        up.tally.skipped += batch.settled
+                        reporter.emit(JournalSkipped(batch.settled, batch.settled_bytes))
+                    for job in batch.jobs:
                         if self.stopping:
                             break
                         files += 1
@@ -628,12 +646,12 @@ class Run:
             if not self.stopping and self._scan_fatal is None:
                 reporter.emit(ScanDone(files, total))
 
-    async def _scan_guarded(self, out: MemoryObjectSendStream[list[FileJob]],
-                            reader: JournalReader | None) -> None:
+    async def _scan_guarded(self, out: MemoryObjectSendStream[ScanBatch],
+                            reader: JournalReader | None, run_id: str = "") -> None:
         """A scan that fails midway (an I/O error on the source, an unreadable journal)
         stops the run gracefully: the files already handed over finish, then one line."""
         try:
-            await self._scan_thread(out, reader)
+            await self._scan_thread(out, reader, run_id)
         except (anyio.get_cancelled_exc_class(), FatalError):
             raise
         except sqlite3.Error as e:
@@ -653,17 +671,29 @@ class Run:
         """The files already found still go (the queue drains), then the run stops."""
         self._scan_fatal = error
 
-    async def _scan_thread(self, out: MemoryObjectSendStream[list[FileJob]],
-                           reader: JournalReader | None) -> None:
+    async def _scan_thread(self, out: MemoryObjectSendStream[ScanBatch],
+                           reader: JournalReader | None, run_id: str = "") -> None:
         opts = self._scan_options()
         cfg = self.cfg
 
         sources = self.sources
         assert sources is not None
         subsets = {k: t.dataset.id for k, t in self.subset_map.items()}
+        prior = PriorLookup(reader, run_id, per_file=cfg.verbose, hash_content=cfg.hash_content)
+
+        def counted(n: int, nbytes: int) -> None:
+            """Files settled before any job was made: told now and then, not one by one."""
+            if self.stopping:
+                raise _ScanStopped
+            if n >= SETTLED_REPORT:
+                anyio.from_thread.run(out.send, ScanBatch(settled=n, settled_bytes=nbytes))
+                prior.pending = (0, 0)
+
+        prior.on_settled = counted
+        settle = prior.settle if reader is not None and not cfg.verbose else None
 
         def jobs() -> Iterator[FileJob]:
-            for job in iter_jobs(sources.folders, cfg.manifests, opts, self.scan_counts):
+            for job in iter_jobs(sources.folders, cfg.manifests, opts, self.scan_counts, settle):
                 yield self._routed(job, subsets)
             yield from dataset_jobs(sources, subsets, opts.shard)
 
@@ -677,6 +707,8 @@ class Run:
                         job = next(found)
                     except StopIteration:
                         break
+                    except _ScanStopped:
+                        return
                     except Exception as e:  # noqa: BLE001 — the files found so far still go
                         failure = e
                         break
@@ -684,12 +716,14 @@ class Run:
                         return
                     batch.append(job)
                     if len(batch) >= SCAN_BATCH:
-                        anyio.from_thread.run(out.send, _with_journal(batch, reader))
+                        anyio.from_thread.run(out.send, prior.batch(batch))
                         batch = []
-                if batch:
-                    anyio.from_thread.run(out.send, _with_journal(batch, reader))
+                if batch or prior.pending[0]:
+                    anyio.from_thread.run(out.send, prior.batch(batch))
                 if failure is not None:
                     raise failure
+            except _ScanStopped:
+                return
             finally:
                 if reader is not None:
                     reader.close()
@@ -717,29 +751,139 @@ def _check_journal_shard(path: Path, cfg: UploadConfig) -> None:
         raise ConfigError(problem)
 
 
-def _with_journal(batch: list[FileJob], reader: JournalReader | None) -> list[FileJob]:
-    if reader is None:
-        return batch
-    prior = reader.lookup(j.key for j in batch)
-    out = []
-    for job in batch:
-        p = prior.get(job.key)
-        if p is None:
-            out.append(job)
-            continue
-        out.append(dataclasses.replace(
-            job, prior_state=p.state, prior_media_id=p.media_id, prior_size=p.size,
-            prior_mtime_ns=p.mtime_ns, prior_uncertain=p.uncertain, prior_sha256=p.sha256,
-            prior_width=p.width, prior_height=p.height, prior_updated=p.updated))
-    return out
+SETTLED_REPORT = 20_000    # settled files told to the loop at least this many at a time
 
 
-def _pending_job(row: tuple[int, str, str, int, int, str, int, int, str | None]) -> FileJob:
+class _ScanStopped(Exception):
+    """The run is stopping: the scan thread leaves the walk."""
+
+
+@dataclass(slots=True)
+class ScanBatch:
+    """What the scan thread hands the loop: the jobs to send, and a count of the files
+    the journal settled (uploaded before, unchanged), which need no job at all."""
+
+    jobs: list[FileJob] = field(default_factory=list)
+    settled: int = 0
+    settled_bytes: int = 0
+
+
+class PriorLookup:
+    """The journal's word on each scanned file, in the scan thread, one batch at a time.
+
+    A file found under its identity takes that row's state. A file not found may be a
+    moved or remounted one (`JournalReader.find_moved`): its row is re-keyed to the new
+    identity (a dry run only reads it). Files uploaded before and unchanged are counted,
+    not handed on (`per_file`: handed on, for one report row each). A file this run has
+    already handed on (a followed symlink, two overlapping sources) is skipped."""
+
+    RECENT = 8192     # identities handed on lately, whose rows may not be written yet
+
+    def __init__(self, reader: JournalReader | None, run_id: str, *, per_file: bool = False,
+                 hash_content: bool = False) -> None:
+        self.reader = reader
+        self.run_id = run_id
+        self.per_file = per_file
+        self.hash_content = hash_content
+        self._recent: set[str] = set()
+        self._order: collections.deque[str] = collections.deque()
+        self.moved = 0
+        self.pending = (0, 0)     # files (and bytes) settled by `settle`, not yet told
+        self.on_settled: Callable[[int, int], None] | None = None
+
+    def settle(self, entries: list[tuple[str, int, int]]) -> set[int]:
+        """`scan.Settle`: which of a folder's files the journal already holds as uploaded
+        and unchanged; they get no job at all and are only counted."""
+        assert self.reader is not None
+        drop = self.reader.settled(entries, self.run_id)
+        if drop:
+            n, nbytes = self.pending
+            self.pending = (n + len(drop), nbytes + sum(entries[i][1] for i in drop))
+            if self.on_settled is not None:
+                self.on_settled(*self.pending)
+        return drop
+
+    def _remember(self, key: str) -> None:
+        self._recent.add(key)
+        self._order.append(key)
+        if len(self._order) > self.RECENT:
+            self._recent.discard(self._order.popleft())
+
+    def batch(self, jobs: list[FileJob]) -> ScanBatch:
+        out = ScanBatch()
+        out.settled, out.settled_bytes = self.pending
+        self.pending = (0, 0)
+        reader = self.reader
+        if reader is None:
+            out.jobs = jobs
+            return out
+        prior = reader.lookup(j.key for j in jobs)
+        moves: list[tuple[str, str, str]] = []
+        taken: set[str] = set()
+        for job in jobs:
+            key = job.key
+            if key in self._recent:
+                out.jobs.append(dataclasses.replace(job, prior_state=AGAIN))
+                continue
+            p = prior.get(key)
+            if p is not None and self.run_id and p.run_id == self.run_id:
+                out.jobs.append(dataclasses.replace(job, prior_state=AGAIN))
+                continue
+            if p is None and job.problem is None and job.kind is not None:
+                p = self._moved(job, moves, taken)
+            if (p is not None and p.state in ("uploaded", "skipped") and p.media_id
+                    and p.size == job.size and p.mtime_ns == job.mtime_ns and not self.per_file):
+                out.settled += 1
+                out.settled_bytes += job.size
+                continue
+            self._remember(key)
+            if p is None:
+                out.jobs.append(job)
+                continue
+            out.jobs.append(dataclasses.replace(
+                job, prior_state=p.state, prior_media_id=p.media_id, prior_size=p.size,
+                prior_mtime_ns=p.mtime_ns, prior_uncertain=p.uncertain, prior_sha256=p.sha256,
+                prior_width=p.width, prior_height=p.height, prior_updated=p.updated))
+        if moves:
+            self.moved += len(reader.rekey(moves))
+        return out
+
+    def _moved(self, job: FileJob, moves: list[tuple[str, str, str]],
+               taken: set[str]) -> PriorState | None:
+        assert self.reader is not None
+        check = (lambda digest: _sha256(job.path) == digest) if self.hash_content else None
+        found = self.reader.find_moved(job.key, job.path, job.size, job.mtime_ns, check)
+        if found is None:
+            return None
+        old_key, p, rekey = found
+        if rekey:
+            if old_key in taken:
+                return None        # another file of this batch is that row's file
+            taken.add(old_key)
+            if self.reader.writable:
+                moves.append((old_key, job.key, job.path))
+        return p
+
+
+def _sha256(path: str) -> str | None:
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
+def _pending_job(row: tuple[int, str, str, int, int, str, int, int, str | None, str | None,
+                             int | None]) -> FileJob:
     """A journal row of a file whose media is stored and whose annotation is deferred."""
-    _, key, path, size, mtime_ns, media_id, width, height, dataset_id = row
+    _, key, path, size, mtime_ns, media_id, width, height, dataset_id, rel, reader = row
     kind = media_kind(path)
     return FileJob(path=path, key=key, size=size, mtime_ns=mtime_ns,
-                   kind=kind.kind if kind else "image", deferred=True, rel=key,
+                   kind=kind.kind if kind else "image", deferred=True, rel=rel or "",
+                   reader=-1 if reader is None else reader,
                    dataset_id=dataset_id, prior_state="media", prior_media_id=media_id,
                    prior_size=size, prior_mtime_ns=mtime_ns, prior_width=width,
                    prior_height=height)

@@ -7,14 +7,21 @@ import time
 from pathlib import Path
 from typing import IO
 
-from geti_bulk.events import Event, FileDone, FileFailed, FileSkipped
+from geti_bulk.events import JOURNAL_SKIP, Event, FileDone, FileFailed, FileSkipped, JournalSkipped
 
 
 class ReportWriter:
-    """A Reporter that keeps uploaded / skipped / failed rows in a JSON-lines file."""
+    """A Reporter that keeps uploaded / skipped / failed rows in a JSON-lines file.
 
-    def __init__(self, path: Path) -> None:
+    Files the journal settles in bulk (`JournalSkipped`, a resume) are one summary row
+    at the end, `{"status": "skipped", "reason": …, "files": N, "bytes": B, "journal": …}`,
+    not one row each: `geti-bulk status --list done JOURNAL` names them."""
+
+    def __init__(self, path: Path, journal: Path | None = None) -> None:
         self.path = path
+        self.journal = journal
+        self.journal_skipped = 0
+        self.journal_skipped_bytes = 0
         path.parent.mkdir(parents=True, exist_ok=True)
         self._f: IO[str] | None = path.open("w", encoding="utf-8", buffering=1 << 16)
         self.rows = 0
@@ -37,6 +44,10 @@ class ReportWriter:
                    "size": event.size}
             if event.media_id:
                 row["media_id"] = event.media_id
+        elif isinstance(event, JournalSkipped):
+            self.journal_skipped += event.files
+            self.journal_skipped_bytes += event.bytes
+            return
         elif isinstance(event, FileFailed):
             row = {"path": event.path, "status": "failed", "reason": event.reason,
                    "size": event.size}
@@ -67,6 +78,18 @@ class ReportWriter:
 
     def close(self) -> None:
         if self._f is not None:
+            if self.journal_skipped:
+                row: dict[str, object] = {
+                    "status": "skipped", "reason": JOURNAL_SKIP, "files": self.journal_skipped,
+                    "bytes": self.journal_skipped_bytes}
+                if self.journal is not None:
+                    row["journal"] = str(self.journal)
+                    row["list_with"] = f"geti-bulk status --list done {self.journal}"
+                try:
+                    self._f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    self.rows += 1
+                except OSError as e:
+                    self.error = self.error or f"{type(e).__name__}: {e.strerror or e}"
             try:
                 self._f.close()
             except OSError as e:

@@ -12,7 +12,7 @@ import fnmatch
 import json
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -134,11 +134,18 @@ def _unsupported(name: str) -> str:
             f"{' '.join(IMAGE_EXTENSIONS)} and videos {' '.join(VIDEO_EXTENSIONS)}")
 
 
+_KINDS = {**dict.fromkeys(IMAGE_EXTENSIONS, "image"), **dict.fromkeys(VIDEO_EXTENSIONS, "video")}
+
+
 def _job(path: str, key: str, st: os.stat_result, labels: tuple[str, ...],
          subset: str | None = None, rel: str = "") -> FileJob:
-    kind = media_kind(path)
+    dot = path.rfind(".")
+    kind = _KINDS.get(path[dot:].lower()) if dot > path.rfind("/") else None
+    if kind is None:     # the rules in full (`media.media_kind`), for the odd name
+        found = media_kind(path)
+        kind = found.kind if found else None
     return FileJob(path=path, key=key, size=st.st_size, mtime_ns=st.st_mtime_ns,
-                   kind=kind.kind if kind else None, labels=labels,
+                   kind=kind, labels=labels,
                    problem=None if kind else _unsupported(os.path.basename(path)),
                    subset=subset, rel=rel)
 
@@ -149,95 +156,161 @@ def folder_subset(rel_parts: list[str], opts: ScanOptions) -> str | None:
     return first if first in opts.subset_folders else None
 
 
-def walk(root: Path, opts: ScanOptions, counts: ScanCounts | None = None) -> Iterator[FileJob]:
-    """Depth-first walk with an explicit stack (no recursion limit), sorted for stable order."""
+def identity(path: str | os.PathLike[str]) -> str:
+    """A file's identity in the journal: its resolved absolute path (symlinks, `..` and
+    the current folder resolved), as UTF-8-safe text. The same file reached through a
+    parent folder, another argument order or a symlink has one identity; two different
+    files never share one."""
+    return key_text(os.path.realpath(path))
+
+
+@dataclass(slots=True)
+class _Dir:
+    path: str               # as walked (under the source argument)
+    parts: list[str]        # path relative to the source argument
+    real: str               # its resolved path, the prefix of its files' identities
+
+
+# (identity, size, mtime_ns) of a folder's files, a chunk at a time → the positions of
+# those that need no job (a resume: the journal holds them as uploaded and unchanged)
+Settle = Callable[[list[tuple[str, int, int]]], set[int]]
+SETTLE_CHUNK = 256
+
+
+def walk(root: Path, opts: ScanOptions, counts: ScanCounts | None = None,
+         settle: Settle | None = None) -> Iterator[FileJob]:
+    """Depth-first walk with an explicit stack (no recursion limit), sorted for stable order.
+
+    A file's key is its identity (`identity`): the folder's resolved path is computed once
+    per folder, and so are its files' label and subset, so the walk costs no system call
+    but the entry's stat per file. `settle`: asked about the files of a folder a chunk at
+    a time before any job is made, so a resume of a million settled files makes none."""
     counts = counts if counts is not None else ScanCounts()
-    root_name = key_text(root.resolve().name or "root")
     try:
         rst = root.stat()
     except OSError as err:
         if _in_shard(key_text(root.name), opts):
-            yield FileJob(path=str(root), key=root_name,
-                          problem=f"cannot read source: {err.strerror}")
+            yield FileJob(path=str(root), key=key_text(os.path.abspath(root)),
+                          rel=key_text(root.name), problem=f"cannot read source: {err.strerror}")
         return
     if not stat.S_ISDIR(rst.st_mode):
         name = key_text(root.name)     # a file given as a source: its shard is its name's
         if not _in_shard(name, opts):
             return
         if not stat.S_ISREG(rst.st_mode):   # a FIFO given as a source must not be opened
-            yield FileJob(path=str(root), key=name,
+            yield FileJob(path=str(root), key=identity(root), rel=name,
                           problem=f"{_special_kind(rst.st_mode)}, not a file")
             return
-        yield _job(str(root), name, rst, (), rel=name)
+        yield _job(str(root), identity(root), rst, (), rel=name)
         return
     seen = {(rst.st_dev, rst.st_ino)}
-    stack: list[tuple[str, list[str]]] = [(str(root), [])]
+    stack = [_Dir(str(root), [], identity(root))]
     while stack:
-        d, parts = stack.pop()
-        subdirs: list[tuple[str, list[str]]] = []
+        d = stack.pop()
+        subdirs: list[_Dir] = []
         try:
             # files stream in directory order (a folder of a million files is never held
             # in memory); subfolders are walked afterwards in name order
-            with os.scandir(d) as it:
-                for e in it:
-                    yield from _entry(e, parts, root_name, opts, seen, subdirs, counts)
+            with os.scandir(d.path) as it:
+                yield from _entries(it, d, opts, seen, subdirs, counts, settle)
         except OSError as err:
-            if _in_shard("/".join(map(key_text, parts)) + "/", opts):
-                yield FileJob(path=d, key="/".join([root_name, *map(key_text, parts)]) + "/",
+            rel = "/".join(map(key_text, d.parts))
+            if _in_shard(rel + "/", opts):
+                yield FileJob(path=d.path, key=d.real.rstrip("/") + "/",
+                              rel=rel + "/" if rel else "",
                               problem=f"cannot read folder: {err.strerror}")
-        subdirs.sort(key=lambda s: s[0])
+        subdirs.sort(key=lambda s: s.path)
         stack.extend(reversed(subdirs))
 
 
-def _entry(e: os.DirEntry[str], parts: list[str], root_name: str, opts: ScanOptions,
-           seen: set[tuple[int, int]], subdirs: list[tuple[str, list[str]]],
-           counts: ScanCounts) -> Iterator[FileJob]:
-    if not opts.include_hidden and e.name.startswith("."):
-        return
-    rel_parts = [*parts, e.name]
-    rel = "/".join(key_text(p) for p in rel_parts)
-    key = f"{root_name}/{rel}"
-    try:
-        if e.is_symlink() and not opts.follow_symlinks:
-            counts.symlinks += 1
-            return
-        # another shard's file is dropped on its directory entry alone (d_type, no stat),
-        # so a shard of a million-file tree stats only its own files
-        if (opts.shard is not None and not e.is_symlink() and not e.is_dir(follow_symlinks=False)
-                and not opts.shard.wants(rel)):
-            return
-        st = e.stat(follow_symlinks=True)
-    except OSError as err:
-        if _wanted(rel, opts) and _in_shard(rel, opts):
-            why = "broken symlink" if e.is_symlink() else f"cannot stat: {err.strerror}"
-            if err.errno == 40:  # ELOOP
-                why = "symlink loop"
-            yield FileJob(path=e.path, key=key, problem=why)
-        return
-    if stat.S_ISDIR(st.st_mode):
-        ident = (st.st_dev, st.st_ino)
-        if ident in seen:
-            if _in_shard(rel + "/", opts):
-                yield FileJob(path=e.path, key=key + "/",
-                              problem="symlink loop: folder already visited, not followed")
-        elif not (opts.exclude and _matches(rel + "/", opts.exclude)):
-            seen.add(ident)
-            subdirs.append((e.path, rel_parts))
-        return
-    if not _in_shard(rel, opts):
-        return
-    if not _wanted(rel, opts):
-        counts.filtered += 1
-        return
-    if not stat.S_ISREG(st.st_mode):
-        yield FileJob(path=e.path, key=key, problem=f"{_special_kind(st.st_mode)}, not a file",
-                      rel=rel)
-        return
-    if media_kind(e.name) is None and os.path.splitext(e.name)[1].lower() not in UNSUPPORTED_MEDIA:
-        counts.ignored += 1    # an annotation, a list, a README beside the media
-        return
-    yield _job(e.path, key, st, folder_label(rel_parts, opts), folder_subset(rel_parts, opts),
-               rel=rel)
+def _entries(it: Iterator[os.DirEntry[str]], d: _Dir, opts: ScanOptions,
+             seen: set[tuple[int, int]], subdirs: list[_Dir], counts: ScanCounts,
+             settle: Settle | None = None) -> Iterator[FileJob]:
+    """One folder's files (the hot loop of a million-file tree: kept flat)."""
+    prefix = "/".join(map(key_text, d.parts))
+    prefix = prefix + "/" if prefix else ""
+    real = d.real.rstrip("/") + "/"
+    labels = folder_label([*d.parts, ""], opts)
+    subset = folder_subset([*d.parts, ""], opts)
+    pending: list[tuple[str, str, os.stat_result, str]] = []   # files for `settle` to see
+
+    def flush() -> Iterator[FileJob]:
+        assert settle is not None
+        drop = settle([(key, st.st_size, st.st_mtime_ns) for _, key, st, _ in pending])
+        for i, (path, key, st, rel) in enumerate(pending):
+            if i not in drop:
+                yield _job(path, key, st, labels, subset, rel)
+        pending.clear()
+
+    hidden = not opts.include_hidden
+    filtered = bool(opts.include or opts.exclude)
+    follow = opts.follow_symlinks
+    shard = opts.shard
+    for e in it:
+        name = e.name
+        if hidden and name.startswith("."):
+            continue
+        if not name.isascii():
+            name = key_text(name)
+        rel = prefix + name
+        key = real + name
+        try:
+            link = e.is_symlink()
+            if link and not follow:
+                counts.symlinks += 1
+                continue
+            # another shard's file is dropped on its directory entry alone (d_type, no
+            # stat), so a shard of a million-file tree stats only its own files
+            if (shard is not None and not link and not e.is_dir(follow_symlinks=False)
+                    and not shard.wants(rel)):
+                continue
+            st = e.stat(follow_symlinks=True)
+        except OSError as err:
+            if (not filtered or _wanted(rel, opts)) and _in_shard(rel, opts):
+                if pending:
+                    yield from flush()
+                why = "broken symlink" if e.is_symlink() else f"cannot stat: {err.strerror}"
+                if err.errno == 40:  # ELOOP
+                    why = "symlink loop"
+                yield FileJob(path=e.path, key=key, rel=rel, problem=why)
+            continue
+        if link:
+            key = identity(e.path)    # a followed symlink: the identity of what it points to
+        mode = st.st_mode
+        if stat.S_ISDIR(mode):
+            ident = (st.st_dev, st.st_ino)
+            if ident in seen:
+                if _in_shard(rel + "/", opts):
+                    yield FileJob(path=e.path, key=key + "/", rel=rel + "/",
+                                  problem="symlink loop: folder already visited, not followed")
+            elif not (opts.exclude and _matches(rel + "/", opts.exclude)):
+                seen.add(ident)
+                subdirs.append(_Dir(e.path, [*d.parts, e.name], key))
+            continue
+        if shard is not None and not shard.wants(rel):
+            continue
+        if filtered and not _wanted(rel, opts):
+            counts.filtered += 1
+            continue
+        if not stat.S_ISREG(mode):
+            if pending:
+                yield from flush()
+            yield FileJob(path=e.path, key=key, rel=rel,
+                          problem=f"{_special_kind(mode)}, not a file")
+            continue
+        dot = name.rfind(".")
+        ext = name[dot:].lower() if dot >= 0 else ""
+        if ext not in _KINDS and media_kind(name) is None and ext not in UNSUPPORTED_MEDIA:
+            counts.ignored += 1    # an annotation, a list, a README beside the media
+            continue
+        if settle is None:
+            yield _job(e.path, key, st, labels, subset, rel)
+            continue
+        pending.append((e.path, key, st, rel))
+        if len(pending) >= SETTLE_CHUNK:
+            yield from flush()
+    if pending:
+        yield from flush()
 
 
 # --- manifests -------------------------------------------------------------------
@@ -316,35 +389,64 @@ def manifest_jobs(path: Path, opts: ScanOptions) -> Iterator[FileJob]:
     base = path.resolve().parent
     for row in read_manifest(path):
         if row.problem:
-            # the key names the line; the reason says what is wrong with it
+            # the key names the manifest's line; the reason says what is wrong with it
             where = f"{path.name}:{row.line}"
             if not _in_shard(where, opts):
                 continue
-            yield FileJob(path=str(path), key=where,
+            yield FileJob(path=str(path), key=f"{identity(path)}:{row.line}", rel=where,
                           problem=row.problem.removeprefix(where + ": "))
             continue
         p = Path(row.path)
         full = p if p.is_absolute() else base / p
-        key = safe_text(row.path if not p.is_absolute() else str(p))
-        if not _wanted(key, opts) or not _in_shard(key_text(row.path), opts):
+        rel = key_text(row.path)
+        if not _wanted(safe_text(row.path), opts) or not _in_shard(rel, opts):
             continue
+        key = identity(full)
         try:
             st = full.stat()
         except OSError as e:
-            yield FileJob(path=str(full), key=key,
+            yield FileJob(path=str(full), key=key, rel=rel,
                           problem=f"{path.name}:{row.line}: cannot read {row.path}: {e.strerror}")
             continue
         if not stat.S_ISREG(st.st_mode):
-            yield FileJob(path=str(full), key=key,
+            yield FileJob(path=str(full), key=key, rel=rel,
                           problem=f"{path.name}:{row.line}: {_special_kind(st.st_mode)}, not a file")
             continue
-        yield _job(str(full), key, st, row.labels if opts.labels != "none" else (),
-                   rel=key_text(row.path))
+        yield _job(str(full), key, st, row.labels if opts.labels != "none" else (), rel=rel)
+
+
+def covered_sources(roots: Iterable[Path], opts: ScanOptions) -> dict[int, int]:
+    """Source arguments another one already walks (the same folder twice, or a folder
+    inside another), by position: inner → the one that covers it. Walking both would
+    hand one run the same files twice; the covering walk reaches them unless a hidden or
+    excluded folder lies in between, and then the inner one is walked too."""
+    real = [os.path.realpath(r) for r in roots]
+    out: dict[int, int] = {}
+    for i, inner in enumerate(real):
+        for j, outer in enumerate(real):
+            if i == j or (inner == outer and j > i) or not os.path.isdir(outer):
+                continue            # of two equal arguments, the first is walked
+            rel = os.path.relpath(inner, outer)
+            if rel.startswith(".."):
+                continue
+            parts = [] if rel == "." else rel.split(os.sep)
+            if not opts.include_hidden and any(p.startswith(".") for p in parts):
+                continue
+            if opts.exclude and any(_matches("/".join(parts[:k + 1]) + "/", opts.exclude)
+                                    for k in range(len(parts) - 1)):
+                continue
+            out[i] = j
+            break
+    return out
 
 
 def iter_jobs(roots: Iterable[Path], manifests: Iterable[Path], opts: ScanOptions,
-              counts: ScanCounts | None = None) -> Iterator[FileJob]:
-    for root in roots:
-        yield from walk(root, opts, counts)
+              counts: ScanCounts | None = None, settle: Settle | None = None
+              ) -> Iterator[FileJob]:
+    roots = list(roots)
+    covered = covered_sources(roots, opts)
+    for i, root in enumerate(roots):
+        if i not in covered:
+            yield from walk(root, opts, counts, settle)
     for m in manifests:
         yield from manifest_jobs(m, opts)

@@ -112,7 +112,7 @@ class Verifier:
     async def _annotation_differs(self, job: FileJob, item: MediaItem) -> str | None:
         ann = job.annotation
         if ann is None and job.deferred and callable(self.annotation_for):
-            ann = self.annotation_for(job.rel)
+            ann = self.annotation_for(job)
         label_ids = () if job.annotated else self.plan.ids_for(job.labels)
         if ann is None and not label_ids:
             return None

@@ -51,10 +51,11 @@ async def test_plain_output_line_by_line(server, token, tmp_path):
     assert len(uploaded) == 6
     for ln in uploaded:
         _, path, size, media_id = ln.split(" ")
-        local = tmp_path / path
+        local = Path(path)
         assert int(size) == local.stat().st_size and ids[local.stem] == media_id
     [failed] = [ln for ln in lines if ln.startswith("FAILED ")]
-    assert failed.startswith("FAILED data/cat/broken.jpg: not a readable image")
+    broken = os.path.realpath(tmp_path / "data" / "cat" / "broken.jpg")   # its identity
+    assert failed.startswith(f"FAILED {broken}: not a readable image")
     summary = lines[lines.index("--- summary ---"):]
     assert "uploaded:    6" in summary and "failed:      1" in summary
     assert any(ln.startswith("report:") and ln.endswith("r.jsonl") for ln in summary)
@@ -76,9 +77,9 @@ async def test_json_event_stream(server, token, tmp_path):
         if e["event"] == "bytes_sent":
             sent[e["path"]] = sent.get(e["path"], 0) + e["n"]
     for path, e in done.items():
-        assert sent[path] == e["size"] == (tmp_path / path).stat().st_size
+        assert sent[path] == e["size"] == Path(path).stat().st_size
     [failed] = [e for e in events if e["event"] == "file_failed"]
-    assert failed["path"] == "data/cat/broken.jpg"
+    assert failed["path"] == os.path.realpath(tmp_path / "data" / "cat" / "broken.jpg")
 
 
 async def test_usage_errors_exit_2_with_one_line(server, token, tmp_path):
@@ -142,7 +143,7 @@ async def test_dry_run_and_status(server, token, tmp_path):
     await run_cli("upload", str(data), *common(server, tmp_path), "--progress", "none", token=token)
     code, out, _ = await run_cli("status", str(tmp_path / "j.sqlite"))
     assert code == 0 and "7 files: 6 uploaded, 0 skipped, 1 failed, 0 sending" in out
-    assert "FAILED data/cat/broken.jpg: not a readable image" in out
+    assert f"FAILED {os.path.realpath(data / 'cat' / 'broken.jpg')}: not a readable image" in out
 
 
 async def test_help_names_every_env_var():
@@ -174,12 +175,21 @@ async def test_a_resume_prints_one_line_for_journal_skips_not_one_per_file(serve
     assert code == 0
     code, out, _ = await run_cli(*args, token=token)
     assert code == 0
-    assert not [ln for ln in out.splitlines() if ln.startswith("skipped data/")]
-    assert "skipped 12 files: already uploaded (journal); each is in the report" in out
-    rows = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()]
-    assert len(rows) == 12 and {r["status"] for r in rows} == {"skipped"}   # all in the report
+    where = os.path.realpath(data)
+    assert not [ln for ln in out.splitlines() if ln.startswith(f"skipped {where}/")]
+    assert ("skipped 12 files: already uploaded (journal); the report counts them in one "
+            "line, `geti-bulk status --list done JOURNAL` names them") in out
+    [row] = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert (row["status"], row["files"], row["reason"]) == ("skipped", 12,
+                                                           "already uploaded (journal)")
+    code, out, _ = await run_cli("status", str(tmp_path / "j.sqlite"), "--list", "done")
+    listed = [ln.split("\t") for ln in out.splitlines() if "\t" in ln]
+    assert sorted(p for _, p, _, _ in listed) == sorted(
+        os.path.realpath(p) for p in data.rglob("*.*"))
     code, out, _ = await run_cli(*args, "-v", token=token)
-    assert out.count("skipped data/") == 12                              # per file when verbose
+    assert out.count(f"skipped {where}/") == 12                          # per file when verbose
+    rows = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert len(rows) == 12 and {r["status"] for r in rows} == {"skipped"}   # and in the report
 
 
 async def test_a_closed_stdout_is_not_an_internal_error(server, token, tmp_path):

@@ -24,6 +24,7 @@ from geti_bulk.events import (
     FileRetrying,
     FileSkipped,
     FileStarted,
+    JournalSkipped,
     Notice,
     RunFinished,
     RunStarted,
@@ -58,6 +59,7 @@ def sample(cls: type) -> Any:
         FileDone: FileDone("a.jpg", 10, "m-1", 2, adopted=True),
         FileFailed: FileFailed("b.jpg", "HTTP 415", 10, 415),
         FileSkipped: FileSkipped("c.jpg", "already uploaded", 10),
+        JournalSkipped: JournalSkipped(1000, 123456),
         ConcurrencyChanged: ConcurrencyChanged(4),
         Notice: Notice("format: coco (found annotations/instances_val.json)"),
         RunStopping: RunStopping("Ctrl-C"),
@@ -75,7 +77,7 @@ def test_every_event_is_one_line_with_name_ts_and_fields() -> None:
     assert [r["event"] for r in records] == [
         "run_started", "file_queued", "scan_done", "file_started", "bytes_sent",
         "file_retrying", "file_done", "file_failed", "file_skipped",
-        "concurrency_changed", "run_stopping", "run_finished", "notice"]
+        "journal_skipped", "concurrency_changed", "run_stopping", "run_finished", "notice"]
     for cls, record in zip(EVENT_CLASSES, records, strict=True):
         event = sample(cls)
         assert record["ts"] == 1718000000.5

@@ -101,11 +101,14 @@ async def test_an_unexpected_error_in_one_file_fails_that_file_and_the_run_goes_
     assert code == 1, err
     assert err == "", err                       # per-file failures: no line on stderr
     failed = sorted(ln for ln in out.splitlines() if ln.startswith("FAILED "))
-    assert failed == ["FAILED data/cat/cat_00002.jpg: internal error: RuntimeError: injected bug",
-                      "FAILED data/dog/dog_00001.jpg: internal error: KeyError: 'injected key'"]
+    where = os.path.realpath(data)              # files are named by their identity
+    assert failed == [f"FAILED {where}/cat/cat_00002.jpg: internal error: RuntimeError: "
+                      "injected bug",
+                      f"FAILED {where}/dog/dog_00001.jpg: internal error: KeyError: "
+                      "'injected key'"]
     assert "uploaded:    3" in out and "failed:      2" in out
     rows = {r["path"]: r for r in report_rows(tmp_path / "r.jsonl")}
-    assert rows["data/cat/cat_00002.jpg"]["status"] == "failed"
+    assert rows[f"{where}/cat/cat_00002.jpg"]["status"] == "failed"
     # the rerun (no fault) uploads the two, and nothing twice
     code, _, err = await patched_cli("", *args_for(server, data, tmp_path), token=token)
     assert code == 0, err
@@ -126,8 +129,8 @@ async def test_an_oserror_where_no_step_expects_one_is_a_per_file_failure(server
     """
     code, out, err = await patched_cli(patch, *args_for(server, data, tmp_path), token=token)
     assert code == 1 and err == "", err
-    assert ("FAILED data/cat/cat_00001.jpg: internal error: OSError: [Errno 5] "
-            "Input/output error") in out
+    assert (f"FAILED {os.path.realpath(data)}/cat/cat_00001.jpg: internal error: OSError: "
+            "[Errno 5] Input/output error") in out
     assert server.store.count() == 3
     code, _, err = await patched_cli("", *args_for(server, data, tmp_path), token=token)
     assert code == 0, err
@@ -288,8 +291,8 @@ async def test_a_full_disk_under_the_report_stops_the_run_with_one_line(server, 
                 return self._f.write(text)
             def __getattr__(self, name):
                 return getattr(self._f, name)
-        def init(self, path):
-            real(self, path)
+        def init(self, path, journal=None):
+            real(self, path, journal)
             self._f = Full(self._f)
         r.ReportWriter.__init__ = init
     """
@@ -314,8 +317,8 @@ async def test_a_source_that_fails_midway_stops_after_the_files_found_with_one_l
         import errno
         import geti_bulk.scan as s
         real = s.walk
-        def walk(root, opts, counts=None):
-            for n, job in enumerate(real(root, opts, counts)):
+        def walk(root, opts, counts=None, settle=None):
+            for n, job in enumerate(real(root, opts, counts, settle)):
                 if n == 5:
                     raise OSError(errno.EIO, "Input/output error", str(root) + "/dog")
                 yield job

@@ -122,7 +122,8 @@ async def test_a_yolo_tree_as_folders_exits_0_but_a_gif_beside_it_still_fails(
     rows = summary(out)
     assert rows["ignored"] == f"{len(imgs) + 2} (not media)"    # the .txt, data.yaml, .json
     assert rows["failed"] == "1" and rows["uploaded"] == str(len(imgs))
-    assert "FAILED yolo/images/train/anim.gif: unsupported file type .gif" in out
+    gif = os.path.realpath(root / "images" / "train" / "anim.gif")    # its identity
+    assert f"FAILED {gif}: unsupported file type .gif" in out
 
 
 async def test_files_a_classification_project_gets_without_a_label_are_counted(
@@ -164,7 +165,8 @@ async def test_quiet_prints_only_failures_and_the_summary(server, token, tmp_pat
         lines = out.splitlines()
         start = lines.index("--- summary ---")
         [failed] = lines[:start]                # nothing else before the summary
-        assert failed.startswith("FAILED data/cat/broken.jpg: not a readable image"), attempt
+        broken = os.path.realpath(data / "cat" / "broken.jpg")
+        assert failed.startswith(f"FAILED {broken}: not a readable image"), attempt
         assert err == "", err
     assert summary(out)["skipped"] == "6"
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from geti_bulk.events import FileDone, FileSkipped
+from geti_bulk.events import FileDone, FileSkipped, JournalSkipped
 from geti_bulk.journal import Journal
 from geti_bulk.sampledata import make_labelled_tree
 from tests.conftest import admin_stats, make_cfg, sha256, stored_by_sha, upload
@@ -42,8 +42,8 @@ async def test_rerun_skips_uploaded_without_asking_the_server(server, token, tmp
     before = (await admin_stats(server))["requests"]
     second, rec = await upload(cfg)
     assert (second.uploaded, second.skipped, second.exit_code) == (0, 12, 0)
-    assert all(e.reason == "already uploaded (journal)" for e in rec.events
-               if isinstance(e, FileSkipped))
+    assert not [e for e in rec.events if isinstance(e, FileSkipped)]   # counted in bulk:
+    assert sum(e.files for e in rec.events if isinstance(e, JournalSkipped)) == 12
     # target resolution only (token org, workspaces, project list + detail): no per-file calls
     assert (await admin_stats(server))["requests"] - before <= 6
     assert server.store.count() == 12
@@ -151,19 +151,24 @@ async def _until_uploading(proc: asyncio.subprocess.Process) -> bytes:
 
 
 def _verify_exactly_once(server, data: Path, journal: Path, report: Path) -> None:
-    local = {str(p.relative_to(data.parent)): sha256(p) for p in data.rglob("*.jpg")}
-    local.update({str(p.relative_to(data.parent)): sha256(p) for p in data.rglob("*.png")})
+    local = {os.path.realpath(p): sha256(p) for p in data.rglob("*.jpg")}
+    local.update({os.path.realpath(p): sha256(p) for p in data.rglob("*.png")})
     by_sha = stored_by_sha(server)
     assert server.store.duplicate_groups() == [], "a file was stored twice"
     assert set(by_sha) == set(local.values()), "every file stored, byte for byte"
     assert all(len(v) == 1 for v in by_sha.values())
     states = journal_states(journal)
     rows = [json.loads(x) for x in report.read_text().splitlines()]
-    assert len(rows) == len(local) and {r["path"] for r in rows} == set(local)
-    for r in rows:
+    per_file = [r for r in rows if "path" in r]
+    # files the journal settled are one summary row (README: "A rerun's report")
+    settled = sum(r["files"] for r in rows if "files" in r)
+    assert len(per_file) + settled == len(local) and {r["path"] for r in per_file} <= set(local)
+    for r in per_file:
         [record] = by_sha[local[r["path"]]]
         assert r["media_id"] == record.id                  # the report names the stored media
-        assert states[r["path"]][1] == record.id           # and so does the journal
+    for path, digest in local.items():
+        [record] = by_sha[digest]
+        assert states[path] == ("uploaded", record.id)     # and so does the journal
 
 
 async def test_sigkill_at_random_points_then_rerun_is_exactly_once(server, token, tmp_path):
@@ -237,7 +242,7 @@ async def test_hash_recognises_same_content_under_a_new_mtime(server, token, tmp
     with sqlite3.connect(tmp_path / "journal.sqlite") as c:
         hashes = dict(c.execute("SELECT key, sha256 FROM files"))
     files = sorted((data / "cat").iterdir())
-    assert all(hashes[f"data/cat/{p.name}"] == sha256(p) for p in files)
+    assert all(hashes[os.path.realpath(p)] == sha256(p) for p in files)
     same, changed = files[0], files[1]
     os.utime(same, ns=(same.stat().st_atime_ns, same.stat().st_mtime_ns + 10**9))
     changed.write_bytes(image_bytes(64, 64, seed=1234))
@@ -247,9 +252,11 @@ async def test_hash_recognises_same_content_under_a_new_mtime(server, token, tmp
     assert "changed since it was uploaded" in reasons[changed.name]
     assert server.store.count() == 3 and result.exit_code == 0
     # the new mtime was remembered: the third run skips it on size and mtime alone
-    _, rec = await upload(replace(cfg, hash_content=False))
+    third, rec = await upload(replace(cfg, hash_content=False))
     reasons = {e.path.split("/")[-1]: e.reason for e in rec.events if isinstance(e, FileSkipped)}
-    assert reasons[same.name] == "already uploaded (journal)"
+    assert same.name not in reasons          # settled in bulk by the journal, not one by one
+    assert sum(e.files for e in rec.events if isinstance(e, JournalSkipped)) == 2
+    assert "changed since it was uploaded" in reasons[changed.name] and third.skipped == 3
     assert states  # the first run's rows existed before the changes
 
 

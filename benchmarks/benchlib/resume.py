@@ -1,55 +1,47 @@
 """A journal that says every file of a tree is already uploaded, for the resume test.
 
-Built with the same SQL geti-bulk uses (``geti_bulk.journal.SCHEMA`` and ``UPSERT``'s
-column order), with keys exactly as the scanner makes them (``<root name>/<relative
-path>``) and each file's real size and mtime, so a rerun finds every file settled and
-sends nothing. Uploading 1,000,000 files to fill it for real would take about 20
-minutes here; the rows are the same either way.
+Filled directly through the journal module, not by uploading: ``geti_bulk.journal.Journal``
+creates the schema, its indexes and its meta, then the rows go in with the journal's own
+``UPSERT`` in one transaction, keyed by the scanner's own ``geti_bulk.scan.walk`` (each
+file's identity, real size and mtime), so a rerun finds every file settled and sends
+nothing. Uploading 1,000,000 files to fill it for real would take about 20 minutes here;
+the rows are the same either way (state ``uploaded``, a media id each).
 """
 
 from __future__ import annotations
 
-import os
+import asyncio
 import shutil
 import sqlite3
 import time
 from pathlib import Path
 
-from geti_bulk.journal import SCHEMA
+from geti_bulk.journal import UPSERT, Journal
+from geti_bulk.scan import ScanOptions, walk
+
+VERSION = "identity-1"   # the marker's content: a journal of older keys is built again
 
 
 def build_journal(tree: Path, path: Path) -> Path:
     marker = path.with_suffix(".complete")
-    if marker.is_file() and path.is_file():
+    if marker.is_file() and marker.read_text() == VERSION and path.is_file():
         return path
     path.unlink(missing_ok=True)
+    asyncio.run(Journal(path).close())        # the schema, indexes and meta of a real one
     conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.executescript(SCHEMA)
-    root = tree.resolve().name
     now = time.time()
 
     def rows():   # noqa: ANN202
-        n = 0
-        for dirpath, dirnames, filenames in os.walk(tree):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            rel_dir = os.path.relpath(dirpath, tree)
-            for f in sorted(filenames):
-                st = os.stat(os.path.join(dirpath, f))
-                rel = f if rel_dir == "." else f"{rel_dir}/{f}"
-                media_id = f"{n:024x}"
-                n += 1
-                yield (f"{root}/{rel}", os.path.join(dirpath, f), st.st_size, st.st_mtime_ns,
-                       "uploaded", media_id, None, 0, 1, now)
+        for n, job in enumerate(walk(tree, ScanOptions(labels="none"))):
+            yield (job.key, job.path, job.size, job.mtime_ns, "uploaded", f"{n:024x}", None,
+                   0, 1, now, None, None, None, None, "bench-fill", job.rel, None)
 
     conn.execute("BEGIN")
-    conn.executemany(
-        "INSERT INTO files (key, path, size, mtime_ns, state, media_id, reason, uncertain, "
-        "attempts, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows())
+    conn.executemany(UPSERT, rows())
     conn.execute("COMMIT")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
-    marker.write_text("ok")
+    marker.write_text(VERSION)
     return path
 
 

@@ -17,6 +17,7 @@ name. Strings are JSON-escaped (non-ASCII as `\\u00e9`-style escapes); `reason`,
     file_failed         path: str, reason: str, size: int, status: int | null,
                         media_id: str | null
     file_skipped        path: str, reason: str, size: int, media_id: str | null
+    journal_skipped     files: int, bytes: int   (files a resume skips in bulk)
     notice              text: str
     concurrency_changed limit: int
     run_stopping        reason: str

@@ -38,6 +38,7 @@ from geti_bulk.events import (
     FileFailed,
     FileRetrying,
     FileSkipped,
+    JournalSkipped,
     Notice,
     RunFinished,
     RunStarted,
@@ -90,10 +91,16 @@ class PlainReporter:
             self._mark_time = self._clock()   # progress intervals count from the start
         if isinstance(event, RunFinished):
             if self._journal_skips and not self.quiet:
-                self._write(f"skipped {self._journal_skips} files: {JOURNAL_SKIP}; "
-                            "each is in the report")
+                self._write(f"skipped {self._journal_skips} files: {JOURNAL_SKIP}; the report "
+                            "counts them in one line, `geti-bulk status --list done "
+                            "JOURNAL` names them")
             if not stopped_before_anything(event):
                 self._write(*plain_summary(event, self._tally.failures))
+            return
+        if isinstance(event, JournalSkipped):
+            self._journal_skips += event.files
+            if not self.quiet:
+                self._maybe_progress()
             return
         if (isinstance(event, FileSkipped) and event.reason == JOURNAL_SKIP
                 and not self.verbose):

@@ -21,6 +21,7 @@ from geti_bulk.events import (
     FileRetrying,
     FileSkipped,
     FileStarted,
+    JournalSkipped,
     RunStarted,
     RunStopping,
     ScanDone,
@@ -164,6 +165,11 @@ class Tally:
             case FileSkipped(path=path, size=size):
                 self.skipped += 1
                 self._finish(path, size)
+            case JournalSkipped(files=files, bytes=nbytes):
+                self.skipped += files
+                self.queued_files += files
+                self.queued_bytes += nbytes
+                self.resolved_bytes += nbytes
             case FileQueued(size=size):
                 self.queued_files += 1
                 self.queued_bytes += size
