@@ -34,7 +34,7 @@ KEYS: dict[str, tuple[type | tuple[type, ...], Any, str | None]] = {
     "upload.exclude": (list, [], None),
     "upload.follow_symlinks": (bool, False, None),
     "upload.include_hidden": (bool, False, None),
-    "upload.concurrency": (int, 8, "GETI_BULK_CONCURRENCY"),
+    "upload.concurrency": (int, 0, "GETI_BULK_CONCURRENCY"),
     "upload.adaptive": (bool, True, None),
     "upload.max_inflight_mb": (int, 256, None),
     "upload.max_attempts": (int, 8, None),
@@ -52,6 +52,12 @@ KEYS: dict[str, tuple[type | tuple[type, ...], Any, str | None]] = {
     "upload.max_outage": (str, "10m", None),
     "output.progress": (str, "auto", None),
 }
+# upload.concurrency unset (0 inside) means: adaptive, a ceiling of 64 the delay and loss
+# signals find the knee below (10 for Geti 3, whose writes go to one SQLite file: its UI
+# sends 10 at most, GETI3_API.md §5); --fixed-concurrency, 8.
+DEFAULT_CEILING = 64
+GETI3_CEILING = 10
+FIXED_DEFAULT = 8
 FORMATS = ("auto", "coco", "yolo", "voc", "datumaro", "folders", "manifest")
 CHOICES = {"upload.labels": ("folders", "none"), "upload.format": FORMATS,
            "target.dialect": ("auto", "geti2", "geti3"),
@@ -76,8 +82,9 @@ class UploadConfig:
     exclude: tuple[str, ...] = ()
     follow_symlinks: bool = False
     include_hidden: bool = False
-    concurrency: int = 8
+    concurrency: int = FIXED_DEFAULT   # most uploads in flight (adaptive: the ceiling)
     adaptive: bool = True
+    concurrency_auto: bool = False     # not set by the user: the dialect may lower it
     max_inflight_bytes: int = 256 << 20
     max_attempts: int = 8
     skip_existing: bool = False
@@ -209,7 +216,8 @@ def resolve(flags: Mapping[str, Any], env: Mapping[str, str], config_file: Path 
         elif key in file_values:
             value = file_values[key]
         else:
-            value = default
+            out[key] = default      # (upload.concurrency's 0: not set, see DEFAULT_CEILING)
+            continue
         out[key] = _check(key, value)
     token = flags.get("target.token") or env.get("GETI_TOKEN", "")
     if not token and out["target.token_file"]:
@@ -249,7 +257,9 @@ def build(flags: Mapping[str, Any], env: Mapping[str, str] | None = None,
         ca_bundle=ca, insecure=v["target.insecure"], labels=v["upload.labels"],
         include=tuple(v["upload.include"]), exclude=tuple(v["upload.exclude"]),
         follow_symlinks=v["upload.follow_symlinks"], include_hidden=v["upload.include_hidden"],
-        concurrency=v["upload.concurrency"], adaptive=v["upload.adaptive"],
+        concurrency=v["upload.concurrency"] or (
+            DEFAULT_CEILING if v["upload.adaptive"] else FIXED_DEFAULT),
+        concurrency_auto=not v["upload.concurrency"], adaptive=v["upload.adaptive"],
         max_inflight_bytes=v["upload.max_inflight_mb"] << 20,
         max_attempts=v["upload.max_attempts"], skip_existing=v["upload.skip_existing"],
         reupload_changed=v["upload.reupload_changed"], hash_content=v["upload.hash"],

@@ -31,7 +31,7 @@ from geti_bulk.annotate import Annotator
 from geti_bulk.attempts import ExistingIndex, FileUploader
 from geti_bulk.autotrain import AutoTraining
 from geti_bulk.concurrency import AdaptiveLimiter
-from geti_bulk.config import NO_TOKEN, UploadConfig
+from geti_bulk.config import FIXED_DEFAULT, GETI3_CEILING, NO_TOKEN, UploadConfig
 from geti_bulk.datasets import Sources, dataset_jobs, open_sources
 from geti_bulk.errors import ConfigError, FatalError, GetiBulkError
 from geti_bulk.events import (
@@ -227,7 +227,7 @@ class Run:
         assert sources is not None
         while not sources.annotations_ready():  # noqa: ASYNC110 (a thread's state, no event)
             await anyio.sleep(0.05)
-        limiter = AdaptiveLimiter(self.cfg.concurrency, adaptive=False)
+        limiter = AdaptiveLimiter(self._verify_concurrency(), adaptive=False)
         annotator = Annotator(client, ann_labels, limiter, self.policy, RetryBudget(self.policy),
                               self.reporter, rng=self.rng, sleep=self.sleep or anyio.sleep)
         index = await index_dataset(client, target)
@@ -244,7 +244,7 @@ class Run:
             jobs = (self._routed(job, subsets) for job in itertools.chain(
                 iter_jobs(sources.folders, self.cfg.manifests, opts),
                 dataset_jobs(sources, subsets)))
-            await verify_jobs(verifier, jobs, self.cfg.concurrency)
+            await verify_jobs(verifier, jobs, self._verify_concurrency())
         verifier.result.report_path = report_path
         self.verify_result = verifier.result
 
@@ -300,6 +300,16 @@ class Run:
                                      self.cfg.skip_unknown_labels)
         return plan, ann
 
+    def _verify_concurrency(self) -> int:
+        return FIXED_DEFAULT if self.cfg.concurrency_auto else self.cfg.concurrency
+
+    def _ceiling(self, client: GetiClient) -> int:
+        """Most uploads in flight: the setting, or by default 64 (10 for Geti 3, whose
+        writes go to one SQLite file; GETI3_API.md §5)."""
+        if self.cfg.concurrency_auto and isinstance(client, Geti3Client):
+            return min(self.cfg.concurrency, GETI3_CEILING)
+        return self.cfg.concurrency
+
     def _scan_options(self) -> ScanOptions:
         c = self.cfg
         return ScanOptions(labels=c.labels, include=c.include, exclude=c.exclude,
@@ -335,7 +345,8 @@ class Run:
         report = ReportWriter(cfg.report or _default_report_path(journal, path))
         self.result.report_path = report.path
         reporter = MultiReporter(self.reporter, report)
-        limiter = AdaptiveLimiter(cfg.concurrency, adaptive=cfg.adaptive,
+        ceiling = self._ceiling(client)
+        limiter = AdaptiveLimiter(ceiling, adaptive=cfg.adaptive,
                                   max_bytes=cfg.max_inflight_bytes,
                                   on_change=lambda n: reporter.emit(ConcurrencyChanged(n)))
         budget = RetryBudget(self.policy)
@@ -365,7 +376,7 @@ class Run:
                 self._workers_started = True
                 tg.start_soon(self._produce, send,
                               journal.reader() if journal else dry_reader, reporter, up)
-                for _ in range(cfg.concurrency):
+                for _ in range(ceiling):
                     tg.start_soon(self._work, receive.clone(), up)
                 receive.close()
             if journal is not None and up.tally.deferred and not self.stopping:
@@ -433,7 +444,7 @@ class Run:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(produce)
-                for _ in range(self.cfg.concurrency):
+                for _ in range(up.limiter.ceiling):
                     tg.start_soon(self._work, receive.clone(), up)
                 receive.close()
         finally:

@@ -33,6 +33,7 @@ class ServerConfig:
     restart_ms: int = 2000  # oom: how long the service stays down
     workers: int = 0  # uploads processed at once, the others wait in memory (0 = no limit)
     service_ms: int = 0  # simulated processing time per upload, holding a worker
+    decode_ns_per_pixel: float = 0.0  # more processing time per image pixel (a decoder's cost)
     tls_cert: Path | None = None
     tls_key: Path | None = None
     seed_file: Path | None = None  # JSON projects instead of the defaults (see seed.py)
@@ -62,6 +63,8 @@ class ServerState:
     uploads_received: int = 0
     annotation_posts: int = 0
     requests: int = 0
+    first_request_at: float | None = None  # wall clock of the first API request's arrival
+    first_upload_at: float | None = None  # ... and of the first upload's (start-up time)
 
 
 STATE: web.AppKey[ServerState] = web.AppKey("geti_bulk_state", ServerState)

@@ -1,0 +1,261 @@
+"""The adaptive limiter's decisions against simulated servers, on a fake clock.
+
+A discrete-event simulation: the client starts uploads while the limiter admits them
+(each start costs it ``client_cpu`` seconds, one at a time, as the event loop would),
+sends each body for ``size / bandwidth`` seconds, the server holds and processes it and
+the answer comes back half a round trip later. The limiter sees what geti-bulk sees: the
+time from the first byte to the answer, from the last byte to the answer, the upload's
+weight, and overload answers (which the client retries after a backoff). Every model is
+also run at fixed levels 2..64, and the defaults must reach 90 % of the best of them,
+never cause an OOM restart or a `locked` error a fixed level avoids, and lose nothing.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pytest
+
+from geti_bulk.concurrency import AdaptiveLimiter
+from geti_bulk.config import DEFAULT_CEILING, GETI3_CEILING
+
+FIXED = (2, 4, 8, 16, 32, 64)
+RETRY_S = 0.5     # the client's first backoff before retrying an overloaded upload
+MAX_TRIES = 8     # ... then twice as long, with jitter, up to 8 s; the 8th failure fails it
+
+
+@dataclass
+class Server:
+    """``workers`` processes at once (0: no limit), each upload for ``service(weight)``
+    seconds; ``holds`` uploads held at once (0: no limit), one more and ``mode``:
+    ``oom`` (every upload held gets a 503, down for ``restart_s``) or ``locked`` (that
+    one waits ``locked_s``, then a 500: SQLite's busy timeout)."""
+
+    rtt: float = 0.0
+    bandwidth: float = 0.0                    # bytes/s of the client's link; 0: instant
+    workers: int = 0
+    service: Callable[[int], float] = lambda w: 0.0
+    holds: int = 0
+    mode: str = "oom"
+    restart_s: float = 2.0
+    locked_s: float = 1.0
+
+
+@dataclass
+class Outcome:
+    files: int
+    seconds: float
+    restarts: int = 0
+    locked: int = 0
+    lost: int = 0
+    levels: list[int] = field(default_factory=list)
+    changes: int = 0
+
+    @property
+    def rate(self) -> float:
+        """Files stored per second (a failed file does not count)."""
+        return (self.files - self.lost) / self.seconds
+
+
+def simulate(server: Server, weights: list[int], *, level: int | None = None,
+             ceiling: int = DEFAULT_CEILING, client_cpu: float = 0.0005,
+             max_bytes: int = 256 << 20) -> Outcome:
+    """Upload every weight once; ``level`` None: the defaults (adaptive), else fixed."""
+    now = [0.0]
+    changes = [0]
+
+    def changed(_level: int) -> None:
+        changes[0] += 1
+
+    lim = AdaptiveLimiter(level or ceiling, adaptive=level is None, max_bytes=max_bytes,
+                          on_change=changed, clock=lambda: now[0])
+    seq = itertools.count()
+    events: list[tuple[float, int, str, dict]] = []
+    todo: deque[int] = deque(range(len(weights)))
+    later: list[tuple[float, int]] = []       # (when, file) retries after a backoff
+    done: set[int] = set()
+    held: dict[int, dict] = {}                # upload id -> upload, in the server
+    queue: deque[dict] = deque()              # waiting for a worker, still held
+    busy = [0]
+    down_until = [-1.0]
+    cpu_free = [0.0]
+    tries = [0] * len(weights)
+    rng = random.Random(1)
+    out = Outcome(len(weights), 0.0)
+
+    def push(t: float, kind: str, up: dict) -> None:
+        heapq.heappush(events, (t, next(seq), kind, up))
+
+    def answer(up: dict, ok: bool, at: float) -> None:
+        up["ok"] = ok
+        push(at + server.rtt / 2, "answer", up)
+
+    def serve(up: dict, t: float) -> None:
+        busy[0] += 1
+        push(t + server.service(up["w"]), "done", up)
+
+    def start(t: float) -> None:
+        while True:
+            while later and later[0][0] <= t:
+                todo.appendleft(heapq.heappop(later)[1])
+            if not todo:
+                return
+            w = weights[todo[0]]
+            if not lim.try_acquire(w):
+                return
+            f = todo.popleft()
+            begin = max(t, cpu_free[0]) + client_cpu
+            cpu_free[0] = begin
+            last = begin + (w / server.bandwidth if server.bandwidth else 0.0)
+            push(last + server.rtt / 2, "arrive", {"f": f, "w": w, "first": begin,
+                                                   "last": last, "id": next(seq)})
+
+    start(0.0)
+    while events or todo or later:
+        if not events:                        # only backoffs left: jump to the next
+            now[0] = later[0][0]
+            start(now[0])
+            continue
+        t, _, kind, up = heapq.heappop(events)
+        now[0] = t
+        if kind == "arrive":
+            if t < down_until[0]:
+                answer(up, False, t)
+            elif server.holds and len(held) >= server.holds:
+                if server.mode == "oom":
+                    out.restarts += 1
+                    down_until[0] = t + server.restart_s
+                    for other in list(held.values()):
+                        other["killed"] = True
+                        answer(other, False, t)
+                    held.clear()
+                    queue.clear()
+                    busy[0] = 0
+                    answer(up, False, t)
+                else:
+                    out.locked += 1
+                    answer(up, False, t + server.locked_s)
+            else:
+                held[up["id"]] = up
+                if not server.workers or busy[0] < server.workers:
+                    serve(up, t)
+                else:
+                    queue.append(up)
+        elif kind == "done":
+            if up.get("killed"):
+                continue                      # its pod died under it: answered already
+            busy[0] -= 1
+            held.pop(up["id"], None)
+            answer(up, True, t)
+            if queue and (not server.workers or busy[0] < server.workers):
+                serve(queue.popleft(), t)
+        else:                                 # the answer reaches the client
+            lim.release_now(up["w"])
+            if up["ok"]:
+                assert up["f"] not in done
+                done.add(up["f"])
+                lim.on_success(t - up["first"], t - up["last"], up["w"])
+            else:
+                lim.on_overload()
+                tries[up["f"]] += 1
+                if tries[up["f"]] < MAX_TRIES:
+                    delay = min(8.0, RETRY_S * 2 ** (tries[up["f"]] - 1))
+                    heapq.heappush(later, (t + delay * rng.uniform(0.5, 1.5), up["f"]))
+            out.levels.append(lim.limit)
+            start(t)
+    out.seconds = now[0]
+    out.lost = len(weights) - len(done)
+    out.changes = changes[0]
+    return out
+
+
+def matrix(server: Server, weights: list[int], **kw: object) -> tuple[Outcome, dict[int, Outcome]]:
+    defaults = simulate(server, weights, **kw)   # type: ignore[arg-type]
+    fixed = {c: simulate(server, weights, level=c, **kw) for c in FIXED}   # type: ignore[arg-type]
+    return defaults, fixed
+
+
+def check_row(defaults: Outcome, fixed: dict[int, Outcome]) -> float:
+    best = max(fixed.values(), key=lambda o: o.rate)
+    ratio = defaults.rate / best.rate
+    assert ratio >= 0.9, (ratio, {c: round(o.rate) for c, o in fixed.items()}, defaults.rate)
+    assert defaults.lost == 0
+    if any(o.restarts == 0 for o in fixed.values()):
+        assert defaults.restarts == 0, defaults.restarts
+    if any(o.locked == 0 for o in fixed.values()):
+        assert defaults.locked == 0, defaults.locked
+    return ratio
+
+
+SMALL = 100_000
+
+
+@pytest.mark.parametrize("rtt", [0.05, 0.15])
+def test_wan_the_defaults_climb_past_the_old_ceiling_of_8(rtt):
+    """Unlimited server parallelism, far away: the knee is the client's own CPU (0.5 ms
+    per upload: ~2000 files/s), so the level must climb to the ceiling, fast."""
+    server = Server(rtt=rtt, service=lambda w: 0.002)
+    defaults, fixed = matrix(server, [SMALL] * 4000)
+    check_row(defaults, fixed)
+    assert max(defaults.levels) == DEFAULT_CEILING
+    assert fixed[64].rate > 2.5 * fixed[8].rate     # so the old ceiling did cost this
+
+
+def test_oom_killed_service_the_defaults_stay_below_what_it_holds():
+    """2 workers of 20 ms, 20 ms away, holds 6: a 7th upload kills it for 2 s. Fixed 2
+    and 4 never kill it; the defaults must not either, and keep it busy."""
+    server = Server(rtt=0.02, workers=2, service=lambda w: 0.02, holds=6, restart_s=2.0)
+    defaults, fixed = matrix(server, [SMALL] * 1500)
+    check_row(defaults, fixed)
+    assert fixed[8].restarts > 0 and fixed[4].restarts == 0
+    assert max(defaults.levels) <= 6
+
+
+def _mixed(n: int, seed: int = 3) -> list[int]:
+    """Decoded sizes: mostly 100 KB-class thumbnails (640x480), some 12 MP photos, a few
+    8K PNGs (7680x4320x3 = 99.5 MB decoded), shuffled."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        r = rng.random()
+        out.append(7680 * 4320 * 3 if r < 0.03 else 4000 * 3000 * 3 if r < 0.15
+                   else 640 * 480 * 3)
+    return out
+
+
+def test_pixel_cost_decoder_mixed_sizes_do_not_read_as_congestion():
+    """4 decoders whose cost grows with the pixels (10 ns each: 0.33 s for an 8K image,
+    3 ms for a thumbnail), 10 ms away, over a 100 MB/s link; the file sizes mix from
+    thumbnails to 8K. Queueing starts past 4 in flight; the byte budget keeps two 8K
+    images at most in flight."""
+    server = Server(rtt=0.01, bandwidth=100e6, workers=4,
+                    service=lambda w: 0.001 + (w / 3) * 10e-9)
+    defaults, fixed = matrix(server, _mixed(1500))
+    check_row(defaults, fixed)
+    # the delay base is per size class: with one base, the 8K images read as queueing
+    assert defaults.rate > 0.9 * fixed[4].rate
+
+
+def test_geti3_sqlite_writer_locked_beyond_n_writers():
+    """Geti 3: one SQLite writer, 8 ms per commit, 20 ms away; a write that arrives while
+    6 others are in flight waits 1 s, then a 500 "database is locked". Answers slow
+    down long before that, so the defaults find the knee without a single 500."""
+    server = Server(rtt=0.02, workers=1, service=lambda w: 0.008, holds=6, mode="locked",
+                    locked_s=1.0)
+    defaults, fixed = matrix(server, [SMALL] * 800, ceiling=GETI3_CEILING)
+    check_row(defaults, fixed)
+    assert fixed[8].locked > 0 and fixed[4].locked == 0
+
+
+def test_local_0ms_the_level_does_not_churn():
+    """A fast local server (1 ms per upload, 8 workers): 20 000 answers in a few
+    seconds; the level changes a few times a second at most, not per answer."""
+    server = Server(rtt=0.0002, workers=8, service=lambda w: 0.001)
+    defaults, fixed = matrix(server, [SMALL] * 20_000)
+    check_row(defaults, fixed)
+    assert defaults.changes <= 10 * defaults.seconds + 10, (defaults.changes, defaults.seconds)
