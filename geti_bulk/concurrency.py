@@ -15,8 +15,8 @@ from the server's answers, with two signals, as in TCP Vegas/BBR next to Reno:
   last ``BASE_WINDOW`` seconds), so a 20 MB 8K image next to 100 KB thumbnails does not
   read as congestion. Per round (about one window of answers, and at least
   ``ROUND_MIN_S`` once slow start is over), Vegas gives the uploads queued in the
-  server: load x (mean - expected) / mean, each held in its memory. Slow start doubles
-  the level per round while answers come as fast as the base, +2 at most once they slow
+  server: load x (mean - expected) / mean, each held in its memory. Slow start grows
+  the level x1.5 per round (x2 from 8) while answers come as fast as the base, +2 at most once they slow
   at all, and ends when uploads queue; then the level grows by one per round while
   fewer than ``ALPHA`` queue, holds up to ``BETA``, and steps down by one per round
   beyond. Every ``PROBE_EVERY`` seconds the level halves for two rounds, so the base is
@@ -44,6 +44,7 @@ ALPHA_SHARE = 0.08      # ... or these shares of the uploads in flight, if large
 BETA_SHARE = 0.2
 JITTER = 0.002          # seconds of slowdown not taken for queueing
 DELAY_FLOOR = 2.0       # the level does not go below this on delay alone
+FAST_FROM = 8.0         # slow start doubles per round from this level, x1.5 below
 ROUND_MIN_S = 0.1       # after slow start, a round lasts at least this long (no churn)
 
 
@@ -253,11 +254,12 @@ class AdaptiveLimiter:
                 self._last_cut = now
                 self._set(load - self.queued)     # the uploads it was not queueing
             elif self._used:
-                # a whole round at each level is measured before the next is tried: x2
-                # while answers come as fast as unloaded; +2 at most once they slow at
-                # all (a server can fall over at 1.5x what fills it); +1 once uploads queue
+                # a whole round at each level is measured before the next is tried: while
+                # answers come as fast as unloaded, x1.5 below 8 (a small server can fall
+                # over at 1.5x what fills it) and x2 from 8 (a far one needs many in
+                # flight, soon); +2 at most once they slow at all; +1 once uploads queue
                 if slower <= JITTER:
-                    step = self._limit
+                    step = self._limit * (1.0 if self._limit >= FAST_FROM else 0.5)
                 elif self.queued < alpha / 2:
                     step = min(2.0, self._limit * 0.5)
                 else:
