@@ -20,8 +20,9 @@ from the server's answers, with two signals, as in TCP Vegas/BBR next to Reno:
   at all, and ends when uploads queue; then the level grows by one per round while
   fewer than ``ALPHA`` queue, holds up to ``BETA``, and steps down by one per round
   beyond. Every ``PROBE_EVERY`` seconds the level halves for two rounds, so the base is
-  measured afresh rather than learned from an already queued server. A level changes
-  at most once per round, so a fast server does not make it churn.
+  measured afresh rather than learned from an already queued server. A round in slow start counts only
+  answers to uploads sent at its level, so growth never outruns what it measured. A
+  level changes at most once per round, so a fast server does not make it churn.
 * **loss**: 503/502/504/429, timeouts and Geti 3's 500 "database is locked", when the
   recent answers show congestion, cut multiplicatively, once per congestion event, then
   the level holds ~10 round trips before probing upwards again.
@@ -103,6 +104,7 @@ class AdaptiveLimiter:
         self._released_load = 1        # uploads in flight at the last release
         self._bases: dict[int, _WindowMin] = {}   # size class -> lowest round means
         self.changes = 0               # level changes so far (churn)
+        self._skip = 0                 # answers not to count: sent before a slow-start step
         self.queued = 0.0              # estimate of the uploads waiting in the server
         self._delay_ok = True          # growth allowed by the delay signal
         self._round_peak = 0           # most uploads in flight at once during the round
@@ -207,6 +209,9 @@ class AdaptiveLimiter:
             self._set(self._limit + 1.0 / self._limit)   # additive: +1 per window
 
     def _sample(self, wait: float, size: int | None) -> None:
+        if self._skip:             # sent before slow start's last step: says nothing of it
+            self._skip -= 1
+            return
         self._round_sum += wait
         self._round_n += 1
         self._round_load += self._released_load   # in flight as it was answered
@@ -214,9 +219,10 @@ class AdaptiveLimiter:
         acc[0] += wait
         acc[1] += 1
         now = self._clock()
-        # a round: about one window of answers (2 at least in slow start, so the first
-        # doubling takes one round trip, not two; 4 after)
-        if self._round_n < max(2 if self._slow_start else 4, self.limit):
+        # a round: about one window of answers, 4 at least; in slow start half a window
+        # (2 at least) of answers to uploads sent at the level: a step takes a round trip
+        if self._round_n < (max(2, (self.limit + 1) // 2) if self._slow_start
+                            else max(4, self.limit)):
             return
         if not (self._slow_start or self._probe_rounds) and now - self._round_start < ROUND_MIN_S:
             return
@@ -264,6 +270,7 @@ class AdaptiveLimiter:
                     step = min(2.0, self._limit * 0.5)
                 else:
                     step = 1.0
+                self._skip = self.in_flight    # the next round: answers sent at the new level
                 self._set(self._limit + max(1.0, step))
         elif self.queued > beta and self._limit > DELAY_FLOOR:
             self._set(max(DELAY_FLOOR, min(self._limit, peak + 1.0) - 1.0))
