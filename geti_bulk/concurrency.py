@@ -219,10 +219,13 @@ class AdaptiveLimiter:
         acc[0] += wait
         acc[1] += 1
         now = self._clock()
-        # a round: about one window of answers, 4 at least; in slow start half a window
-        # (2 at least) of answers to uploads sent at the level: a step takes a round trip
-        if self._round_n < (max(2, (self.limit + 1) // 2) if self._slow_start
-                            else max(4, self.limit)):
+        # a round: about one window of answers, 4 at least; in slow start from 8 in
+        # flight, half a window of answers to uploads sent at the level (one round trip
+        # a step, where the server is far and needs many; below 8, 4 answers: 2 say
+        # too little to go on to a level a small server may not hold)
+        least = 4 if self._rounds else 2       # the first round, flat by definition
+        if self._round_n < (max(least, (self.limit + 1) // 2) if self._slow_start
+                            else max(least, self.limit)):
             return
         if not (self._slow_start or self._probe_rounds) and now - self._round_start < ROUND_MIN_S:
             return
@@ -270,7 +273,8 @@ class AdaptiveLimiter:
                     step = min(2.0, self._limit * 0.5)
                 else:
                     step = 1.0
-                self._skip = self.in_flight    # the next round: answers sent at the new level
+                if self._limit >= FAST_FROM:   # next round: answers sent at the new level
+                    self._skip = self.in_flight
                 self._set(self._limit + max(1.0, step))
         elif self.queued > beta and self._limit > DELAY_FLOOR:
             self._set(max(DELAY_FLOOR, min(self._limit, peak + 1.0) - 1.0))
