@@ -47,7 +47,6 @@ from geti_bulk.events import (
 )
 from geti_bulk.geti.client import GetiClient, Target, env_proxy, make_ssl, pick_dataset
 from geti_bulk.geti.dialect import detect as detect_dialect
-from geti_bulk.geti.v3 import Geti3Client
 from geti_bulk.jobs import FileJob
 from geti_bulk.journal import Journal, JournalReader, JournalResumeStore, default_journal_path
 from geti_bulk.journal_lock import JournalLock
@@ -265,6 +264,8 @@ class Run:
         proxy = env_proxy(cfg.host)
         dialect, version = await detect_dialect(session, cfg.host, cfg.dialect, proxy=proxy)
         if dialect == "geti3":
+            from geti_bulk.geti.v3 import Geti3Client  # TUS and all: only for Geti 3
+
             return Geti3Client(session, cfg.host, version=version, proxy=proxy)
         if not cfg.token:
             raise ConfigError(NO_TOKEN)
@@ -306,7 +307,7 @@ class Run:
     def _ceiling(self, client: GetiClient) -> int:
         """Most uploads in flight: the setting, or by default 64 (10 for Geti 3, whose
         writes go to one SQLite file; GETI3_API.md §5)."""
-        if self.cfg.concurrency_auto and isinstance(client, Geti3Client):
+        if self.cfg.concurrency_auto and client.dialect == "geti3":
             return min(self.cfg.concurrency, GETI3_CEILING)
         return self.cfg.concurrency
 
@@ -338,7 +339,10 @@ class Run:
             journal = Journal(path, target=target.describe())
             journal.start()
             self.result.journal_path = path
-            if isinstance(client, Geti3Client):    # a TUS upload resumes after a kill -9
+            if client.dialect == "geti3":    # a TUS upload resumes after a kill -9
+                from geti_bulk.geti.v3 import Geti3Client
+
+                assert isinstance(client, Geti3Client)
                 client.resume_store = JournalResumeStore(journal)
         elif path is not None and path.is_file():
             dry_reader = JournalReader(path)   # a dry run reads the journal, writes nothing

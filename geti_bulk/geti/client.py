@@ -112,6 +112,8 @@ class GetiClient:
     """Speaks Geti 2.x over one aiohttp session. Never follows redirects, so the token
     cannot be carried to another host."""
 
+    dialect = "geti2"
+
     def __init__(self, session: aiohttp.ClientSession, host: str, token: Secret, *,
                  api_timeout: float = 300.0, stall_timeout: float = 120.0,
                  response_timeout: float = 960.0, video_response_timeout: float = 3660.0,
