@@ -188,9 +188,10 @@ class Run:
         cfg = self.cfg
         session = self._session
         own = session is None
-        if session is None:
+        if session is None:   # (plain HTTP needs no TLS context: loading CAs takes ~20 ms)
             connector = aiohttp.TCPConnector(limit=cfg.concurrency + 4,
-                                             ssl=make_ssl(cfg.ca_bundle, cfg.insecure))
+                                             ssl=make_ssl(cfg.ca_bundle, cfg.insecure)
+                                             if cfg.host.startswith("https:") else False)
             session = aiohttp.ClientSession(
                 connector=connector, trust_env=False,
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, connect=60))
@@ -262,14 +263,24 @@ class Run:
         """The client of the dialect the host speaks (asked, unless --dialect says)."""
         cfg = self.cfg
         proxy = env_proxy(cfg.host)
-        dialect, version = await detect_dialect(session, cfg.host, cfg.dialect, proxy=proxy)
+        geti2 = GetiClient(session, cfg.host, cfg.token, proxy=proxy) if cfg.token else None
+        if geti2 is not None and cfg.dialect == "auto":
+            geti2.prefetch_organization()   # Geti 2's first request, while the dialect is asked
+        try:
+            dialect, version = await detect_dialect(session, cfg.host, cfg.dialect, proxy=proxy)
+        except BaseException:
+            if geti2 is not None:
+                geti2.drop_prefetch()
+            raise
         if dialect == "geti3":
+            if geti2 is not None:
+                geti2.drop_prefetch()
             from geti_bulk.geti.v3 import Geti3Client  # TUS and all: only for Geti 3
 
             return Geti3Client(session, cfg.host, version=version, proxy=proxy)
-        if not cfg.token:
+        if geti2 is None:
             raise ConfigError(NO_TOKEN)
-        return GetiClient(session, cfg.host, cfg.token, proxy=proxy)
+        return geti2
 
     def _open_sources(self) -> Sources:
         cfg = self.cfg
