@@ -76,7 +76,7 @@ class Row:
 OOM = ("--max-inflight", "6", "--overload", "oom", "--restart-ms", "2000",
        "--workers", "2", "--service-ms", "20")
 PIXELS = ("--workers", "4", "--decode-ns-per-pixel", "10")
-LOCKED = ("--locked-writers", "6", "--locked-ms", "2000", "--write-ms", "8")
+LOCKED = ("--locked-writers", "10", "--locked-ms", "2000", "--write-ms", "8")
 
 ROWS = {r.key: r for r in [
     Row("local", "local, 0 ms", "small", 3000, 200,
@@ -90,7 +90,7 @@ ROWS = {r.key: r for r in [
         caps=(("fixed 8", 300), ("fixed 16", 150), ("fixed 32", 150), ("fixed 64", 150))),
     Row("pixels", "decoder cost per pixel (4 x 10 ns/px), thumbnails to 8K PNGs, 10 ms",
         "mixed", 240, 60, latency_ms=10, server_args=PIXELS, timeout_s=180),
-    Row("locked", "Geti 3 SQLite: 1 writer x 8 ms, locked beyond 6 writers, 20 ms",
+    Row("locked", "Geti 3 SQLite: 1 writer x 8 ms, locked beyond 10 writers, 20 ms",
         "small", 800, 120, dialect="geti3", latency_ms=20, server_args=LOCKED,
         timeout_s=150, caps=(("fixed 32", 300), ("fixed 64", 200))),
 ]}

@@ -223,13 +223,21 @@ class AdaptiveLimiter:
         # flight, half a window of answers to uploads sent at the level (one round trip
         # a step, where the server is far and needs many; below 8, 4 answers: 2 say
         # too little to go on to a level a small server may not hold)
-        least = 4 if self._rounds else 2       # the first round, flat by definition
+        least = 4 if self._rounds else 2       # the first round: warm-up, see below
         if self._round_n < (max(least, (self.limit + 1) // 2) if self._slow_start
                             else max(least, self.limit)):
             return
         if not (self._slow_start or self._probe_rounds) and now - self._round_start < ROUND_MIN_S:
             return
         n = self._round_n
+        if not self._rounds:
+            # the first answers (new connections, a cold server) set no base: a slow
+            # first round would let the next, already queued, pass for unloaded
+            self._rounds = 1
+            self._round_sum, self._round_n, self._round_load = 0.0, 0, 0.0
+            self._round_classes = {}
+            self._round_start = now
+            return
         mean, load, peak = self._round_sum / n, self._round_load / n, self._round_peak
         expected = 0.0
         for cls, (total, count) in self._round_classes.items():
