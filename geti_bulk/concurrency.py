@@ -223,9 +223,8 @@ class AdaptiveLimiter:
         # flight, half a window of answers to uploads sent at the level (one round trip
         # a step, where the server is far and needs many; below 8, 4 answers: 2 say
         # too little to go on to a level a small server may not hold)
-        least = 4 if self._rounds else 2       # the first round: warm-up, see below
-        if self._round_n < (max(least, (self.limit + 1) // 2) if self._slow_start
-                            else max(least, self.limit)):
+        if self._round_n < (max(3 if self._rounds else 2, (self.limit + 1) // 2)
+                            if self._slow_start else max(4, self.limit)):
             return
         if not (self._slow_start or self._probe_rounds) and now - self._round_start < ROUND_MIN_S:
             return
@@ -276,13 +275,13 @@ class AdaptiveLimiter:
                 # over at 1.5x what fills it) and x2 from 8 (a far one needs many in
                 # flight, soon); +2 at most once they slow at all; +1 once uploads queue
                 if slower <= JITTER:
-                    step = self._limit * (1.0 if self._limit >= FAST_FROM else 0.5)
+                    step = self._limit * (0.5 if self._limit < FAST_FROM else
+                                          1.0 if self._limit < 2 * FAST_FROM else 3.0)
                 elif self.queued < alpha / 2:
                     step = min(2.0, self._limit * 0.5)
                 else:
                     step = 1.0
-                if self._limit >= FAST_FROM:   # next round: answers sent at the new level
-                    self._skip = self.in_flight
+                self._skip = self.in_flight    # the next round: answers sent at the new level
                 self._set(self._limit + max(1.0, step))
         elif self.queued > beta and self._limit > DELAY_FLOOR:
             self._set(max(DELAY_FLOOR, min(self._limit, peak + 1.0) - 1.0))
