@@ -18,11 +18,12 @@ import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
 from geti_bulk.concurrency import AdaptiveLimiter
-from geti_bulk.config import DEFAULT_CEILING, GETI3_CEILING
+from geti_bulk.config import DEFAULT_CEILING, GETI3_CEILING, UploadConfig
 
 FIXED = (2, 4, 8, 16, 32, 64)
 RETRY_S = 0.5     # the client's first backoff before retrying an overloaded upload
@@ -260,3 +261,64 @@ def test_local_0ms_the_level_does_not_churn():
     defaults, fixed = matrix(server, [SMALL] * 20_000)
     check_row(defaults, fixed)
     assert defaults.changes <= 10 * defaults.seconds + 10, (defaults.changes, defaults.seconds)
+
+
+# --- the ceiling, end to end -------------------------------------------------------
+
+
+def test_the_default_ceiling_is_64_adaptive_8_fixed_and_a_setting_wins(tmp_path):
+    from geti_bulk.config import FIXED_DEFAULT, build
+
+    (tmp_path / "d").mkdir()
+    base = {"target.host": "geti.example", "target.project": "P", "target.token": "t"}
+
+    def cfg(**flags: object) -> tuple[int, bool]:
+        c = build({**base, **flags}, env={}, sources=(tmp_path / "d",))
+        return c.concurrency, c.concurrency_auto
+
+    assert cfg() == (DEFAULT_CEILING, True)
+    assert cfg(**{"upload.adaptive": False}) == (FIXED_DEFAULT, True)
+    assert cfg(**{"upload.concurrency": 16}) == (16, False)
+
+
+async def _far_uploads(srv: object, cfg_kw: dict, tmp_path: Path, files: int):
+    from geti_bulk.config import DEFAULT_CEILING as CEILING
+    from geti_bulk.sampledata import make_labelled_tree
+    from tests.conftest import upload
+
+    data = tmp_path / "data"
+    make_labelled_tree(data, ["cat", "dog"], files, size=(40, 32))
+    cfg = UploadConfig(sources=(data,), concurrency=CEILING, concurrency_auto=True,
+                       journal=tmp_path / "j.sqlite", report=tmp_path / "r.jsonl", **cfg_kw)
+    return await upload(cfg)
+
+
+async def test_geti3_defaults_stay_at_10_writes_geti2_ones_go_past_it(tmp_path, token):
+    """Both servers 200 ms away with no limit of their own: the Geti 2 defaults climb past
+    the old ceiling of 8 (how far depends on this machine: the server shares the test's
+    event loop, so its CPU reads as a little queueing); the Geti 3 ones stay at 10 writes
+    at most (GETI3_API.md §5), with no SQLite `locked` beyond 10 (the server's default)."""
+    from geti_bulk.geti.client import Secret
+    from geti_bulk.server import Geti3Config, LocalGeti, LocalGeti3, ServerConfig
+
+    g2 = LocalGeti(ServerConfig(data_dir=tmp_path / "g2", token=token, seed=3, latency_ms=200))
+    await g2.start()
+    try:
+        r2, _ = await _far_uploads(g2, {"host": g2.base_url, "project": "Pets classification",
+                                        "token": Secret(token)}, tmp_path / "a", 300)
+    finally:
+        await g2.stop()
+    assert (r2.uploaded, r2.failed) == (300, 0)
+    assert r2.peak_concurrency > 8, r2.peak_concurrency
+    g3 = LocalGeti3(Geti3Config(data_dir=tmp_path / "g3", latency_ms=200, plain_http=True,
+                                seed=5))
+    await g3.start()
+    try:
+        r3, _ = await _far_uploads(g3, {"host": g3.base_url, "project": "Pets classification",
+                                        "token": Secret("")}, tmp_path / "b", 300)
+        peak_writers = g3.state.gate.peak
+        locked = g3.state.gate.locked_answered
+    finally:
+        await g3.stop()
+    assert (r3.uploaded, r3.failed) == (300, 0)
+    assert 1 < r3.peak_concurrency <= 10 and peak_writers <= 10 and locked == 0
