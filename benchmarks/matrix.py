@@ -109,6 +109,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="runs per cell, the median kept (default 1)")
     p.add_argument("--working-tree", action="store_true",
                    help="measure geti_bulk/ as on disk (default: an export of HEAD)")
+    p.add_argument("--report-only", action="store_true",
+                   help="run nothing: rewrite matrix.md and matrix.png from --out's matrix.json")
     return p.parse_args(argv)
 
 
@@ -401,7 +403,7 @@ class Matrix:
         if starts:
             notes.append(f"- start-up (client spawn → the server sees the first upload), "
                          f"median over geti-bulk cells: {statistics.median(starts):.0f} ms "
-                         f"(min {min(starts):.0f}, max {max(starts):.0f}); the defaults at 0 ms: "
+                         f"(min {min(starts):.0f}, max {max(starts):.0f}); the defaults, per row: "
                          + ", ".join(f"{r['row']} {r['startup_ms']:.0f} ms" for r in summary
                                      if not math.isnan(r["startup_ms"])))
         for e in self.errors:
@@ -442,7 +444,7 @@ class Matrix:
                       "labels: OOM restarts / locked / lost")
         ax.set_title(f"geti-bulk defaults against fixed concurrency ({os.cpu_count()} CPUs)",
                      fontsize=10)
-        ax.legend(fontsize=7, loc="lower right", ncol=2)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         fig.tight_layout()
         fig.savefig(path, dpi=130)
         plt.close(fig)
@@ -456,9 +458,30 @@ class Matrix:
         (self.out / "matrix.json").write_text(json.dumps(doc, indent=1))
 
 
+def report_only(args: argparse.Namespace) -> int:
+    if args.out is None or not (args.out / "matrix.json").is_file():
+        print("--report-only needs --out DIR holding a matrix.json", file=sys.stderr)
+        return 2
+    doc = json.loads((args.out / "matrix.json").read_text())
+    matrix = Matrix.__new__(Matrix)
+    matrix.args, matrix.quick, matrix.out = args, bool(doc.get("quick")), args.out.resolve()
+    matrix.revision, matrix.errors = str(doc.get("revision")), []
+    matrix.cells = {}
+    for c in doc["cells"]:
+        matrix.cells[(c["row"], c["setting"])] = Cell(c["row"], c["setting"], c["files"],
+                                                      c["runs"])
+    text = matrix.markdown(0.0)
+    (matrix.out / "matrix.md").write_text(text)
+    matrix.chart(matrix.out / "matrix.png")
+    print(text)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     start = time.perf_counter()
+    if args.report_only:
+        return report_only(args)
     matrix = Matrix(args)
     print(f"# geti-bulk matrix ({'quick' if matrix.quick else 'full'}); out {matrix.out}; "
           f"geti-bulk {matrix.revision}", flush=True)
