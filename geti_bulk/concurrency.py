@@ -23,6 +23,9 @@ from the server's answers, with two signals, as in TCP Vegas/BBR next to Reno:
   measured afresh rather than learned from an already queued server. A round in slow start counts only
   answers to uploads sent at its level, so growth never outruns what it measured. A
   level changes at most once per round, so a fast server does not make it churn.
+* **throughput**: from 8 in flight, a level the delay signal holds is tried x1.5 and
+  kept if the answers per second rose with it (see ``_trial_or_hold``): per-request CPU
+  slows every answer a little with each upload more without the server being full.
 * **loss**: 503/502/504/429, timeouts and Geti 3's 500 "database is locked", when the
   recent answers show congestion, cut multiplicatively, once per congestion event, then
   the level holds ~10 round trips before probing upwards again.
@@ -46,6 +49,9 @@ BETA_SHARE = 0.2
 JITTER = 0.002          # seconds of slowdown not taken for queueing
 DELAY_FLOOR = 2.0       # the level does not go below this on delay alone
 FAST_FROM = 8.0         # slow start doubles per round from this level, x1.5 below
+TRIAL_STEP = 1.5        # from 8 in flight, a level the delay signal holds is tried x1.5 ...
+TRIAL_GAIN = 0.4        # ... and kept if answers/s rose by 40 % of that (20 % for x1.5)
+TRIAL_AFTER_FAIL = 3.0  # seconds before the next trial once one did not pay
 ROUND_MIN_S = 0.1       # after slow start, a round lasts at least this long (no churn)
 
 
@@ -105,6 +111,13 @@ class AdaptiveLimiter:
         self._bases: dict[int, _WindowMin] = {}   # size class -> lowest round means
         self.changes = 0               # level changes so far (churn)
         self._skip = 0                 # answers not to count: sent before a slow-start step
+        # throughput trials (see _trial_or_hold): answers/s of the last rounds, the trial
+        # in progress (level before it, answers/s before it), and the slowdown earned
+        self._rates: deque[float] = deque(maxlen=2)
+        self._trial: tuple[float, float] | None = None
+        self._trial_rates: list[float] = []
+        self._no_trial_until = 0.0
+        self._tolerated = 0.0          # seconds of slowdown a kept trial showed to be cheap
         self.queued = 0.0              # estimate of the uploads waiting in the server
         self._delay_ok = True          # growth allowed by the delay signal
         self._round_peak = 0           # most uploads in flight at once during the round
@@ -209,8 +222,10 @@ class AdaptiveLimiter:
             self._set(self._limit + 1.0 / self._limit)   # additive: +1 per window
 
     def _sample(self, wait: float, size: int | None) -> None:
-        if self._skip:             # sent before slow start's last step: says nothing of it
+        if self._skip:             # sent before the last step up: says nothing of it
             self._skip -= 1
+            if not self._skip:
+                self._round_start = self._clock()
             return
         self._round_sum += wait
         self._round_n += 1
@@ -238,6 +253,7 @@ class AdaptiveLimiter:
             self._round_start = now
             return
         mean, load, peak = self._round_sum / n, self._round_load / n, self._round_peak
+        rate = n / max(now - self._round_start, 1e-6)
         expected = 0.0
         for cls, (total, count) in self._round_classes.items():
             base = self._bases.setdefault(cls, _WindowMin(BASE_WINDOW))
@@ -252,7 +268,8 @@ class AdaptiveLimiter:
         # Vegas: of the uploads in flight, how many are queued in the server? (Less the
         # first milliseconds of slowdown: at that scale it is event-loop jitter, the
         # client's own CPU, not uploads held in the server's memory.)
-        slower = mean - expected
+        raw = mean - expected
+        slower = raw if self._slow_start else raw - self._tolerated
         self.queued = load * max(0.0, slower - JITTER) / mean
         if self._probe_rounds:
             self._probe_rounds -= 1
@@ -283,6 +300,8 @@ class AdaptiveLimiter:
                     step = 1.0
                 self._skip = self.in_flight    # the next round: answers sent at the new level
                 self._set(self._limit + max(1.0, step))
+        elif self._trial_or_hold(now, rate, raw, beta):
+            pass
         elif self.queued > beta and self._limit > DELAY_FLOOR:
             self._set(max(DELAY_FLOOR, min(self._limit, peak + 1.0) - 1.0))
         elif self._delay_ok and self._used and now - self._last_cut >= self._probe_delay():
@@ -291,6 +310,40 @@ class AdaptiveLimiter:
             self._probe_rounds = 2
             self._probe_saved = self._limit
             self._set(max(min(self._limit, DELAY_FLOOR), self._limit / 2))
+
+    def _trial_or_hold(self, now: float, rate: float, raw: float, beta: float) -> bool:
+        """Above 8 in flight, the delay signal alone can hold a level the server is not
+        full at: per-request work (CPU, on either side) slows every answer a little with
+        each upload more, which reads as queueing. So a level it holds is tried x1.5 for
+        two rounds, and kept only if the answers per second rose with it (40 % of the
+        proportional gain): then the slowdown it showed is tolerated from now on. Below
+        8, where a full server holds its uploads in memory, Vegas alone decides. True
+        when the round's decision is taken here."""
+        if self._trial is not None:
+            self._trial_rates.append(rate)
+            if len(self._trial_rates) < 2:
+                return True
+            level, before = self._trial
+            self._trial = None
+            after = sum(self._trial_rates) / len(self._trial_rates)
+            if after >= before * (1.0 + TRIAL_GAIN * (self._limit / level - 1.0)):
+                self._tolerated = max(self._tolerated, raw)
+                self._rates.clear()
+            else:
+                self._no_trial_until = now + TRIAL_AFTER_FAIL
+                self._set(level)
+            return True
+        self._rates.append(rate)
+        held = not self._delay_ok and self.queued <= 2 * beta
+        if (held and self._used and self._limit >= FAST_FROM and self._limit < self.ceiling
+                and len(self._rates) == self._rates.maxlen and now >= self._no_trial_until
+                and now - self._last_cut >= self._probe_delay()):
+            self._trial = (self._limit, sum(self._rates) / len(self._rates))
+            self._trial_rates = []
+            self._skip = self.in_flight
+            self._set(max(self._limit + 2.0, self._limit * TRIAL_STEP))
+            return True
+        return False
 
     def on_overload(self) -> None:
         """Multiplicative decrease, once per congestion event, when the recent answers show
@@ -310,6 +363,11 @@ class AdaptiveLimiter:
         self._slow_start = False
         self._last_cut = now
         self._recent.clear()           # the next cut needs fresh evidence
+        self._tolerated = 0.0          # the server is full: no slowdown is cheap now
+        if self._trial is not None:    # a trial in progress: cut from the level before it
+            self._limit = self._trial[0]
+            self._trial = None
+            self._no_trial_until = now + TRIAL_AFTER_FAIL
         if self._probe_rounds:         # a probe in progress: cut from the level it saved
             self._probe_rounds = 0
             self._limit = self._probe_saved
