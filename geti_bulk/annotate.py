@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from geti_bulk.concurrency import AdaptiveLimiter
 from geti_bulk.errors import FileError, TransientError
@@ -23,9 +23,11 @@ from geti_bulk.jobs import FileJob
 from geti_bulk.labels import AnnotationLabels
 from geti_bulk.outage import OutageGate
 from geti_bulk.retry import RetryBudget, RetryPolicy
-from geti_bulk.shapes import ResolvedObject, Scene, build_scene, scene_matches
 from geti_bulk.sources.model import SourceAnnotation, SourceObject
 from geti_bulk.tries import Tries
+
+if TYPE_CHECKING:   # shapes is imported when a run has annotations (start-up time)
+    from geti_bulk.shapes import Scene
 
 T = TypeVar("T")
 
@@ -65,6 +67,7 @@ class Annotator:
     def scene(self, job: FileJob, ann: SourceAnnotation, item: MediaItem,
               target: Target) -> tuple[Scene, int]:
         """The scene to post, and how many objects were dropped for their labels."""
+        from geti_bulk.shapes import ResolvedObject, build_scene
         objects: list[ResolvedObject] = []
         skipped = 0
         for obj in ann.objects:
@@ -102,6 +105,8 @@ class Annotator:
             return Annotated(0, False, tuple(notes + ["nothing to annotate"]), clipped, dropped)
         body = list(scene.annotations)
         if check_first:
+            from geti_bulk.shapes import scene_matches
+
             got = await self._retrying(job, lambda: self.client.latest_annotation(
                 target, item.id, (item.width, item.height)))
             stored = self.client.as_stored(body, target, (item.width, item.height))
@@ -123,6 +128,8 @@ class Annotator:
                 target, item.type or "image", item.id))
         box = {"type": "RECTANGLE", "x": 0, "y": 0, "width": item.width, "height": item.height}
         body = [{"labels": [{"id": i} for i in label_ids], "shape": box}]
+        from geti_bulk.shapes import scene_matches
+
         got = await self._retrying(job, lambda: self.client.latest_annotation(target, item.id))
         if got is not None and scene_matches(body, got, project=target.project) is None:
             return Annotated(1, False)

@@ -477,7 +477,7 @@ class FileUploader:
                 error = e
             if error is None:
                 assert item is not None
-                self.limiter.on_success(rtt, wait)
+                self.limiter.on_success(rtt, wait, weight)
                 tries.succeeded()
                 await self._finish(job, item, attempt, adopted=False, label_ids=label_ids,
                                    sha256=digest)

@@ -109,8 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_source_options(up)
     g = up.add_argument_group("how")
     g.add_argument("--concurrency", type=int,
-                   help="most uploads in flight (default 8; with --shard K/N, 8/N rounded up "
-                        "and at least 2, so N shards push what one run would) "
+                   help="most uploads in flight: the ceiling the adaptive level stays under "
+                        "(default 64; 10 for Geti 3; 8 with --fixed-concurrency; with --shard "
+                        "K/N, that divided by N, rounded up, at least 2) "
                         "[env GETI_BULK_CONCURRENCY]")
     g.add_argument("--fixed-concurrency", action="store_true",
                    help="do not adapt concurrency to the server's answers "

@@ -4,22 +4,36 @@ decoded size for an image), so that large files are not sent ten at a time
 (GETI_API.md §5: the real upload service decodes whole images in a 3 GiB pod and is
 OOM-killed when pushed; its own web UI throttles).
 
-Two signals, as in TCP Vegas/BBR next to Reno:
+The ceiling is high (64 by default, 10 for Geti 3's SQLite writes): the knee is found
+from the server's answers, with two signals, as in TCP Vegas/BBR next to Reno:
 
-* **delay**: the time the server takes to answer once the body is sent, averaged per
-  round (about one window of answers) and compared with the lowest round in the last
-  ``BASE_WINDOW`` seconds, gives the number of uploads queued in the server (Vegas:
-  load x (1 - base/mean)), each held in its memory. The level grows by one per round
-  while fewer than ``ALPHA`` queue, holds up to ``BETA``, and steps down by one per
-  round beyond. Every ``PROBE_EVERY`` seconds the level halves for two rounds, so the
-  base is measured afresh rather than learned from an already queued server.
-* **loss**: 503/502/504/429 and timeouts, when the recent answers show congestion,
-  cut multiplicatively, once per congestion event, then the level holds ~10 round
-  trips before probing upwards again.
+* **delay**: the time the server takes to answer once the body is sent (last byte sent
+  to the answer: the time on the network sending the body is not counted, so a long
+  upload over a slow link is not read as queueing; a constant round trip is in the
+  base and cancels out). Each answer is compared with the base of its own size class
+  (the lowest round mean of uploads of about its weight, within a factor of √2, in the
+  last ``BASE_WINDOW`` seconds), so a 20 MB 8K image next to 100 KB thumbnails does not
+  read as congestion. Per round (about one window of answers, and at least
+  ``ROUND_MIN_S`` once slow start is over), Vegas gives the uploads queued in the
+  server: load x (mean - expected) / mean, each held in its memory. Slow start grows
+  the level x1.5 per round (x2 from 8) while answers come as fast as the base, +2 at most once they slow
+  at all, and ends when uploads queue; then the level grows by one per round while
+  fewer than ``ALPHA`` queue, holds up to ``BETA``, and steps down by one per round
+  beyond. Every ``PROBE_EVERY`` seconds the level halves for two rounds, so the base is
+  measured afresh rather than learned from an already queued server. A round in slow start counts only
+  answers to uploads sent at its level, so growth never outruns what it measured. A
+  level changes at most once per round, so a fast server does not make it churn.
+* **throughput**: from 8 in flight, a level the delay signal holds is tried x1.5 and
+  kept if the answers per second rose with it (see ``_trial_or_hold``): per-request CPU
+  slows every answer a little with each upload more without the server being full.
+* **loss**: 503/502/504/429, timeouts and Geti 3's 500 "database is locked", when the
+  recent answers show congestion, cut multiplicatively, once per congestion event, then
+  the level holds ~10 round trips before probing upwards again.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -33,8 +47,19 @@ BETA = 1.5              # above this many queued, step down (one per round) ...
 ALPHA_SHARE = 0.08      # ... or these shares of the uploads in flight, if larger
 BETA_SHARE = 0.2
 JITTER = 0.002          # seconds of slowdown not taken for queueing
-WARM_UP_ROUNDS = 1      # the first round (new connections, a cold server) sets no base
-DELAY_FLOOR = 2.0       # ... but not below this on delay alone (mixed file sizes vary it)
+DELAY_FLOOR = 2.0       # the level does not go below this on delay alone
+FAST_FROM = 8.0         # slow start doubles per round from this level, x1.5 below
+TRIAL_STEP = 1.5        # from 8 in flight, a level the delay signal holds is tried x1.5 ...
+TRIAL_GAIN = 0.4        # ... and kept if answers/s rose by 40 % of that (20 % for x1.5)
+TRIAL_AFTER_FAIL = 3.0  # seconds before the next trial once one did not pay
+ROUND_MIN_S = 0.1       # after slow start, a round lasts at least this long (no churn)
+
+
+def size_class(size: int | None) -> int:
+    """Uploads within a factor of √2 of each other in weight share a delay base."""
+    if not size or size <= 0:
+        return 0
+    return int(2 * math.log2(max(size, 4096)))
 
 
 class _WindowMin:
@@ -80,8 +105,19 @@ class AdaptiveLimiter:
         self._round_sum = 0.0
         self._round_n = 0
         self._round_load = 0.0         # sum of uploads in flight at each answer
+        self._round_classes: dict[int, list[float]] = {}   # size class -> [sum, count]
+        self._round_start = clock()
         self._released_load = 1        # uploads in flight at the last release
-        self._base = _WindowMin(BASE_WINDOW)
+        self._bases: dict[int, _WindowMin] = {}   # size class -> lowest round means
+        self.changes = 0               # level changes so far (churn)
+        self._skip = 0                 # answers not to count: sent before a slow-start step
+        # throughput trials (see _trial_or_hold): answers/s of the last rounds, the trial
+        # in progress (level before it, answers/s before it), and the slowdown earned
+        self._rates: deque[float] = deque(maxlen=2)
+        self._trial: tuple[float, float] | None = None
+        self._trial_rates: list[float] = []
+        self._no_trial_until = 0.0
+        self._tolerated = 0.0          # seconds of slowdown a kept trial showed to be cheap
         self.queued = 0.0              # estimate of the uploads waiting in the server
         self._delay_ok = True          # growth allowed by the delay signal
         self._round_peak = 0           # most uploads in flight at once during the round
@@ -115,6 +151,13 @@ class AdaptiveLimiter:
             self._take(size)
             event.set()
 
+    def try_acquire(self, size: int) -> bool:
+        """Take a slot now if one is free and nobody waits for it."""
+        if self._waiters or not self._fits(size):
+            return False
+        self._take(size)
+        return True
+
     async def acquire(self, size: int) -> None:
         if not self._waiters and self._fits(size):
             self._take(size)
@@ -144,6 +187,7 @@ class AdaptiveLimiter:
         old = self.limit
         self._limit = max(float(self.floor), min(float(self.ceiling), value))
         if self.limit != old:
+            self.changes += 1
             self._grant()
             if self._on_change is not None:
                 self._on_change(self.limit)
@@ -157,45 +201,76 @@ class AdaptiveLimiter:
         steady server sees one probe (and at most one 503) per period, not one per window."""
         return max(0.2, 10.0 * (self._rtt if self._rtt is not None else 0.05))
 
-    def on_success(self, rtt: float | None = None, wait: float | None = None) -> None:
+    def on_success(self, rtt: float | None = None, wait: float | None = None,
+                   size: int | None = None) -> None:
         """An upload succeeded: ``rtt`` from first byte to answer, ``wait`` from last
-        byte to answer (the server's part: queueing and processing)."""
+        byte to answer (the server's part: queueing and processing), ``size`` its weight
+        (its decoded size for an image: what the server's work grows with)."""
         if rtt is not None:
             self._rtt = rtt if self._rtt is None else 0.9 * self._rtt + 0.1 * rtt
         self._recent.append(False)
         if not self.adaptive:
             return
-        if wait is not None:
-            self._sample(max(wait, 1e-6))
+        if wait is not None:       # with timing, the level changes at the end of a round
+            self._sample(max(wait, 1e-6), size)
+            return
         if self._probe_rounds or not self._used:
             return   # a level the uploads do not reach says nothing about a higher one
-        if self._slow_start:
-            if wait is None:      # no timing: grow per answer, x2 per round
-                self._set(self._limit + 1.0)
-            return                # with timing, slow start grows at the end of a round
-        elif self._delay_ok and self._clock() - self._last_cut >= self._probe_delay():
+        if self._slow_start:       # no timing: grow per answer, x2 per round
+            self._set(self._limit + 1.0)
+        elif self._clock() - self._last_cut >= self._probe_delay():
             self._set(self._limit + 1.0 / self._limit)   # additive: +1 per window
 
-    def _sample(self, wait: float) -> None:
+    def _sample(self, wait: float, size: int | None) -> None:
+        if self._skip:             # sent before the last step up: says nothing of it
+            self._skip -= 1
+            if not self._skip:
+                self._round_start = self._clock()
+            return
         self._round_sum += wait
         self._round_n += 1
         self._round_load += self._released_load   # in flight as it was answered
-        if self._round_n < max(4, self.limit):
+        acc = self._round_classes.setdefault(size_class(size), [0.0, 0.0])
+        acc[0] += wait
+        acc[1] += 1
+        now = self._clock()
+        # a round: about one window of answers, 4 at least; in slow start from 8 in
+        # flight, half a window of answers to uploads sent at the level (one round trip
+        # a step, where the server is far and needs many; below 8, 4 answers: 2 say
+        # too little to go on to a level a small server may not hold)
+        if self._round_n < (max(3 if self._rounds else 2, (self.limit + 1) // 2)
+                            if self._slow_start else max(4, self.limit)):
+            return
+        if not (self._slow_start or self._probe_rounds) and now - self._round_start < ROUND_MIN_S:
             return
         n = self._round_n
+        if not self._rounds:
+            # the first answers (new connections, a cold server) set no base: a slow
+            # first round would let the next, already queued, pass for unloaded
+            self._rounds = 1
+            self._round_sum, self._round_n, self._round_load = 0.0, 0, 0.0
+            self._round_classes = {}
+            self._round_start = now
+            return
         mean, load, peak = self._round_sum / n, self._round_load / n, self._round_peak
+        rate = n / max(now - self._round_start, 1e-6)
+        expected = 0.0
+        for cls, (total, count) in self._round_classes.items():
+            base = self._bases.setdefault(cls, _WindowMin(BASE_WINDOW))
+            expected += count * base.add(now, total / count)
+        expected /= n
         self._round_sum, self._round_n, self._round_load = 0.0, 0, 0.0
+        self._round_classes = {}
+        self._round_start = now
         self._round_peak = self.in_flight
         self._used = peak >= self.limit - 1
         self._rounds += 1
-        now = self._clock()
-        if self._rounds <= WARM_UP_ROUNDS:
-            return
-        base = self._base.add(now, mean)
         # Vegas: of the uploads in flight, how many are queued in the server? (Less the
         # first milliseconds of slowdown: at that scale it is event-loop jitter, the
         # client's own CPU, not uploads held in the server's memory.)
-        self.queued = load * max(0.0, mean - base - JITTER) / mean
+        raw = mean - expected
+        slower = raw if self._slow_start else raw - self._tolerated
+        self.queued = load * max(0.0, slower - JITTER) / mean
         if self._probe_rounds:
             self._probe_rounds -= 1
             if not self._probe_rounds:
@@ -211,23 +286,64 @@ class AdaptiveLimiter:
                 self._slow_start = False          # the server queues: grow linearly now
                 self._last_cut = now
                 self._set(load - self.queued)     # the uploads it was not queueing
-            elif self._rounds > WARM_UP_ROUNDS and self._used:
-                # a whole round at each level is measured before the next is tried: x1.5
-                # while answers come as fast as unloaded; +2 at most once they slow at all
-                # (a server can fall over at 1.5x what fills it); +1 once uploads queue
-                if mean - base <= JITTER:
-                    step = self._limit * 0.5
+            elif self._used:
+                # a whole round at each level is measured before the next is tried: while
+                # answers come as fast as unloaded, x1.5 below 8 (a small server can fall
+                # over at 1.5x what fills it) and x2 from 8 (a far one needs many in
+                # flight, soon); +2 at most once they slow at all; +1 once uploads queue
+                if slower <= JITTER:
+                    step = self._limit * (0.5 if self._limit < FAST_FROM else
+                                          1.0 if self._limit < 2 * FAST_FROM else 3.0)
                 elif self.queued < alpha / 2:
                     step = min(2.0, self._limit * 0.5)
                 else:
                     step = 1.0
+                self._skip = self.in_flight    # the next round: answers sent at the new level
                 self._set(self._limit + max(1.0, step))
+        elif self._trial_or_hold(now, rate, raw, beta):
+            pass
         elif self.queued > beta and self._limit > DELAY_FLOOR:
             self._set(max(DELAY_FLOOR, min(self._limit, peak + 1.0) - 1.0))
+        elif self._delay_ok and self._used and now - self._last_cut >= self._probe_delay():
+            self._set(self._limit + 1.0)          # additive: +1 per round
         if now - self._last_probe >= PROBE_EVERY:
             self._probe_rounds = 2
             self._probe_saved = self._limit
             self._set(max(min(self._limit, DELAY_FLOOR), self._limit / 2))
+
+    def _trial_or_hold(self, now: float, rate: float, raw: float, beta: float) -> bool:
+        """Above 8 in flight, the delay signal alone can hold a level the server is not
+        full at: per-request work (CPU, on either side) slows every answer a little with
+        each upload more, which reads as queueing. So a level it holds is tried x1.5 for
+        two rounds, and kept only if the answers per second rose with it (40 % of the
+        proportional gain): then the slowdown it showed is tolerated from now on. Below
+        8, where a full server holds its uploads in memory, Vegas alone decides. True
+        when the round's decision is taken here."""
+        if self._trial is not None:
+            self._trial_rates.append(rate)
+            if len(self._trial_rates) < 2:
+                return True
+            level, before = self._trial
+            self._trial = None
+            after = sum(self._trial_rates) / len(self._trial_rates)
+            if after >= before * (1.0 + TRIAL_GAIN * (self._limit / level - 1.0)):
+                self._tolerated = max(self._tolerated, raw)
+                self._rates.clear()
+            else:
+                self._no_trial_until = now + TRIAL_AFTER_FAIL
+                self._set(level)
+            return True
+        self._rates.append(rate)
+        held = not self._delay_ok and self.queued <= 2 * beta
+        if (held and self._used and self._limit >= FAST_FROM and self._limit < self.ceiling
+                and len(self._rates) == self._rates.maxlen and now >= self._no_trial_until
+                and now - self._last_cut >= self._probe_delay()):
+            self._trial = (self._limit, sum(self._rates) / len(self._rates))
+            self._trial_rates = []
+            self._skip = self.in_flight
+            self._set(max(self._limit + 2.0, self._limit * TRIAL_STEP))
+            return True
+        return False
 
     def on_overload(self) -> None:
         """Multiplicative decrease, once per congestion event, when the recent answers show
@@ -247,6 +363,11 @@ class AdaptiveLimiter:
         self._slow_start = False
         self._last_cut = now
         self._recent.clear()           # the next cut needs fresh evidence
+        self._tolerated = 0.0          # the server is full: no slowdown is cheap now
+        if self._trial is not None:    # a trial in progress: cut from the level before it
+            self._limit = self._trial[0]
+            self._trial = None
+            self._no_trial_until = now + TRIAL_AFTER_FAIL
         if self._probe_rounds:         # a probe in progress: cut from the level it saved
             self._probe_rounds = 0
             self._limit = self._probe_saved

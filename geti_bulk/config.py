@@ -35,7 +35,7 @@ KEYS: dict[str, tuple[type | tuple[type, ...], Any, str | None]] = {
     "upload.exclude": (list, [], None),
     "upload.follow_symlinks": (bool, False, None),
     "upload.include_hidden": (bool, False, None),
-    "upload.concurrency": (int, 8, "GETI_BULK_CONCURRENCY"),
+    "upload.concurrency": (int, 0, "GETI_BULK_CONCURRENCY"),
     "upload.adaptive": (bool, True, None),
     "upload.max_inflight_mb": (int, 256, None),
     "upload.max_attempts": (int, 8, None),
@@ -54,6 +54,12 @@ KEYS: dict[str, tuple[type | tuple[type, ...], Any, str | None]] = {
     "upload.shard": (str, "", "GETI_BULK_SHARD"),
     "output.progress": (str, "auto", None),
 }
+# upload.concurrency unset (0 inside) means: adaptive, a ceiling of 64 the delay and loss
+# signals find the knee below (10 for Geti 3, whose writes go to one SQLite file: its UI
+# sends 10 at most, GETI3_API.md §5); --fixed-concurrency, 8.
+DEFAULT_CEILING = 64
+GETI3_CEILING = 10
+FIXED_DEFAULT = 8
 FORMATS = ("auto", "coco", "yolo", "voc", "datumaro", "folders", "manifest")
 CHOICES = {"upload.labels": ("folders", "none"), "upload.format": FORMATS,
            "target.dialect": ("auto", "geti2", "geti3"),
@@ -78,8 +84,9 @@ class UploadConfig:
     exclude: tuple[str, ...] = ()
     follow_symlinks: bool = False
     include_hidden: bool = False
-    concurrency: int = 8
+    concurrency: int = FIXED_DEFAULT   # most uploads in flight (adaptive: the ceiling)
     adaptive: bool = True
+    concurrency_auto: bool = False     # not set by the user: the dialect may lower it
     max_inflight_bytes: int = 256 << 20
     max_attempts: int = 8
     skip_existing: bool = False
@@ -239,8 +246,9 @@ def resolve(flags: Mapping[str, Any], env: Mapping[str, str], config_file: Path 
         elif key in file_values:
             value = file_values[key]
         else:
-            value = default
+            out[key] = default      # (upload.concurrency's 0: not set, see DEFAULT_CEILING)
             defaulted.add(key)
+            continue
         out[key] = _check(key, value)
     out["defaulted"] = defaulted
     token = flags.get("target.token") or env.get("GETI_TOKEN", "")
@@ -272,8 +280,9 @@ def build(flags: Mapping[str, Any], env: Mapping[str, str] | None = None,
             raise ConfigError(f"manifest: {m} is not a readable file")
 
     shard = parse_shard(v["upload.shard"])
-    concurrency = v["upload.concurrency"]
-    if shard is not None and "upload.concurrency" in v["defaulted"]:
+    concurrency = v["upload.concurrency"] or (
+        DEFAULT_CEILING if v["upload.adaptive"] else FIXED_DEFAULT)
+    if shard is not None and not v["upload.concurrency"]:
         concurrency = shard_concurrency(concurrency, shard.count)
     try:
         host = normalize_host(v["target.host"])
@@ -289,7 +298,8 @@ def build(flags: Mapping[str, Any], env: Mapping[str, str] | None = None,
         ca_bundle=ca, insecure=v["target.insecure"], labels=v["upload.labels"],
         include=tuple(v["upload.include"]), exclude=tuple(v["upload.exclude"]),
         follow_symlinks=v["upload.follow_symlinks"], include_hidden=v["upload.include_hidden"],
-        concurrency=concurrency, adaptive=v["upload.adaptive"],
+        concurrency=concurrency,
+        concurrency_auto=not v["upload.concurrency"], adaptive=v["upload.adaptive"],
         max_inflight_bytes=v["upload.max_inflight_mb"] << 20,
         max_attempts=v["upload.max_attempts"], skip_existing=v["upload.skip_existing"],
         reupload_changed=v["upload.reupload_changed"], hash_content=v["upload.hash"],
@@ -307,7 +317,7 @@ def build(flags: Mapping[str, Any], env: Mapping[str, str] | None = None,
 
 
 def shard_concurrency(default: int, shards: int) -> int:
-    """The default ceiling of one of N shards: N runs against one server together push
-    about what one run would (8 in flight, like the web UI's 10), never below 2 each.
+    """The default ceiling of one of N shards: N runs against one server together have
+    the ceiling one run would have (64 adaptive, 8 fixed, 10 on Geti 3), never below 2 each.
     An explicit --concurrency (flag, env or file) is taken as it is."""
     return max(2, -(-default // shards))

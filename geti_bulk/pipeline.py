@@ -34,7 +34,13 @@ from geti_bulk.annotate import Annotator
 from geti_bulk.attempts import ExistingIndex, FileUploader
 from geti_bulk.autotrain import AutoTraining
 from geti_bulk.concurrency import AdaptiveLimiter
-from geti_bulk.config import NO_TOKEN, UploadConfig
+from geti_bulk.config import (
+    FIXED_DEFAULT,
+    GETI3_CEILING,
+    NO_TOKEN,
+    UploadConfig,
+    shard_concurrency,
+)
 from geti_bulk.datasets import Sources, dataset_jobs, open_sources
 from geti_bulk.errors import ConfigError, FatalError, GetiBulkError
 from geti_bulk.events import (
@@ -53,7 +59,6 @@ from geti_bulk.events import (
 )
 from geti_bulk.geti.client import GetiClient, Target, env_proxy, make_ssl, pick_dataset
 from geti_bulk.geti.dialect import detect as detect_dialect
-from geti_bulk.geti.v3 import Geti3Client
 from geti_bulk.jobs import FileJob
 from geti_bulk.journal import (
     Journal,
@@ -278,9 +283,10 @@ class Run:
         cfg = self.cfg
         session = self._session
         own = session is None
-        if session is None:
+        if session is None:   # (plain HTTP needs no TLS context: loading CAs takes ~20 ms)
             connector = aiohttp.TCPConnector(limit=cfg.concurrency + 4,
-                                             ssl=make_ssl(cfg.ca_bundle, cfg.insecure))
+                                             ssl=make_ssl(cfg.ca_bundle, cfg.insecure)
+                                             if cfg.host.startswith("https:") else False)
             session = aiohttp.ClientSession(
                 connector=connector, trust_env=False,
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, connect=60))
@@ -320,7 +326,7 @@ class Run:
         assert sources is not None
         while not sources.annotations_ready():  # noqa: ASYNC110 (a thread's state, no event)
             await anyio.sleep(0.05)
-        limiter = AdaptiveLimiter(self.cfg.concurrency, adaptive=False)
+        limiter = AdaptiveLimiter(self._verify_concurrency(), adaptive=False)
         annotator = Annotator(client, ann_labels, limiter, self.policy, RetryBudget(self.policy),
                               self.reporter, rng=self.rng, sleep=self.sleep or anyio.sleep)
         index = await index_dataset(client, target)
@@ -338,7 +344,7 @@ class Run:
             jobs = (self._routed(job, subsets) for job in itertools.chain(
                 iter_jobs(sources.folders, self.cfg.manifests, opts),
                 dataset_jobs(sources, subsets)))
-            await verify_jobs(verifier, jobs, self.cfg.concurrency)
+            await verify_jobs(verifier, jobs, self._verify_concurrency())
         verifier.result.report_path = report_path
         self.verify_result = verifier.result
 
@@ -366,12 +372,24 @@ class Run:
         """The client of the dialect the host speaks (asked, unless --dialect says)."""
         cfg = self.cfg
         proxy = env_proxy(cfg.host)
-        dialect, version = await detect_dialect(session, cfg.host, cfg.dialect, proxy=proxy)
+        geti2 = GetiClient(session, cfg.host, cfg.token, proxy=proxy) if cfg.token else None
+        if geti2 is not None and cfg.dialect == "auto":
+            geti2.prefetch_organization()   # Geti 2's first request, while the dialect is asked
+        try:
+            dialect, version = await detect_dialect(session, cfg.host, cfg.dialect, proxy=proxy)
+        except BaseException:
+            if geti2 is not None:
+                geti2.drop_prefetch()
+            raise
         if dialect == "geti3":
+            if geti2 is not None:
+                geti2.drop_prefetch()
+            from geti_bulk.geti.v3 import Geti3Client  # TUS and all: only for Geti 3
+
             return Geti3Client(session, cfg.host, version=version, proxy=proxy)
-        if not cfg.token:
+        if geti2 is None:
             raise ConfigError(NO_TOKEN)
-        return GetiClient(session, cfg.host, cfg.token, proxy=proxy)
+        return geti2
 
     def _open_sources(self) -> Sources:
         cfg = self.cfg
@@ -402,6 +420,17 @@ class Run:
         ann = plan_annotation_labels(target.project, self.sources.label_names(), label_map,
                                      self.cfg.skip_unknown_labels)
         return plan, ann
+
+    def _verify_concurrency(self) -> int:
+        return FIXED_DEFAULT if self.cfg.concurrency_auto else self.cfg.concurrency
+
+    def _ceiling(self, client: GetiClient) -> int:
+        """Most uploads in flight: the setting, or by default 64 (10 for Geti 3, whose
+        writes go to one SQLite file; GETI3_API.md §5)."""
+        if self.cfg.concurrency_auto and client.dialect == "geti3":
+            shards = self.cfg.shard.count if self.cfg.shard is not None else 1
+            return min(self.cfg.concurrency, shard_concurrency(GETI3_CEILING, shards))
+        return self.cfg.concurrency
 
     def _scan_options(self) -> ScanOptions:
         c = self.cfg
@@ -460,7 +489,8 @@ class Run:
         self.result.report_path = report.path
         self._report = report
         reporter = MultiReporter(self.reporter, report)
-        limiter = AdaptiveLimiter(cfg.concurrency, adaptive=cfg.adaptive,
+        ceiling = self._ceiling(client)
+        limiter = AdaptiveLimiter(ceiling, adaptive=cfg.adaptive,
                                   max_bytes=cfg.max_inflight_bytes,
                                   on_change=lambda n: reporter.emit(ConcurrencyChanged(n)))
         budget = RetryBudget(self.policy)
@@ -496,7 +526,7 @@ class Run:
                 tg.start_soon(self._produce, send,
                               journal.reader(writable=True) if journal else dry_reader,
                               reporter, up, journal.run_id if journal else "")
-                for _ in range(cfg.concurrency):
+                for _ in range(ceiling):
                     tg.start_soon(self._work, receive.clone(), up)
                 receive.close()
             if journal is not None and up.tally.deferred and not self.stopping:
@@ -579,7 +609,7 @@ class Run:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(produce)
-                for _ in range(self.cfg.concurrency):
+                for _ in range(up.limiter.ceiling):
                     tg.start_soon(self._work, receive.clone(), up)
                 receive.close()
         finally:

@@ -78,13 +78,17 @@ def test_shard_spec_is_zero_based_and_errors_name_the_key():
     assert cfg.shard == Shard(2, 4)
     cfg = build({"target.project": "p", "upload.shard": "1/4"}, env, sources=(Path("."),))
     assert cfg.shard == Shard(1, 4)
-    # N shards share the default ceiling of one run (8), never below 2 each; an explicit
-    # --concurrency, GETI_BULK_CONCURRENCY or config value is kept as it is
-    assert cfg.concurrency == 2
+    # N shards share the default ceiling of one run (64 adaptive, 8 fixed), never below 2
+    # each; an explicit --concurrency, GETI_BULK_CONCURRENCY or config value is kept as it is
+    assert cfg.concurrency == 16 and cfg.concurrency_auto
     assert build({"target.project": "p", "upload.shard": "0/3"}, env,
-                 sources=(Path("."),)).concurrency == 3
+                 sources=(Path("."),)).concurrency == 22
+    assert build({"target.project": "p", "upload.adaptive": False}, env,
+                 sources=(Path("."),)).concurrency == 2
+    assert build({"target.project": "p", "upload.shard": "0/5", "upload.adaptive": False},
+                 env, sources=(Path("."),)).concurrency == 2
     assert build({"target.project": "p"}, {**env, "GETI_BULK_SHARD": ""},
-                 sources=(Path("."),)).concurrency == 8
+                 sources=(Path("."),)).concurrency == 64
     assert build({"target.project": "p", "upload.concurrency": 8}, env,
                  sources=(Path("."),)).concurrency == 8
     assert build({"target.project": "p"}, {**env, "GETI_BULK_CONCURRENCY": "6"},

@@ -6,13 +6,14 @@ the `FileFailed` events the reporter collected itself (`FailureGroups`).
 
 from __future__ import annotations
 
-from rich.console import Group, RenderableType
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING
 
 from geti_bulk.events import RunFinished
 
 from .tally import FailureGroups
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
 from .text import format_bytes, format_duration, format_rate, printable, safe
 
 MAX_GROUPS_SHOWN = 20
@@ -106,6 +107,10 @@ def plain_summary(finished: RunFinished, failures: FailureGroups) -> list[str]:
 
 def rich_summary(finished: RunFinished, failures: FailureGroups) -> RenderableType:
     """A counts table, then failures grouped by reason, then the report path."""
+    from rich.console import Group  # rich only for the rich display (start-up time)
+    from rich.table import Table
+    from rich.text import Text
+
     counts = Table(title="Summary", show_header=False, title_justify="left")
     counts.add_column(style="bold")
     counts.add_column()

@@ -117,6 +117,8 @@ class GetiClient:
     # where an upload's state outlives the process (`geti.tus.ResumeStore`), set by the
     # pipeline to the journal; Geti 2 uploads are single requests and keep none
     resume_store: Any = None
+    dialect = "geti2"
+    _org_task: asyncio.Future[str] | None = None   # see prefetch_organization
 
     def __init__(self, session: aiohttp.ClientSession, host: str, token: Secret, *,
                  api_timeout: float = 300.0, stall_timeout: float = 120.0,
@@ -189,7 +191,25 @@ class GetiClient:
 
     # --- target resolution (GETI_API.md §1.3, §3.1, §3.2) -------------------------
 
+    def prefetch_organization(self) -> None:
+        """Ask for the token's organization now, while something else is asked (the
+        dialect): `resolve` then waits for this answer instead of sending the request."""
+        self._org_task = asyncio.ensure_future(self._organization_id())
+
+    def drop_prefetch(self) -> None:
+        """Not a Geti 2 after all: cancel the prefetch, and ignore how it ended."""
+        task, self._org_task = self._org_task, None
+        if task is not None:
+            task.cancel()
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
     async def organization_id(self) -> str:
+        task, self._org_task = self._org_task, None
+        if task is not None:
+            return await task
+        return await self._organization_id()
+
+    async def _organization_id(self) -> str:
         data = await self._call("GET", "/api/v1/personal_access_tokens/organization",
                                 what="server")
         org = data.get("organizationId") if isinstance(data, dict) else None

@@ -35,6 +35,8 @@ def stats_of(state: ServerState) -> dict[str, Any]:
         "restarts": state.service.restarts,
         "uploads_received": state.uploads_received,
         "requests": state.requests,
+        "first_request_at": state.first_request_at,
+        "first_upload_at": state.first_upload_at,
     }
 
 

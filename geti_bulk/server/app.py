@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -29,6 +30,11 @@ async def gateway(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not request.path.startswith("/api/"):
         return await handler(request)
     state.requests += 1
+    if state.first_request_at is None:
+        state.first_request_at = time.time()
+    if (state.first_upload_at is None and request.method == "POST"
+            and request.path.endswith(("/media/images", "/media/videos"))):
+        state.first_upload_at = time.time()   # its headers are in: the body comes next
     if state.config.latency_ms:
         await asyncio.sleep(state.config.latency_ms / 1000)
     refusal = auth.check(request, state.auth_rules)

@@ -34,6 +34,7 @@ class ServerConfig:
     restart_ms: int = 2000  # oom: how long the service stays down
     workers: int = 0  # uploads processed at once, the others wait in memory (0 = no limit)
     service_ms: int = 0  # simulated processing time per upload, holding a worker
+    decode_ns_per_pixel: float = 0.0  # more processing time per image pixel (a decoder's cost)
     tls_cert: Path | None = None
     tls_key: Path | None = None
     seed_file: Path | None = None  # JSON projects instead of the defaults (see seed.py)
@@ -65,6 +66,8 @@ class ServerState:
     requests: int = 0
     download_faults: FaultInjector = field(
         default_factory=lambda: FaultInjector(kinds=DOWNLOAD_KINDS, stream="downloads"))
+    first_request_at: float | None = None  # wall clock of the first API request's arrival
+    first_upload_at: float | None = None  # ... and of the first upload's (start-up time)
 
 
 STATE: web.AppKey[ServerState] = web.AppKey("geti_bulk_state", ServerState)

@@ -129,6 +129,9 @@ async def _process(request: web.Request, state: ServerState, media_type: str,
     if received.size == 0:
         raise PlainError()  # RuntimeError("Uploaded file should have size defined")
     record = await probe(state, project, dataset_id, media_type, received, name, extension)
+    cost = state.config.decode_ns_per_pixel
+    if cost > 0 and media_type == "image":   # still holding a worker and the upload
+        await asyncio.sleep(record.width * record.height * cost / 1e9)
     state.store.add(record, received.path)
     received.path = None  # moved into place
     if labels and not annotate:

@@ -27,8 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import ijson
-
 from geti_bulk.sources.coco_rules import (
     Row,
     ann_row,
@@ -123,6 +121,7 @@ class Indexer:
             raise _Stop
 
     def run(self) -> None:
+        import ijson
         current = ""
         t0 = self.t0
         try:
@@ -160,6 +159,7 @@ class Indexer:
         return added
 
     def index_images(self, fid: int, path: Path, subset: str | None) -> None:
+        import ijson
         sql = "INSERT OR IGNORE INTO images(fid, cid, rel, width, height) VALUES (?,?,?,?,?)"
         base: str | None = None
         batch: list[tuple[int, int, str, int | None, int | None]] = []
@@ -189,6 +189,7 @@ class Indexer:
             self.tally.notes["image entry with a duplicate id or file name"] += tried - added
 
     def index_annotations(self, fid: int, path: Path) -> None:
+        import ijson
         known = {r[0] for r in self.conn.execute("SELECT cid FROM images WHERE fid=?", (fid,))}
         sql = "INSERT INTO anns VALUES (?,?,?,?,?,?,?,?,?)"
         batch: list[Row] = []

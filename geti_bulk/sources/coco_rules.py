@@ -12,8 +12,6 @@ import re
 from pathlib import Path
 from typing import Any, TypeGuard
 
-import ijson
-
 from geti_bulk.sources.common import (
     finite_numbers,
     json_head_keys,
@@ -102,6 +100,7 @@ def _tail_categories(path: Path) -> list[Any] | None:
     """COCO files put `categories` last: find the top-level key in the last TAIL_BYTES.
     A match is taken only if `{` + the rest of the file parses as one complete object
     (a nested or quoted "categories" leaves unbalanced brackets and fails)."""
+    import ijson
     with path.open("rb") as f:
         size = f.seek(0, os.SEEK_END)
         f.seek(max(0, size - TAIL_BYTES))
@@ -122,6 +121,7 @@ def _tail_categories(path: Path) -> list[Any] | None:
 
 
 def _scan_categories(path: Path) -> list[Any]:
+    import ijson
     with path.open("rb") as f:
         for value in ijson.items(f, "categories", use_float=True):
             return value if isinstance(value, list) else []

@@ -13,8 +13,6 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-import ijson
-
 from geti_bulk.errors import ConfigError
 from geti_bulk.media import IMAGE_EXTENSIONS, fast_image_size, image_size
 from geti_bulk.sources.model import Polygon, ReaderStats
@@ -71,6 +69,7 @@ def subset_from_stem(stem: str) -> str | None:
 def json_head_keys(path: Path, limit: int = HEAD_BYTES) -> dict[str, str]:
     """Top-level keys seen in the first `limit` bytes of a JSON file, each with the event
     that starts its value (`start_array`, `start_map`, `string`, …). Cheap: no full parse."""
+    import ijson
     try:
         with path.open("rb") as f:
             head = f.read(limit)

@@ -26,8 +26,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import ijson
-
 from geti_bulk.sources.common import (
     DatasetError,
     add_missing,
@@ -73,6 +71,7 @@ def probe(root: Path) -> str | None:
 
 def read_labels(path: Path) -> list[str | None]:
     """Label index → name (`categories.label.labels`), a pass that stops after it."""
+    import ijson
     with path.open("rb") as f:
         try:
             for labels in ijson.items(f, "categories.label.labels"):
@@ -186,6 +185,7 @@ class DatumaroReader:
 
     def _raw_items(self, fid: int) -> Iterator[tuple[str | None, dict[str, Any]]]:
         """(rel or None when the item names no usable file, raw item) of one file."""
+        import ijson
         with self.files[fid].open("rb") as f:
             try:
                 for raw in ijson.items(f, "items.item", use_float=True):

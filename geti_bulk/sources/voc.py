@@ -20,9 +20,6 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import defusedxml
-import defusedxml.ElementTree as SafeET
-
 from geti_bulk.sources.common import (
     DatasetError,
     add_missing,
@@ -94,6 +91,8 @@ def _object(obj: ET.Element) -> SourceObject | str:
 
 def parse_xml(data: bytes) -> SourceAnnotation:
     """One VOC XML → its annotation; refused XML gives a problem, never an exception."""
+    import defusedxml
+    import defusedxml.ElementTree as SafeET
     try:
         root = SafeET.fromstring(data, forbid_dtd=True, forbid_entities=True,
                                  forbid_external=True)

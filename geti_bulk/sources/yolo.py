@@ -20,8 +20,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from geti_bulk.sources.common import (
     DatasetError,
     add_missing,
@@ -61,6 +59,8 @@ def find_yaml(root: Path) -> tuple[Path, dict[str, Any]] | None:
         data = read_small(path)
         if isinstance(data, str):
             continue
+        import yaml  # only when there is a YAML file to read (start-up time)
+
         try:
             doc = yaml.safe_load(data)
         except yaml.YAMLError:

@@ -42,6 +42,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--locked-ms", type=int, default=30000,
                    help="how long a locked write waits before its 500 (default 30000, "
                         "SQLite's 30 s timeout in Geti 3)")
+    p.add_argument("--write-ms", type=int, default=0,
+                   help="each write's commit holds SQLite's single writer lock this long; "
+                        "concurrent writes queue for it, so answers slow before "
+                        "--locked-writers is reached (default 0)")
     p.add_argument("--latency-ms", type=int, default=0,
                    help="delay added before answering every API request")
     p.add_argument("--slow-ms", type=int, default=2000, help="delay of the 'slow' fault")
@@ -69,7 +73,7 @@ def serve3_main(argv: list[str] | None = None) -> int:
             data_dir=args.data_dir, host=args.host, port=args.port,
             admin_token=args.admin_token, faults=args.faults,
             locked_writers=args.locked_writers, locked_ms=args.locked_ms,
-            latency_ms=args.latency_ms, slow_ms=args.slow_ms, seed=args.seed,
+            latency_ms=args.latency_ms, write_ms=args.write_ms, slow_ms=args.slow_ms, seed=args.seed,
             plain_http=args.plain_http, tls_cert=args.tls_cert, tls_key=args.tls_key,
             spa=not args.no_spa))
     except (OSError, ValueError) as exc:

@@ -23,6 +23,7 @@ class Geti3Config:
     locked_writers: int = 10  # writes in flight beyond this get "database is locked" (0 = off)
     locked_ms: int = 30_000  # §5: SQLite lock timeout of 30 s before the 500
     latency_ms: int = 0  # added before answering every API request
+    write_ms: int = 0  # each commit holds SQLite's one writer this long (writes queue for it)
     slow_ms: int = 2000  # delay of the "slow" fault
     seed: int = 0  # seeds the ids of the seeded projects and the fault generator
     plain_http: bool = False  # benchmarks only; real Geti 3 always serves HTTPS (§1)

@@ -114,6 +114,9 @@ class Write:
             await asyncio.sleep(self.gate.locked_ms / 1000)
             self.gate.locked_answered += 1
             raise PlainError(500)
+        if self.gate.write_ms:   # SQLite has one writer: a commit waits for the others
+            async with self.gate.writer:
+                await asyncio.sleep(self.gate.write_ms / 1000)
 
     def after_commit(self) -> None:
         """Call right after committing: ``stored500`` answers 500 anyway."""
@@ -124,8 +127,11 @@ class Write:
 class WriteGate:
     """Counts writes in flight; beyond ``limit`` admitted ones, a new write is locked."""
 
-    def __init__(self, injector: Injector, limit: int, locked_ms: int, slow_ms: int) -> None:
+    def __init__(self, injector: Injector, limit: int, locked_ms: int, slow_ms: int,
+                 write_ms: int = 0) -> None:
         self.injector = injector
+        self.write_ms = write_ms
+        self.writer = asyncio.Lock()
         self.limit = limit
         self.locked_ms = locked_ms
         self.slow_ms = slow_ms

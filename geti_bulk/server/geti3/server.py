@@ -38,7 +38,8 @@ class LocalGeti3:
         injector = Injector(config.faults, config.seed)
         self.state = Geti3State(
             config=config, store=self.store, uploads=UploadStore(self.store), injector=injector,
-            gate=WriteGate(injector, config.locked_writers, config.locked_ms, config.slow_ms),
+            gate=WriteGate(injector, config.locked_writers, config.locked_ms, config.slow_ms,
+                           config.write_ms),
             admin_token=self.admin_token)
         self.cert_path: Path | None = None
         self.key_path: Path | None = None
