@@ -384,13 +384,24 @@ async def test_a_rich_display_that_fails_in_its_refresh_thread_says_so_in_one_li
         server, token, tmp_path):
     data = tmp_path / "data"
     files = make_labelled_tree(data, ["cat", "dog"], 30, size=(40, 36))
+    # the first draw works; a later one (the refresh thread's) raises. The run is kept
+    # going until that happened (it may take a faster machine less than one refresh)
     patch = """
+        import threading, time
         import geti_bulk.display.rich_live as r
         real = r.RichReporter._parts
         calls = [0]
+        failed = threading.Event()
+        real_emit = r.RichReporter.emit
+        def emit(self, event):
+            if type(event).__name__ == "RunFinished":
+                failed.wait(10)
+            return real_emit(self, event)
+        r.RichReporter.emit = emit
         def parts(self):
             calls[0] += 1
-            if calls[0] > 2:
+            if calls[0] > 1 and threading.current_thread() is not threading.main_thread():
+                failed.set()
                 raise RuntimeError("injected drawing bug")
             return real(self)
         r.RichReporter._parts = parts
