@@ -28,7 +28,10 @@ from the server's answers, with two signals, as in TCP Vegas/BBR next to Reno:
   slows every answer a little with each upload more without the server being full.
 * **loss**: 503/502/504/429, timeouts and Geti 3's 500 "database is locked", when the
   recent answers show congestion, cut multiplicatively, once per congestion event, then
-  the level holds ~10 round trips before probing upwards again.
+  the level holds ~10 round trips before probing upwards again. The level the loss came
+  at is a cliff: for ``CLIFF_MEMORY`` seconds neither a throughput trial nor the additive
+  increase goes back to it (a service OOM-killed at 13 uploads kills again at 13; without
+  this memory a trial from 10 to 15 killed it every few seconds).
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ TRIAL_STEP = 1.5        # from 8 in flight, a level the delay signal holds is tr
 TRIAL_GAIN = 0.4        # ... and kept if answers/s rose by 40 % of that (20 % for x1.5)
 TRIAL_AFTER_FAIL = 3.0  # seconds before the next trial once one did not pay
 ROUND_MIN_S = 0.1       # after slow start, a round lasts at least this long (no churn)
+CLIFF_MEMORY = 60.0     # seconds a level that drew a loss event stays out of reach
 
 
 def size_class(size: int | None) -> int:
@@ -126,6 +130,14 @@ class AdaptiveLimiter:
         self._last_probe = clock()
         self._probe_rounds = 0         # > 0: holding low to re-measure the base
         self._probe_saved = 0.0
+        self._cliff: float | None = None   # the lowest level a loss event came at ...
+        self._cliff_at = -1e9              # ... and when
+
+    def _cap(self, now: float) -> float:
+        """The highest level growth may reach now: below a recent cliff, else the ceiling."""
+        if self._cliff is not None and now - self._cliff_at < CLIFF_MEMORY:
+            return min(float(self.ceiling), self._cliff - 1.0)
+        return float(self.ceiling)
 
     @property
     def limit(self) -> int:
@@ -218,7 +230,8 @@ class AdaptiveLimiter:
             return   # a level the uploads do not reach says nothing about a higher one
         if self._slow_start:       # no timing: grow per answer, x2 per round
             self._set(self._limit + 1.0)
-        elif self._clock() - self._last_cut >= self._probe_delay():
+        elif (self._clock() - self._last_cut >= self._probe_delay()
+                and self._limit + 1.0 / self._limit <= self._cap(self._clock())):
             self._set(self._limit + 1.0 / self._limit)   # additive: +1 per window
 
     def _sample(self, wait: float, size: int | None) -> None:
@@ -304,7 +317,8 @@ class AdaptiveLimiter:
             pass
         elif self.queued > beta and self._limit > DELAY_FLOOR:
             self._set(max(DELAY_FLOOR, min(self._limit, peak + 1.0) - 1.0))
-        elif self._delay_ok and self._used and now - self._last_cut >= self._probe_delay():
+        elif (self._delay_ok and self._used and now - self._last_cut >= self._probe_delay()
+                and self._limit + 1.0 <= self._cap(now)):
             self._set(self._limit + 1.0)          # additive: +1 per round
         if now - self._last_probe >= PROBE_EVERY:
             self._probe_rounds = 2
@@ -335,13 +349,14 @@ class AdaptiveLimiter:
             return True
         self._rates.append(rate)
         held = not self._delay_ok and self.queued <= 2 * beta
-        if (held and self._used and self._limit >= FAST_FROM and self._limit < self.ceiling
+        target = min(max(self._limit + 2.0, self._limit * TRIAL_STEP), self._cap(now))
+        if (held and self._used and self._limit >= FAST_FROM and target >= self._limit + 1.0
                 and len(self._rates) == self._rates.maxlen and now >= self._no_trial_until
                 and now - self._last_cut >= self._probe_delay()):
             self._trial = (self._limit, sum(self._rates) / len(self._rates))
             self._trial_rates = []
             self._skip = self.in_flight
-            self._set(max(self._limit + 2.0, self._limit * TRIAL_STEP))
+            self._set(target)
             return True
         return False
 
@@ -360,6 +375,10 @@ class AdaptiveLimiter:
         if now - self._last_cut < self._window():
             return
         beta = 0.5 if self._slow_start else 0.85
+        level = max(self._limit, self._probe_saved if self._probe_rounds else 0.0)
+        recent = self._cliff is not None and now - self._cliff_at < CLIFF_MEMORY
+        self._cliff = min(self._cliff, level) if recent and self._cliff is not None else level
+        self._cliff_at = now
         self._slow_start = False
         self._last_cut = now
         self._recent.clear()           # the next cut needs fresh evidence

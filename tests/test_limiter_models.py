@@ -335,3 +335,28 @@ async def test_geti3_defaults_stay_at_10_writes_geti2_ones_go_past_it(tmp_path, 
         await g3.stop()
     assert (r3.uploaded, r3.failed) == (300, 0)
     assert 1 < r3.peak_concurrency <= 10 and peak_writers <= 10 and locked == 0
+
+
+def test_a_level_that_drew_a_loss_event_stays_out_of_reach_for_a_while():
+    """A service OOM-killed at 15 uploads is killed again at 15: after a loss event at a
+    level, neither the additive increase nor a throughput trial goes back to it for
+    CLIFF_MEMORY seconds (on the local OOM model, 4 workers holding 12, a trial from 10 to
+    15 killed it 9 times in one run before; now once). Afterwards growth may try again."""
+    from geti_bulk.concurrency import CLIFF_MEMORY, AdaptiveLimiter
+
+    now = [0.0]
+    lim = AdaptiveLimiter(64, initial=15, clock=lambda: now[0])
+    lim.on_overload()
+    lim.on_overload()                       # two of the recent answers: a congestion event
+    assert lim.limit < 15
+    seen = []
+    for _ in range(10000):                  # an unloaded server: every answer as fast as ever
+        now[0] += 0.01
+        while lim.try_acquire(1):
+            pass
+        for _ in range(lim.in_flight):
+            lim.release_now(1)
+            lim.on_success(rtt=0.02, wait=0.02, size=SMALL)
+        seen.append((now[0], lim.limit))
+    assert max(level for t, level in seen if t < CLIFF_MEMORY) <= 14
+    assert max(level for t, level in seen if t > CLIFF_MEMORY + 5) > 14
