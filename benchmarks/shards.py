@@ -139,9 +139,9 @@ def main(argv: list[str] | None = None) -> int:
                      [[*base, "--fixed-concurrency", "--concurrency", str(c),
                        "--journal", str(out / f"j-fixed{c}.sqlite")]]))
     n = args.shards
-    from geti_bulk.config import shard_concurrency
+    from geti_bulk.config import DEFAULT_CEILING, shard_concurrency
 
-    each = shard_concurrency(8, n)
+    each = shard_concurrency(DEFAULT_CEILING, n)
     plan.append((f"{n} shards, adaptive, default ceiling ({each} each)",
                  [[*base, "--shard", f"{k}/{n}", "--journal", str(out / f"j-shard{k}.sqlite")]
                   for k in range(n)]))
