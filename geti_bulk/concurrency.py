@@ -87,8 +87,11 @@ class AdaptiveLimiter:
     def __init__(self, ceiling: int, *, initial: int | None = None, adaptive: bool = True,
                  max_bytes: int = 256 << 20, floor: int = 1,
                  on_change: Callable[[int], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, trials: bool = True) -> None:
         self.ceiling = max(1, ceiling)
+        # throughput trials (off for one of several shards: N processes trying x1.5 at once
+        # cannot tell their own gain from the others', and compound into an overload)
+        self.trials = trials
         self.floor = max(1, min(floor, self.ceiling))
         self.adaptive = adaptive
         # adaptive: start at 2, so the first rounds measure the server unloaded
@@ -350,7 +353,8 @@ class AdaptiveLimiter:
         self._rates.append(rate)
         held = not self._delay_ok and self.queued <= 2 * beta
         target = min(max(self._limit + 2.0, self._limit * TRIAL_STEP), self._cap(now))
-        if (held and self._used and self._limit >= FAST_FROM and target >= self._limit + 1.0
+        if (self.trials and held and self._used and self._limit >= FAST_FROM
+                and target >= self._limit + 1.0
                 and len(self._rates) == self._rates.maxlen and now >= self._no_trial_until
                 and now - self._last_cut >= self._probe_delay()):
             self._trial = (self._limit, sum(self._rates) / len(self._rates))

@@ -492,6 +492,7 @@ class Run:
         ceiling = self._ceiling(client)
         limiter = AdaptiveLimiter(ceiling, adaptive=cfg.adaptive,
                                   max_bytes=cfg.max_inflight_bytes,
+                                  trials=cfg.shard is None or cfg.shard.count == 1,
                                   on_change=lambda n: reporter.emit(ConcurrencyChanged(n)))
         budget = RetryBudget(self.policy)
         gate = OutageGate(lambda: client.probe(target), reporter, max_outage=cfg.max_outage,
