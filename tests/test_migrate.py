@@ -463,3 +463,40 @@ async def test_skip_existing_adopts_what_a_lost_journal_had_moved(geti2, geti3, 
         await check_target(geti3, src, seeded, "Vehicles (from Geti 2)")
     finally:
         await src.close()
+
+
+async def test_verify_sha256_downloads_retry_cuts_and_a_lost_item_is_one_row(
+        geti2, geti3, tmp_path):
+    """`--verify --sha256` against a source whose downloads are cut mid-body: each cut
+    download is downloaded again (the mover's retry policy), so every item checks out;
+    when an item's download never gets through, it is one problem row with its reason
+    and the others are still checked (never an ExceptionGroup)."""
+    import json
+
+    src = Source2(geti2, geti2.test_token, SRC_PROJECT)
+    try:
+        seeded = await seed_detection(src, 10)
+        cfg = migrate_cfg(geti2, geti3, tmp_path)
+        assert (await Migration(cfg, RecordingReporter(), sleep=no_sleep).execute()
+                ).exit_code == 0
+        geti2.set_download_faults("reset=0.3,503=0.1")
+        ok = await verify_migration(cfg, tmp_path / "v1.jsonl", sha256=True, sleep=no_sleep)
+        cut = geti2.state.download_faults.counts["reset"]
+        geti2.set_download_faults("")
+        assert cut > 0, "some source downloads were cut"
+        assert (ok.fatal, ok.problems) == (None, []), ok.summary()
+        assert ok.ok == ok.checked == len(seeded.ids)
+        # every download of one run of the source is cut: every item is one problem row
+        geti2.set_download_faults("reset=1.0")
+        bad = await verify_migration(migrate_cfg(geti2, geti3, tmp_path, max_attempts=3),
+                                     tmp_path / "v2.jsonl", sha256=True, sleep=no_sleep)
+        geti2.set_download_faults("")
+        assert bad.fatal is None, bad.fatal
+        assert (bad.exit_code, bad.checked, len(bad.problems)) == (1, len(seeded.ids),
+                                                                   len(seeded.ids))
+        assert all("could not be checked: source: the download broke" in p
+                   and "gave up after 3 failed tries" in p for p in bad.problems), bad.problems
+        rows = [json.loads(x) for x in (tmp_path / "v2.jsonl").read_text().splitlines()]
+        assert len(rows) == len(seeded.ids) and all(r["status"] == "problem" for r in rows)
+    finally:
+        await src.close()

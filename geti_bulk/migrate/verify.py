@@ -9,13 +9,16 @@ everything matches.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
+import aiohttp
 import anyio
 
 from geti_bulk.annotate import Annotator
@@ -29,9 +32,19 @@ from geti_bulk.labels import AnnotationLabels, parse_label_map, plan_annotation_
 from geti_bulk.migrate.config import MigrateConfig
 from geti_bulk.migrate.plan import Plan, plan_migration, project_id_for
 from geti_bulk.migrate.scenes import label_names, source_annotation
-from geti_bulk.migrate.sides import dialect_of, job_for, open_client, resolve_side, side_session
+from geti_bulk.migrate.sides import (
+    dialect_of,
+    job_for,
+    open_client,
+    resolve_side,
+    side_session,
+    source_error,
+)
 from geti_bulk.retry import RetryBudget, RetryPolicy
 from geti_bulk.shapes import scene_matches
+from geti_bulk.tries import Tries
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -56,18 +69,33 @@ class MigrateVerifyResult:
                 f"right, {len(self.problems)} problem(s){extra}")
 
 
-async def verify_migration(cfg: MigrateConfig, report: Path, *, sha256: bool = False
-                           ) -> MigrateVerifyResult:
+async def verify_migration(cfg: MigrateConfig, report: Path, *, sha256: bool = False,
+                           sleep: Callable[[float], Awaitable[None]] | None = None,
+                           rng: random.Random | None = None) -> MigrateVerifyResult:
     result = MigrateVerifyResult()
     try:
-        await _verify(cfg, report, sha256, result)
+        await _verify(cfg, report, sha256, result, sleep or anyio.sleep,
+                      rng or random.Random())
     except GetiBulkError as e:
         result.fatal = str(e)
+    except BaseExceptionGroup as eg:
+        fatal = next((e for e in _leaves(eg) if isinstance(e, GetiBulkError)), None)
+        if fatal is None:
+            raise
+        result.fatal = str(fatal)
     return result
 
 
+def _leaves(eg: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for e in eg.exceptions:
+        out.extend(_leaves(e) if isinstance(e, BaseExceptionGroup) else [e])
+    return out
+
+
 async def _verify(cfg: MigrateConfig, report: Path, sha256: bool,
-                  result: MigrateVerifyResult) -> None:
+                  result: MigrateVerifyResult, sleep: Callable[[float], Awaitable[None]],
+                  rng: random.Random) -> None:
     async with side_session(cfg.source, cfg.concurrency) as s1, \
             side_session(cfg.target, cfg.concurrency) as s2:
         source = await open_client(s1, cfg.source, "from")
@@ -90,7 +118,8 @@ async def _verify(cfg: MigrateConfig, report: Path, sha256: bool,
                 by_id[m.id] = m
         paired = _journal_pairs(cfg.journal)
         checker = _Checker(source, target, src, dst, plan, labels, index, by_id, paired,
-                           sha256, cfg.concurrency)
+                           sha256, cfg.concurrency,
+                           RetryPolicy(max_attempts=cfg.max_attempts), sleep, rng)
         report.parent.mkdir(parents=True, exist_ok=True)
         with report.open("w", encoding="utf-8") as out:
             checker.out = out
@@ -122,7 +151,8 @@ class _Checker:
                  plan: Plan, labels: AnnotationLabels,
                  index: dict[tuple[str, str, str], list[MediaItem]],
                  by_id: dict[str, MediaItem], paired: dict[str, str], sha256: bool,
-                 concurrency: int) -> None:
+                 concurrency: int, policy: RetryPolicy,
+                 sleep: Callable[[float], Awaitable[None]], rng: random.Random) -> None:
         self.source, self.target, self.src, self.dst = source, target, src, dst
         self.plan = plan
         self.index = index
@@ -131,10 +161,33 @@ class _Checker:
         self.sha256 = sha256
         self.matched: set[str] = set()
         self.out: IO[str] | None = None
-        policy = RetryPolicy()
-        self.annotator = Annotator(target, labels, AdaptiveLimiter(concurrency), policy,
-                                   RetryBudget(policy), RecordingReporter(),
-                                   rng=random.Random(), sleep=anyio.sleep)
+        # the mover's retry rules: the same policy (--max-attempts), backoff with jitter
+        # and Retry-After, a run-wide budget; retries are counted, not shown
+        self.policy = policy
+        self.budget = RetryBudget(policy)
+        self.limiter = AdaptiveLimiter(concurrency)
+        self.quiet = RecordingReporter()
+        self.rng, self.sleep = rng, sleep
+        self.annotator = Annotator(target, labels, self.limiter, policy, self.budget,
+                                   self.quiet, rng=rng, sleep=sleep)
+
+    async def _retrying(self, key: str, call: Callable[[], Awaitable[T]], *,
+                        source: bool) -> T:
+        """One read with the mover's retry rules; a failure still left after them is this
+        item's (FileError), never the run's."""
+        tries = Tries(key, policy=self.policy, budget=self.budget, limiter=self.limiter,
+                      gate=None, reporter=self.quiet, rng=self.rng, sleep=self.sleep)
+        while True:
+            try:
+                got = await call()
+            except TransientError as e:
+                err = source_error(e) if source else e
+                why = await tries.failed(err)
+                if why is not None:
+                    raise FileError(f"{err} ({why})") from None
+                continue
+            tries.succeeded()
+            return got
 
     async def check_one(self, item: MediaItem, limit: anyio.Semaphore,
                         result: MigrateVerifyResult) -> None:
@@ -177,8 +230,8 @@ class _Checker:
             return f"on the target {len(same)} times ({', '.join(m.id for m in same)})"
         self.matched.add(found.id)
         if self.sha256:
-            a, b = await self._digest(self.source, self.src, item), \
-                await self._digest(self.target, self.dst, found)
+            a = await self._digest(self.source, self.src, item, source=True)
+            b = await self._digest(self.target, self.dst, found, source=False)
             if a != b:
                 return f"bytes differ (sha256 source {a[:12]}…, target {b[:12]}…)"
         if item.type == "image":
@@ -187,7 +240,8 @@ class _Checker:
 
     async def _frames(self, item: MediaItem, found: MediaItem) -> str | None:
         """Each annotated frame of the source's video, on the target's video."""
-        frames = await self.source.frame_annotations(self.src, item.id)
+        frames = await self._retrying(job_for(item).key, lambda: self.source.frame_annotations(
+            self.src, item.id), source=True)
         for frame, anns in frames:
             ann, _ = source_annotation(anns, self.src.project, self.plan, item.width,
                                        item.height)
@@ -196,8 +250,11 @@ class _Checker:
             scene, _ = self.annotator.scene(job_for(item), ann, found, self.dst)
             if not scene.annotations:
                 continue
-            got = await self.target.latest_frame_annotation(self.dst, found.id, frame,
-                                                            (found.width, found.height))
+            got = await self._retrying(job_for(item).key,
+                                       functools.partial(self.target.latest_frame_annotation,
+                                                         self.dst, found.id, frame,
+                                                         (found.width, found.height)),
+                                       source=False)
             if got is None:
                 return f"frame {frame}: no annotation on the target"
             why = scene_matches(scene, got, project=self.dst.project)
@@ -205,18 +262,36 @@ class _Checker:
                 return f"frame {frame}: {why}"
         return None
 
-    async def _digest(self, client: GetiClient, target: Target, item: MediaItem) -> str:
+    async def _digest(self, client: GetiClient, target: Target, item: MediaItem, *,
+                      source: bool) -> str:
+        """sha256 of one download, streamed; a download cut mid-body is downloaded again."""
+        return await self._retrying(job_for(item).key,
+                                    lambda: self._digest_once(client, target, item),
+                                    source=source)
+
+    async def _digest_once(self, client: GetiClient, target: Target, item: MediaItem) -> str:
         h = hashlib.sha256()
+        got = 0
         async with client.open_download(target, item) as resp:
-            async for chunk in resp.content.iter_chunked(1 << 20):
-                h.update(chunk)
+            try:
+                async for chunk in resp.content.iter_chunked(1 << 20):
+                    h.update(chunk)
+                    got += len(chunk)
+            except (aiohttp.ClientError, TimeoutError, OSError) as e:
+                raise TransientError(f"the download broke after {got} bytes: "
+                                     f"{type(e).__name__}", cause="download") from None
+            if resp.content_length is not None and got != resp.content_length:
+                raise TransientError(f"the download ended after {got} of "
+                                     f"{resp.content_length} bytes", cause="download")
         return h.hexdigest()
 
     async def _annotation(self, item: MediaItem, found: MediaItem) -> str | None:
-        anns = await self.source.latest_annotation(self.src, item.id, (item.width, item.height))
+        key = job_for(item).key
+        anns = await self._retrying(key, lambda: self.source.latest_annotation(
+            self.src, item.id, (item.width, item.height)), source=True)
         ann, _ = source_annotation(anns, self.src.project, self.plan, item.width, item.height)
-        got = await self.target.latest_annotation(self.dst, found.id,
-                                                  (found.width, found.height))
+        got = await self._retrying(key, lambda: self.target.latest_annotation(
+            self.dst, found.id, (found.width, found.height)), source=False)
         if ann is None:
             return None if got is None else "annotated on the target, not in the source"
         scene, _ = self.annotator.scene(job_for(item), ann, found, self.dst)
