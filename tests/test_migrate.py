@@ -500,3 +500,44 @@ async def test_verify_sha256_downloads_retry_cuts_and_a_lost_item_is_one_row(
         assert len(rows) == len(seeded.ids) and all(r["status"] == "problem" for r in rows)
     finally:
         await src.close()
+
+
+async def test_verify_names_a_duplicate_once_and_a_stranger_apart(geti2, geti3, tmp_path):
+    """A second copy of a migrated item is one duplicate (a problem naming the source
+    item), an unrelated file is one item not from the source; both are report rows."""
+    import json
+
+    from geti_bulk.sampledata import image_bytes
+
+    src = Source2(geti2, geti2.test_token, SRC_PROJECT)
+    try:
+        seeded = await seed_detection(src, 5, video=False, tiff=False)
+        cfg = migrate_cfg(geti2, geti3, tmp_path)
+        assert (await Migration(cfg, RecordingReporter(), sleep=no_sleep).execute()
+                ).exit_code == 0
+        t = Target3(geti3)
+        proj = await t.project("Vehicles (from Geti 2)")
+        for data, name in ((seeded.data["img_0004.jpg"], "img_0004.jpg"),
+                           (image_bytes(30, 30, seed=4242), "stranger.jpg")):
+            body, ctype = _form(data, name)
+            async with t.session.post(f"{geti3.base_url}/api/projects/{proj['id']}/dataset/"
+                                      "media", data=body, headers={"Content-Type": ctype},
+                                      ssl=t.ssl) as r:
+                assert r.status == 201
+        await t.close()
+        for journal in (cfg.journal, None):       # paired by the journal, or by name
+            v = await verify_migration(migrate_cfg(geti2, geti3, tmp_path, journal=journal),
+                                       tmp_path / "v.jsonl")
+            assert (v.duplicates, v.extra, v.elsewhere) == (1, 1, 0), v.summary()
+            assert (v.checked, v.ok, len(v.problems)) == (5, 4, 1), v.summary()
+            assert "img_0004" in v.problems[0] and "2 times" in v.problems[0]
+            assert ("1 duplicate(s) on the target (a source item twice); 1 target item(s) "
+                    "not from the source") in v.summary()
+            rows = [json.loads(x) for x in (tmp_path / "v.jsonl").read_text().splitlines()]
+            extra = sorted((r["name"], r["status"]) for r in rows if "target_id" in r)
+            assert extra == [("img_0004.jpg", "duplicate"), ("stranger.jpg",
+                                                             "not from the source")]
+            dup = next(r for r in rows if r.get("status") == "duplicate")
+            assert dup["of"] == f"image/{seeded.ids['img_0004.jpg']}/img_0004.jpg"
+    finally:
+        await src.close()
