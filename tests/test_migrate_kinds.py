@@ -408,8 +408,8 @@ async def test_a_second_dataset_moves_with_its_subset(geti2, geti3, tmp_path):  
         await holdout.close()
 
 
-async def test_verify_of_each_dataset_into_one_shared_project(  # noqa: F811
-        geti2, geti3, tmp_path, monkeypatch):
+async def test_verify_of_each_dataset_into_one_shared_project(
+        geti2, geti3, tmp_path, monkeypatch):  # noqa: F811
     """The README's "several datasets, one Geti 3 project" with the default journals: the
     two datasets share identical files (same name and size). Verify of each dataset pairs
     its items through its own journal, counts only them, and names the other dataset's
