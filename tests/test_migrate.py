@@ -541,3 +541,57 @@ async def test_verify_names_a_duplicate_once_and_a_stranger_apart(geti2, geti3, 
             assert dup["of"] == f"image/{seeded.ids['img_0004.jpg']}/img_0004.jpg"
     finally:
         await src.close()
+
+
+async def test_create_project_refuses_a_name_the_target_already_has(geti2, geti3, tmp_path):
+    """`--create-project NAME` where the target already has a project NAME that another
+    migration made (another derived id): one line naming `--to-project`, exit 2, nothing
+    created, in a dry run too; this migration's own project is still found on a rerun."""
+    other = Source2(geti2, geti2.test_token, "Pets classification")
+    src = Source2(geti2, geti2.test_token, SRC_PROJECT)
+    try:
+        await other.upload("pet.jpg", seeded_image())
+        await seed_detection(src, 2, video=False, tiff=False)
+        first = MigrateConfig(**{**_fields(migrate_cfg(geti2, geti3, tmp_path,
+                                                       create_project="Taken")),
+                                 "source": Side(host=geti2.base_url,
+                                                project="Pets classification",
+                                                token=Secret(geti2.test_token)),
+                                 "journal": tmp_path / "pets.sqlite"})
+        assert (await Migration(first, RecordingReporter(), sleep=no_sleep).execute()
+                ).exit_code == 0
+        for dry in (True, False):
+            r = await Migration(migrate_cfg(geti2, geti3, tmp_path, create_project="taken",
+                                            dry_run=dry), RecordingReporter(),
+                                sleep=no_sleep).execute()
+            assert r.exit_code == 2, (dry, r.fatal)
+            assert r.fatal is not None and "already has a project named 'taken'" in r.fatal
+            assert "--to-project 'taken'" in r.fatal and "\n" not in r.fatal
+        t = Target3(geti3)
+        _, projects = await t.get("/api/projects")
+        await t.close()
+        names = [p["name"] for p in projects]
+        assert names.count("Taken") == 1 and names.count(SRC_PROJECT) == 1, names
+        # bare --create-project names it after the source project, which the target has
+        bare = await Migration(migrate_cfg(geti2, geti3, tmp_path, create_project=SRC_PROJECT),
+                               RecordingReporter(), sleep=no_sleep).execute()
+        assert bare.exit_code == 2 and f"--to-project {SRC_PROJECT!r}" in (bare.fatal or "")
+        t = Target3(geti3)
+        _, projects = await t.get("/api/projects")
+        await t.close()
+        assert [p["name"] for p in projects] == names
+        again = await Migration(first, RecordingReporter(), sleep=no_sleep).execute()
+        assert (again.exit_code, again.skipped) == (0, 1), again.fatal   # its own: reused
+    finally:
+        await src.close()
+        await other.close()
+
+
+def seeded_image() -> bytes:
+    from geti_bulk.sampledata import image_bytes
+
+    return image_bytes(48, 40, seed=77)
+
+
+def _fields(cfg: MigrateConfig) -> dict[str, Any]:
+    return {f: getattr(cfg, f) for f in cfg.__dataclass_fields__}

@@ -148,7 +148,7 @@ class Migration:
         if not cfg.create_project:
             return await resolve_side(client, cfg.target, "to")
         if not isinstance(client, Geti3Client):
-            raise ConfigError("create_project: creating a project is supported on Geti 3 "
+            raise ConfigError("--create-project: creating a project is supported on Geti 3 "
                               "targets; on Geti 2 create it in the web UI and pass "
                               "--to-project")
         pid = project_id_for(src.host, src.project.id, cfg.create_project)
@@ -156,6 +156,18 @@ class Migration:
             return await client.resolve(pid)
         except TargetNotFoundError:
             pass
+        # a name Geti 3 already holds is not taken twice (a second project of that name
+        # makes every later `--project NAME` ambiguous): only this migration's own project,
+        # the derived id found above, is reused
+        named = [p for p in await self._retrying("(list projects)", client.list_projects,
+                                                 None)
+                 if str(p.get("name", "")).casefold() == cfg.create_project.casefold()]
+        if named:
+            ids = ", ".join(str(p.get("id")) for p in named)
+            raise ConfigError(f"--create-project: {client.host} already has a project named "
+                              f"{cfg.create_project!r} ({ids}), not made by this migration; "
+                              f"pass --to-project {cfg.create_project!r} to move into it, or "
+                              "--create-project with another name")
         body = create_body(plan, pid, cfg.create_project, parse_label_map(cfg.label_map))
         task = body["task"]
         assert isinstance(task, dict)
