@@ -244,29 +244,8 @@ class Run:
         r.warnings.append(f"nothing to upload: no image or video found in {where}"
                           + (f" ({'; '.join(why)})" if why else ""))
 
-    @contextlib.contextmanager
-    def _signals(self, enabled: bool) -> Iterator[None]:
-        if not enabled:
-            yield
-            return
-        loop = asyncio.get_running_loop()
-        signals = [s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None))
-                   if s is not None]
-        try:
-            for s in signals:
-                loop.add_signal_handler(s, self.on_signal, s)
-        except (NotImplementedError, ValueError, RuntimeError):
-            # Windows' event loops (Ctrl-C stays KeyboardInterrupt), or a run in a thread
-            yield
-            return
-        try:
-            yield
-        finally:
-            for s in signals:
-                loop.remove_signal_handler(s)
-                # the run is over: a late signal has nothing left to cancel and must not
-                # turn the tidy exit (journal closed, summary printed) into a traceback
-                signal.signal(s, signal.SIG_IGN)
+    def _signals(self, enabled: bool) -> contextlib.AbstractContextManager[None]:
+        return signal_handlers(self.on_signal, enabled)
 
     async def _execute(self) -> None:
         cfg = self.cfg
@@ -779,6 +758,33 @@ def _default_report_path(journal: Journal | None, path: Path | None = None) -> P
     if where is not None:
         return where.with_name(where.stem + name)
     return Path("geti-bulk" + name)
+
+
+@contextlib.contextmanager
+def signal_handlers(on_signal: Callable[[int], None], enabled: bool = True) -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP call `on_signal(signum)` while the run lasts (upload's
+    and migrate's); after it they are ignored: a late signal has nothing left to cancel."""
+    if not enabled:
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    signals = [s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None))
+               if s is not None]
+    try:
+        for s in signals:
+            loop.add_signal_handler(s, on_signal, s)
+    except (NotImplementedError, ValueError, RuntimeError):
+        # Windows' event loops (Ctrl-C stays KeyboardInterrupt), or a run in a thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        for s in signals:
+            loop.remove_signal_handler(s)
+            # the run is over: a late signal has nothing left to cancel and must not
+            # turn the tidy exit (journal closed, summary printed) into a traceback
+            signal.signal(s, signal.SIG_IGN)
 
 
 async def run_upload(cfg: UploadConfig, reporter: Reporter, *, handle_signals: bool = False,

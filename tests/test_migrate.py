@@ -595,3 +595,39 @@ def seeded_image() -> bytes:
 
 def _fields(cfg: MigrateConfig) -> dict[str, Any]:
     return {f: getattr(cfg, f) for f in cfg.__dataclass_fields__}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+async def test_a_signal_stops_migrate_as_it_stops_upload(tmp_path, sig):
+    """The CLI stopped by SIGINT, SIGTERM or SIGHUP mid-run: items in flight finish, exit
+    128 + N, the summary says which signal, and stderr says how to go on, as upload's."""
+    token = generate_pat()
+    g2 = LocalGeti(ServerConfig(data_dir=tmp_path / "g2", token=token, seed=7))
+    g3 = LocalGeti3(Geti3Config(data_dir=tmp_path / "g3", latency_ms=80, seed=5))
+    async with g2:
+        await g3.start()
+        src = Source2(g2, token, SRC_PROJECT)
+        try:
+            await seed_detection(src, 30, video=False, tiff=False)
+            env = {**os.environ, "GETI_FROM_TOKEN": token}
+            journal = tmp_path / "cli.sqlite"
+            proc = await asyncio.create_subprocess_exec(
+                *_cli_args(g2, g3, tmp_path), env=env, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE)
+            for _ in range(3000):                   # bounded: 300 s at most
+                if _uploaded(journal) >= 3 or proc.returncode is not None:
+                    break
+                await asyncio.sleep(0.1)
+            assert proc.returncode is None, "the run ended before it could be stopped"
+            proc.send_signal(sig)
+            out, err = await asyncio.wait_for(proc.communicate(), 120)
+            name = signal.Signals(sig).name
+            how = "Ctrl-C (SIGINT)" if sig == signal.SIGINT else name
+            assert proc.returncode == 128 + sig, (out.decode()[-1500:], err.decode())
+            assert f"interrupted by {name}" in out.decode(), out.decode()[-1500:]
+            assert (f"geti-bulk: stopped by {how}; rerun the same command to resume"
+                    in err.decode()), err.decode()
+            assert "sending" not in _states(journal), "in-flight items finish"
+        finally:
+            await src.close()
+            await g3.stop()

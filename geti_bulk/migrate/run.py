@@ -14,6 +14,7 @@ and posts only the annotations of items left `media`.
 from __future__ import annotations
 
 import random
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -59,7 +60,7 @@ from geti_bulk.migrate.sides import (
     side_session,
 )
 from geti_bulk.outage import OutageGate
-from geti_bulk.pipeline import RunResult, _default_report_path
+from geti_bulk.pipeline import RunResult, _default_report_path, signal_handlers
 from geti_bulk.report import ReportWriter
 from geti_bulk.retry import RetryBudget, RetryPolicy
 from geti_bulk.tries import Tries
@@ -89,6 +90,7 @@ class Migration:
         self.dst: Target | None = None
         self.plan: Plan | None = None
         self._scope: anyio.CancelScope | None = None
+        self._workers_started = False
 
     # --- control -----------------------------------------------------------------------
 
@@ -97,31 +99,47 @@ class Migration:
             self.stopping = reason
             self.reporter.emit(RunStopping(reason))
 
-    def on_signal(self) -> None:
-        """First Ctrl-C: let items in flight finish; second: cancel them."""
+    def on_signal(self, signum: int = signal.SIGINT) -> None:
+        """First Ctrl-C (or SIGTERM, SIGHUP): let items in flight finish; second: cancel
+        them. Before any item has started (still resolving the two sides, planning) there
+        is nothing to finish, so the first one cancels (as upload's)."""
         self.result.interrupted = True
-        if self.stopping is None:
-            self.request_stop("interrupted (Ctrl-C)")
-        elif self._scope is not None:
+        if self.result.signal is None:
+            self.result.signal = signum
+        name = signal.Signals(signum).name
+        reason = "interrupted (Ctrl-C)" if signum == signal.SIGINT else f"interrupted ({name})"
+        first = self.stopping is None
+        self.request_stop(reason)
+        if (not first or not self._workers_started) and self._scope is not None:
             self._scope.cancel()
 
-    async def execute(self) -> RunResult:
+    async def execute(self, *, handle_signals: bool = False) -> RunResult:
         start = time.monotonic()
-        try:
-            with anyio.CancelScope() as self._scope:
-                await self._execute()
-        except GetiBulkError as e:
-            self.result.fatal = str(e)
-            if isinstance(e, ConfigError):
-                self.result.fatal_code = 2
-        except OSError as e:
-            self.result.fatal = f"{type(e).__name__}: {e.strerror or e}"
+        with signal_handlers(self.on_signal, handle_signals):
+            try:
+                with anyio.CancelScope() as self._scope:
+                    await self._execute()
+            except GetiBulkError as e:
+                self.result.fatal = str(e)
+                if isinstance(e, ConfigError):
+                    self.result.fatal_code = 2
+            except OSError as e:
+                self.result.fatal = f"{type(e).__name__}: {e.strerror or e}"
+            except Exception as e:  # noqa: BLE001 — a bug still ends as one line
+                leaf = _leaves(e)[0] if isinstance(e, BaseExceptionGroup) else e
+                if isinstance(leaf, GetiBulkError):
+                    self.result.fatal = str(leaf)
+                else:
+                    self.result.internal = leaf
+                    self.result.fatal = (f"internal error: {type(leaf).__name__}: {leaf} "
+                                         "(set GETI_BULK_DEBUG=1 for a traceback)")
         r = self.result
         r.elapsed = time.monotonic() - start
         self.reporter.emit(RunFinished(
             uploaded=r.uploaded, skipped=r.skipped, failed=r.failed, bytes_sent=r.bytes_sent,
             elapsed=r.elapsed, retries=dict(r.retries), fatal=r.fatal, interrupted=r.interrupted,
-            not_started=r.not_started, report_path=str(r.report_path) if r.report_path else None))
+            not_started=r.not_started, report_path=str(r.report_path) if r.report_path else None,
+            signal=signal.Signals(r.signal).name if r.signal else None))
         return r
 
     # --- the two sides -------------------------------------------------------------------
@@ -229,6 +247,7 @@ class Migration:
             if training is not None:
                 training.take_over()
             send, receive = anyio.create_memory_object_stream[Work](QUEUE)
+            self._workers_started = True
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._produce, send, source, src, journal, reporter, mover)
                 for _ in range(cfg.concurrency):
