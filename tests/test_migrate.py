@@ -631,3 +631,25 @@ async def test_a_signal_stops_migrate_as_it_stops_upload(tmp_path, sig):
         finally:
             await src.close()
             await g3.stop()
+
+
+async def test_tls_messages_name_each_sides_own_flags_once(geti2, geti3, tmp_path):
+    """A target whose certificate is not trusted: the advice names --to-ca-bundle and
+    --to-insecure (migrate's flags), once; a source written without a scheme (https
+    assumed) that speaks plain HTTP gets the http:// hint, no certificate hint."""
+    cfg = migrate_cfg(geti2, geti3, tmp_path)
+    untrusted = MigrateConfig(**{**_fields(cfg), "target": Side(host=geti3.base_url,
+                                                                project=None,
+                                                                token=Secret(""))})
+    r = await Migration(untrusted, RecordingReporter(), sleep=no_sleep).execute()
+    text = r.fatal or ""
+    assert r.exit_code == 3 and text.startswith("to: TLS verification failed"), text
+    assert text.count("--to-ca-bundle") == 1 and text.count("--to-insecure") == 1, text
+    assert " --ca-bundle" not in text and " --insecure" not in text, text
+    bare = geti2.base_url.removeprefix("http://")
+    plain = MigrateConfig(**{**_fields(cfg), "source": Side(
+        host=f"https://{bare}", project=SRC_PROJECT, token=Secret(geti2.test_token))})
+    r = await Migration(plain, RecordingReporter(), sleep=no_sleep).execute()
+    text = r.fatal or ""
+    assert "does not speak TLS on that port" in text and f"http://{bare}" in text, text
+    assert "certificate" not in text and "ca-bundle" not in text, text
