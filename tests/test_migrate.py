@@ -653,3 +653,39 @@ async def test_tls_messages_name_each_sides_own_flags_once(geti2, geti3, tmp_pat
     text = r.fatal or ""
     assert "does not speak TLS on that port" in text and f"http://{bare}" in text, text
     assert "certificate" not in text and "ca-bundle" not in text, text
+
+
+async def test_shapes_a_label_map_drops_are_counted_in_the_summary(geti2, geti3, tmp_path):
+    """`--label-map truck=`: every truck box is dropped and counted (the summary's shapes
+    line, as upload's), an item whose only objects were trucks is left unannotated with
+    its reason in the report; `--verify --sha256` says the bytes were compared."""
+    from geti_bulk.events import RunFinished
+
+    src = Source2(geti2, geti2.test_token, SRC_PROJECT)
+    try:
+        seeded = await seed_detection(src, 8, tiff=False)
+        trucks = sum(1 for anns in seeded.annotations.values() for a in anns
+                     if a["labels"][0]["id"] == src.labels["truck"])
+        only = [n for n, anns in seeded.annotations.items()
+                if anns and all(a["labels"][0]["id"] == src.labels["truck"] for a in anns)]
+        assert trucks and only
+        cfg = migrate_cfg(geti2, geti3, tmp_path, label_map=("truck=",))
+        rec = RecordingReporter()
+        r = await Migration(cfg, rec, sleep=no_sleep).execute()
+        assert r.exit_code == 0, r.fatal
+        finished = next(e for e in rec.events if isinstance(e, RunFinished))
+        assert (r.shapes_dropped, finished.shapes_dropped) == (trucks, trucks)
+        from geti_bulk.display.summary import FailureGroups, plain_summary
+
+        lines = plain_summary(finished, FailureGroups())
+        assert any(f"0 clipped, {trucks} dropped: see the report" in x for x in lines), lines
+        done = {e.path.rsplit("/", 1)[-1]: e for e in rec.events if isinstance(e, FileDone)}
+        for name in only:
+            assert done[name].shapes == 0 and "dropped" in done[name].notes, done[name]
+        v = await verify_migration(cfg, tmp_path / "v.jsonl", sha256=True)
+        assert v.exit_code == 0, v.problems
+        assert "bytes compared (sha256 of both downloads" in v.summary()
+        v = await verify_migration(cfg, tmp_path / "v.jsonl")
+        assert "bytes not compared" in v.summary()
+    finally:
+        await src.close()

@@ -63,6 +63,7 @@ class Mover:
         self.reporter = reporter
         self.journal = journal
         self.uploaded = self.skipped = self.failed = self.not_started = 0
+        self.shapes_clipped = self.shapes_dropped = 0    # as upload's summary counts them
         self._listing: dict[tuple[str, str], list[MediaItem]] | None = None
         self._listing_lock = anyio.Lock()
         self._listed_at = 0.0
@@ -87,6 +88,8 @@ class Mover:
     def _done(self, job: FileJob, item: MediaItem, attempts: int, adopted: bool,
               sha256: str | None, a: Annotated) -> None:
         self.uploaded += 1
+        self.shapes_clipped += a.clipped
+        self.shapes_dropped += a.dropped
         self._sizes.pop(job.key, None)
         self.run.claimed.add(item.id)
         if self.journal is not None:
@@ -310,7 +313,8 @@ class Mover:
                        attempts=attempts, media_id=stored.id)
             return
         if note:
-            result = Annotated(result.shapes, result.posted, (note, *result.notes))
+            result = Annotated(result.shapes, result.posted, (note, *result.notes),
+                               result.clipped, result.dropped)
         self._done(job, stored, attempts, adopted, sha256, result)
 
     async def _read(self, job: FileJob, call: Callable[[], Awaitable[T]], *,
@@ -343,7 +347,7 @@ class Mover:
         if ann is None:
             return Annotated(0, False, tuple(notes) or ("no annotation in the source",))
         a = await self.annotator.annotate(job, ann, stored, self.dst, check_first=adopted)
-        return Annotated(a.shapes, a.posted, tuple(notes) + a.notes)
+        return Annotated(a.shapes, a.posted, tuple(notes) + a.notes, a.clipped, a.dropped)
 
     async def _frame_annotations(self, job: FileJob, item: MediaItem,
                                  stored: MediaItem) -> Annotated:
@@ -358,7 +362,7 @@ class Mover:
         if not stored.width:
             stored = await self._read(job, lambda: self.target.media_detail(
                 self.dst, "video", stored.id), source=False)
-        shapes = 0
+        shapes = clipped = dropped = 0
         notes: list[str] = []
         for frame, anns in frames:
             ann, more = source_annotation(anns, self.src.project, self.plan, item.width,
@@ -366,7 +370,11 @@ class Mover:
             notes.extend(more)
             if ann is None:
                 continue
-            scene, _ = self.annotator.scene(job, ann, stored, self.dst)
+            scene, skipped = self.annotator.scene(job, ann, stored, self.dst)
+            clipped += scene.clipped
+            dropped += scene.dropped + skipped
+            if skipped:
+                notes.append(f"frame {frame}: {skipped} object(s) with skipped labels dropped")
             if not scene.annotations:
                 continue
             body = list(scene.annotations)
@@ -379,7 +387,7 @@ class Mover:
             shapes += len(body)
         self._count_refused(job, notes)
         return Annotated(shapes, True, (f"{len(frames)} annotated frame(s)",) +
-                         tuple(sorted(set(notes))))
+                         tuple(sorted(set(notes))), clipped, dropped)
 
     async def _post_frame(self, job: FileJob, stored: MediaItem, frame: int,
                           body: list[dict[str, Any]]) -> bool:

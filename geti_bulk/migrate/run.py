@@ -139,7 +139,8 @@ class Migration:
             uploaded=r.uploaded, skipped=r.skipped, failed=r.failed, bytes_sent=r.bytes_sent,
             elapsed=r.elapsed, retries=dict(r.retries), fatal=r.fatal, interrupted=r.interrupted,
             not_started=r.not_started, report_path=str(r.report_path) if r.report_path else None,
-            signal=signal.Signals(r.signal).name if r.signal else None))
+            signal=signal.Signals(r.signal).name if r.signal else None,
+            shapes_clipped=r.shapes_clipped, shapes_dropped=r.shapes_dropped))
         return r
 
     # --- the two sides -------------------------------------------------------------------
@@ -274,6 +275,7 @@ class Migration:
             r.uploaded, r.skipped, r.failed = t.uploaded, t.skipped, t.failed
             r.not_started = max(t.not_started, self.queued - (t.uploaded + t.skipped + t.failed))
             r.bytes_sent = t.bytes_sent
+            r.shapes_clipped, r.shapes_dropped = t.shapes_clipped, t.shapes_dropped
             r.retries = dict(budget.by_cause)
             r.peak_concurrency = limiter.peak
         if fatal is not None:

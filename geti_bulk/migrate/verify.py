@@ -78,8 +78,13 @@ class MigrateVerifyResult:
                      f"; {self.extra} target item(s) not from the source")
         other = (f"; {self.elsewhere} target item(s) from the other migration(s) into it"
                  if self.elsewhere else "")
-        return (f"verify: {self.checked} source item(s), {self.ok} on the target once and "
+        line = (f"verify: {self.checked} source item(s), {self.ok} on the target once and "
                 f"right, {len(self.problems)} problem(s){dups}{extra}{other}")
+        if self.sha256:
+            line += "\nverify: bytes compared (sha256 of both downloads of each item)"
+        else:
+            line += "\nverify: bytes not compared (pass --sha256 to download both sides)"
+        return line
 
 
 async def verify_migration(cfg: MigrateConfig, report: Path, *, sha256: bool = False,
