@@ -65,6 +65,7 @@ from geti_bulk.labels import (
     parse_label_map,
     plan_annotation_labels,
     plan_labels,
+    unused_label_map,
 )
 from geti_bulk.media import media_kind
 from geti_bulk.outage import OutageGate
@@ -356,11 +357,15 @@ class Run:
             for m in self.cfg.manifests:
                 names |= manifest_label_names(m)
         label_map = parse_label_map(self.cfg.label_map)
+        source_names = self.sources.label_names()
+        unused = unused_label_map(label_map, names | source_names)
+        if unused and unused not in self.result.warnings:
+            self.result.warnings.append(unused)
         if target.dialect == "geti3":
             # no labels at upload in Geti 3 (§5): folder labels are annotations too
             self.labels_as_annotations = True
             plan = LabelPlan(target.project.name, target.project.task_type, {})
-            names |= self.sources.label_names()
+            names |= source_names
             if not names:
                 return plan, None
             return plan, plan_annotation_labels(target.project, names, label_map,
@@ -368,7 +373,7 @@ class Run:
         plan = plan_labels(target.project, names, label_map, self.cfg.skip_unknown_labels)
         if not self.sources.readers:
             return plan, None
-        ann = plan_annotation_labels(target.project, self.sources.label_names(), label_map,
+        ann = plan_annotation_labels(target.project, source_names, label_map,
                                      self.cfg.skip_unknown_labels)
         return plan, ann
 

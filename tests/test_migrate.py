@@ -457,9 +457,22 @@ async def test_skip_existing_adopts_what_a_lost_journal_had_moved(geti2, geti3, 
                                             journal=tmp_path / "new.sqlite",
                                             report=tmp_path / "r2.jsonl"), rec,
                                 sleep=no_sleep).execute()
-        assert (again.exit_code, again.uploaded, again.bytes_sent) == (0, len(seeded.ids), 0)
-        done = [e for e in rec.events if isinstance(e, FileDone)]
-        assert all(e.adopted and e.notes.startswith("already on the target") for e in done)
+        assert (again.exit_code, again.uploaded, again.skipped, again.bytes_sent) == (
+            0, 0, len(seeded.ids), 0)              # found there, nothing sent: skipped
+        from geti_bulk.events import FileSkipped
+
+        assert not [e for e in rec.events if isinstance(e, FileDone)]
+        found = [e for e in rec.events if isinstance(e, FileSkipped)]
+        assert len(found) == len(seeded.ids) and all(
+            e.media_id and e.reason.startswith("already on the target") for e in found)
+        lost = next(e for e in found if e.path.endswith("/img_0003.jpg"))
+        assert lost.reason.endswith("annotation posted"), lost.reason
+        # a rerun with that journal settles every item from it
+        third = await Migration(migrate_cfg(geti2, geti3, tmp_path, skip_existing=True,
+                                            journal=tmp_path / "new.sqlite",
+                                            report=tmp_path / "r3.jsonl"), RecordingReporter(),
+                                sleep=no_sleep).execute()
+        assert (third.uploaded, third.skipped, third.failed) == (0, len(seeded.ids), 0)
         await check_target(geti3, src, seeded, "Vehicles (from Geti 2)")
     finally:
         await src.close()
@@ -687,5 +700,60 @@ async def test_shapes_a_label_map_drops_are_counted_in_the_summary(geti2, geti3,
         assert "bytes compared (sha256 of both downloads" in v.summary()
         v = await verify_migration(cfg, tmp_path / "v.jsonl")
         assert "bytes not compared" in v.summary()
+    finally:
+        await src.close()
+
+
+async def test_an_empty_source_warns_and_creates_nothing(geti2, geti3, tmp_path):
+    """An empty source project: `nothing to move`, exit 0, and no target project made."""
+    r = await Migration(migrate_cfg(geti2, geti3, tmp_path), RecordingReporter(),
+                        sleep=no_sleep).execute()
+    assert (r.exit_code, r.uploaded, r.fatal) == (0, 0, None)
+    assert any(w.startswith("nothing to move: ") and SRC_PROJECT in w for w in r.warnings), \
+        r.warnings
+    t = Target3(geti3)
+    _, projects = await t.get("/api/projects")
+    await t.close()
+    assert "Vehicles (from Geti 2)" not in [p["name"] for p in projects]
+
+
+async def test_migrate_warns_about_an_unused_label_map_entry(geti2, geti3, tmp_path):
+    src = Source2(geti2, geti2.test_token, SRC_PROJECT)
+    try:
+        await seed_detection(src, 2, video=False, tiff=False)
+        r = await Migration(migrate_cfg(geti2, geti3, tmp_path,
+                                        label_map=("truk=bicycle", "car=car")),
+                            RecordingReporter(), sleep=no_sleep).execute()
+        assert r.exit_code == 0, r.fatal
+        said = [w for w in r.warnings if "--label-map" in w]
+        assert len(said) == 1 and "'truk'" in said[0] and "'car'" not in said[0], said
+    finally:
+        await src.close()
+
+
+def test_a_side_without_a_host_names_the_config_table():
+    from geti_bulk.cli import build_parser
+    from geti_bulk.errors import ConfigError
+    from geti_bulk.migrate.command import build_config
+
+    with pytest.raises(ConfigError) as e:
+        build_config(build_parser().parse_args(["migrate", "--from", "http://x",
+                                                "--to-project", "X"]))
+    assert str(e.value) == ("to: no host; pass --to URL (or host in the [to] table of "
+                            "--config)")
+    assert "->" not in str(e.value)
+
+
+async def test_create_project_on_a_geti2_target_is_one_line_naming_the_flag(geti2, geti3,
+                                                                           tmp_path):
+    src = Source2(geti2, geti2.test_token, SRC_PROJECT)
+    try:
+        await seed_detection(src, 1, video=False, tiff=False)
+        cfg = migrate_cfg(geti2, geti3, tmp_path)
+        to_geti2 = MigrateConfig(**{**_fields(cfg), "target": Side(
+            host=geti2.base_url, project=None, token=Secret(geti2.test_token))})
+        r = await Migration(to_geti2, RecordingReporter(), sleep=no_sleep).execute()
+        assert r.exit_code == 2 and (r.fatal or "").startswith("--create-project: "), r.fatal
+        assert "create_project" not in (r.fatal or "")
     finally:
         await src.close()

@@ -98,6 +98,22 @@ class Mover:
         self.reporter.emit(FileDone(job.key, job.size, item.id, attempts, adopted,
                                     shapes=a.shapes, notes=a.summary()))
 
+    def _found_there(self, job: FileJob, item: MediaItem, note: str, a: Annotated) -> None:
+        """An item `--skip-existing` found on the target: counted as skipped (nothing was
+        sent), its annotation checked (and posted if it differed) all the same."""
+        self.skipped += 1
+        self.shapes_clipped += a.clipped
+        self.shapes_dropped += a.dropped
+        self._sizes.pop(job.key, None)
+        self.run.claimed.add(item.id)
+        what = "annotation posted" if a.posted else "annotation already there"
+        if not a.shapes and not a.posted:
+            what = a.summary() or "no annotation to post"
+        reason = f"{note}; {what}"
+        if self.journal is not None:
+            self.journal.record_skipped(job, reason, item.id)
+        self.reporter.emit(FileSkipped(job.key, reason, job.size, item.id))
+
     def settle_from_journal(self, work: Work) -> bool:
         p = work.prior
         if p is not None and p.state in ("uploaded", "skipped") and p.media_id:
@@ -312,9 +328,9 @@ class Mover:
             self._fail(job, f"media stored as {stored.id}, but not its annotation: {e}",
                        attempts=attempts, media_id=stored.id)
             return
-        if note:
-            result = Annotated(result.shapes, result.posted, (note, *result.notes),
-                               result.clipped, result.dropped)
+        if note:     # found on the target (--skip-existing): no byte sent, a skip
+            self._found_there(job, stored, note, result)
+            return
         self._done(job, stored, attempts, adopted, sha256, result)
 
     async def _read(self, job: FileJob, call: Callable[[], Awaitable[T]], *,

@@ -46,7 +46,12 @@ from geti_bulk.geti.client import GetiClient, Target
 from geti_bulk.geti.v3 import Geti3Client, project_from_v3
 from geti_bulk.journal import Journal, default_journal_path
 from geti_bulk.journal_lock import JournalLock
-from geti_bulk.labels import AnnotationLabels, parse_label_map, plan_annotation_labels
+from geti_bulk.labels import (
+    AnnotationLabels,
+    parse_label_map,
+    plan_annotation_labels,
+    unused_label_map,
+)
 from geti_bulk.migrate.config import MigrateConfig
 from geti_bulk.migrate.mover import Mover
 from geti_bulk.migrate.plan import Plan, create_body, plan_migration, project_id_for
@@ -57,6 +62,7 @@ from geti_bulk.migrate.sides import (
     job_for,
     open_client,
     resolve_side,
+    side_message,
     side_session,
 )
 from geti_bulk.outage import OutageGate
@@ -155,12 +161,38 @@ class Migration:
                 target.tus_threshold = NO_TUS
             self.src = src = await resolve_side(source, cfg.source, "from")
             self.plan = plan = plan_migration(src.project, dialect_of(target), cfg.conversions)
+            unused = unused_label_map(parse_label_map(cfg.label_map),
+                                      {lab.name for lab in src.project.labels})
+            if unused:
+                self.result.warnings.append(unused)
+            if not await self._has_media(source, src):
+                # nothing to move: not an error (exit 0), never silent, nothing created
+                self.result.warnings.append(f"nothing to move: {src.describe()} holds no "
+                                            "image or video")
+                return
             self.dst = dst = await self._target(target, src, plan)
             labels = plan_annotation_labels(dst.project, label_names(src.project, plan),
                                             parse_label_map(cfg.label_map),
                                             cfg.skip_unknown_labels)
             self._check_task(dst, plan)
             await self._run(source, target, src, dst, plan, labels)
+
+    async def _has_media(self, source: GetiClient, src: Target) -> bool:
+        async def first_page() -> bool:
+            pages = source.query_media(src)
+            try:
+                async for page in pages:
+                    if page:
+                        return True
+                return False
+            finally:
+                close = getattr(pages, "aclose", None)
+                if close is not None:
+                    await close()
+        try:
+            return await self._retrying("(list the source)", first_page, None)
+        except FatalError as e:
+            raise type(e)(side_message(str(e), "from")) from None
 
     async def _target(self, client: GetiClient, src: Target, plan: Plan) -> Target:
         cfg = self.cfg
