@@ -544,7 +544,7 @@ def _main(argv: list[str] | None) -> int:
             return cmd_k8s_manifest(a)
         if a.command == "migrate":
             from geti_bulk.migrate.command import cmd_migrate
-            return cmd_migrate(a)
+            return cmd_migrate(a, tell=_tell)
         if a.command == "demo":
             from geti_bulk.demo import run_demo
             return run_demo(files=a.files, faults=a.faults, latency_ms=a.latency_ms,

@@ -123,6 +123,21 @@ def parse_label_map(entries: Iterable[str], read_file: bool = True) -> LabelMap:
     return out
 
 
+def unused_label_map(label_map: LabelMap, names: Iterable[str]) -> str | None:
+    """One warning line naming the `--label-map` entries no source label has (a typo such
+    as `truk=bicycle` would otherwise do nothing, silently), or None."""
+    have = set(names)
+    unused = sorted(k for k in label_map if k not in have)
+    if not unused:
+        return None
+    shown = ", ".join(repr(k) for k in unused[:10]) + (" …" if len(unused) > 10 else "")
+    near = sorted(have, key=str.casefold)[:10]
+    return (f"--label-map: {len(unused)} entr{'y' if len(unused) == 1 else 'ies'} "
+            f"name{'s' if len(unused) == 1 else ''} no label of the source, unused: {shown} "
+            f"(the source's labels: {', '.join(near) or 'none'}"
+            f"{' …' if len(have) > 10 else ''})")
+
+
 @dataclass(frozen=True, slots=True)
 class AnnotationLabels:
     """How every category name of a dataset becomes project labels."""

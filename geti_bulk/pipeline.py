@@ -75,6 +75,7 @@ from geti_bulk.labels import (
     parse_label_map,
     plan_annotation_labels,
     plan_labels,
+    unused_label_map,
 )
 from geti_bulk.media import media_kind
 from geti_bulk.outage import OutageGate
@@ -255,29 +256,8 @@ class Run:
         r.warnings.append(f"nothing to upload: no image or video found in {where}"
                           + (f" ({'; '.join(why)})" if why else ""))
 
-    @contextlib.contextmanager
-    def _signals(self, enabled: bool) -> Iterator[None]:
-        if not enabled:
-            yield
-            return
-        loop = asyncio.get_running_loop()
-        signals = [s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None))
-                   if s is not None]
-        try:
-            for s in signals:
-                loop.add_signal_handler(s, self.on_signal, s)
-        except (NotImplementedError, ValueError, RuntimeError):
-            # Windows' event loops (Ctrl-C stays KeyboardInterrupt), or a run in a thread
-            yield
-            return
-        try:
-            yield
-        finally:
-            for s in signals:
-                loop.remove_signal_handler(s)
-                # the run is over: a late signal has nothing left to cancel and must not
-                # turn the tidy exit (journal closed, summary printed) into a traceback
-                signal.signal(s, signal.SIG_IGN)
+    def _signals(self, enabled: bool) -> contextlib.AbstractContextManager[None]:
+        return signal_handlers(self.on_signal, enabled)
 
     async def _execute(self) -> None:
         cfg = self.cfg
@@ -405,11 +385,15 @@ class Run:
             for m in self.cfg.manifests:
                 names |= manifest_label_names(m)
         label_map = parse_label_map(self.cfg.label_map)
+        source_names = self.sources.label_names()
+        unused = unused_label_map(label_map, names | source_names)
+        if unused and unused not in self.result.warnings:
+            self.result.warnings.append(unused)
         if target.dialect == "geti3":
             # no labels at upload in Geti 3 (§5): folder labels are annotations too
             self.labels_as_annotations = True
             plan = LabelPlan(target.project.name, target.project.task_type, {})
-            names |= self.sources.label_names()
+            names |= source_names
             if not names:
                 return plan, None
             return plan, plan_annotation_labels(target.project, names, label_map,
@@ -417,7 +401,7 @@ class Run:
         plan = plan_labels(target.project, names, label_map, self.cfg.skip_unknown_labels)
         if not self.sources.readers:
             return plan, None
-        ann = plan_annotation_labels(target.project, self.sources.label_names(), label_map,
+        ann = plan_annotation_labels(target.project, source_names, label_map,
                                      self.cfg.skip_unknown_labels)
         return plan, ann
 
@@ -954,6 +938,33 @@ def _default_report_path(journal: Journal | None, path: Path | None = None) -> P
     if where is not None:
         return where.with_name(where.stem + name)
     return Path("geti-bulk" + name)
+
+
+@contextlib.contextmanager
+def signal_handlers(on_signal: Callable[[int], None], enabled: bool = True) -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP call `on_signal(signum)` while the run lasts (upload's
+    and migrate's); after it they are ignored: a late signal has nothing left to cancel."""
+    if not enabled:
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    signals = [s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None))
+               if s is not None]
+    try:
+        for s in signals:
+            loop.add_signal_handler(s, on_signal, s)
+    except (NotImplementedError, ValueError, RuntimeError):
+        # Windows' event loops (Ctrl-C stays KeyboardInterrupt), or a run in a thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        for s in signals:
+            loop.remove_signal_handler(s)
+            # the run is over: a late signal has nothing left to cancel and must not
+            # turn the tidy exit (journal closed, summary printed) into a traceback
+            signal.signal(s, signal.SIG_IGN)
 
 
 async def run_upload(cfg: UploadConfig, reporter: Reporter, *, handle_signals: bool = False,

@@ -443,3 +443,20 @@ async def test_annotations_known_only_later_are_posted_in_a_second_phase(server,
     assert len(done) == len(imgs) and not any(e.adopted for e in done)
     assert _states(tmp_path / "journal.sqlite") == {"uploaded": len(imgs)}
     await assert_all_annotated(server, token, imgs)
+
+
+async def test_an_unused_label_map_entry_is_warned_about(server, token, tmp_path):
+    """`--label-map truk=truck` (a typo: the source has no `truk`) would do nothing: one
+    warning line names it; the entries that are used are not named."""
+    imgs = sample_images(4, labels=("car", "bicycle"))
+    write_coco(tmp_path / "coco", imgs, ("car", "bicycle"))
+    cfg = make_cfg(server, token, tmp_path, (tmp_path / "coco",), project=DETECTION,
+                   label_map=("bicycle=truck", "truk=truck"))
+    result, _ = await upload(cfg)
+    assert (result.uploaded, result.exit_code) == (4, 0), result.fatal
+    said = [w for w in result.warnings if "--label-map" in w]
+    assert len(said) == 1 and "'truk'" in said[0] and "bicycle'" not in said[0], said
+    cfg = make_cfg(server, token, tmp_path, (tmp_path / "coco",), project=DETECTION,
+                   label_map=("bicycle=truck",), journal=tmp_path / "j2.sqlite")
+    result, _ = await upload(cfg)
+    assert not [w for w in result.warnings if "--label-map" in w], result.warnings

@@ -226,6 +226,7 @@ async def test_a_self_signed_certificate_gets_one_line_on_how_to_trust_it(geti3,
     text = err.decode().strip()
     assert proc.returncode == 3, text
     assert len(text.splitlines()) == 1 and "--ca-bundle" in text and "--insecure" in text
+    assert text.count("--ca-bundle") == 1 and text.count("--insecure") == 1, text  # once
     assert "Traceback" not in text
 
 

@@ -457,9 +457,303 @@ async def test_skip_existing_adopts_what_a_lost_journal_had_moved(geti2, geti3, 
                                             journal=tmp_path / "new.sqlite",
                                             report=tmp_path / "r2.jsonl"), rec,
                                 sleep=no_sleep).execute()
-        assert (again.exit_code, again.uploaded, again.bytes_sent) == (0, len(seeded.ids), 0)
-        done = [e for e in rec.events if isinstance(e, FileDone)]
-        assert all(e.adopted and e.notes.startswith("already on the target") for e in done)
+        assert (again.exit_code, again.uploaded, again.skipped, again.bytes_sent) == (
+            0, 0, len(seeded.ids), 0)              # found there, nothing sent: skipped
+        from geti_bulk.events import FileSkipped
+
+        assert not [e for e in rec.events if isinstance(e, FileDone)]
+        found = [e for e in rec.events if isinstance(e, FileSkipped)]
+        assert len(found) == len(seeded.ids) and all(
+            e.media_id and e.reason.startswith("already on the target") for e in found)
+        lost = next(e for e in found if e.path.endswith("/img_0003.jpg"))
+        assert lost.reason.endswith("annotation posted"), lost.reason
+        # a rerun with that journal settles every item from it
+        third = await Migration(migrate_cfg(geti2, geti3, tmp_path, skip_existing=True,
+                                            journal=tmp_path / "new.sqlite",
+                                            report=tmp_path / "r3.jsonl"), RecordingReporter(),
+                                sleep=no_sleep).execute()
+        assert (third.uploaded, third.skipped, third.failed) == (0, len(seeded.ids), 0)
         await check_target(geti3, src, seeded, "Vehicles (from Geti 2)")
+    finally:
+        await src.close()
+
+
+async def test_verify_sha256_downloads_retry_cuts_and_a_lost_item_is_one_row(
+        geti2, geti3, tmp_path):
+    """`--verify --sha256` against a source whose downloads are cut mid-body: each cut
+    download is downloaded again (the mover's retry policy), so every item checks out;
+    when an item's download never gets through, it is one problem row with its reason
+    and the others are still checked (never an ExceptionGroup)."""
+    import json
+
+    src = Source2(geti2, geti2.test_token, SRC_PROJECT)
+    try:
+        seeded = await seed_detection(src, 10)
+        cfg = migrate_cfg(geti2, geti3, tmp_path)
+        assert (await Migration(cfg, RecordingReporter(), sleep=no_sleep).execute()
+                ).exit_code == 0
+        geti2.set_download_faults("reset=0.3,503=0.1")
+        ok = await verify_migration(cfg, tmp_path / "v1.jsonl", sha256=True, sleep=no_sleep)
+        cut = geti2.state.download_faults.counts["reset"]
+        geti2.set_download_faults("")
+        assert cut > 0, "some source downloads were cut"
+        assert (ok.fatal, ok.problems) == (None, []), ok.summary()
+        assert ok.ok == ok.checked == len(seeded.ids)
+        # every download of one run of the source is cut: every item is one problem row
+        geti2.set_download_faults("reset=1.0")
+        bad = await verify_migration(migrate_cfg(geti2, geti3, tmp_path, max_attempts=3),
+                                     tmp_path / "v2.jsonl", sha256=True, sleep=no_sleep)
+        geti2.set_download_faults("")
+        assert bad.fatal is None, bad.fatal
+        assert (bad.exit_code, bad.checked, len(bad.problems)) == (1, len(seeded.ids),
+                                                                   len(seeded.ids))
+        assert all("could not be checked: source: the download broke" in p
+                   and "gave up after 3 failed tries" in p for p in bad.problems), bad.problems
+        rows = [json.loads(x) for x in (tmp_path / "v2.jsonl").read_text().splitlines()]
+        assert len(rows) == len(seeded.ids) and all(r["status"] == "problem" for r in rows)
+    finally:
+        await src.close()
+
+
+async def test_verify_names_a_duplicate_once_and_a_stranger_apart(geti2, geti3, tmp_path):
+    """A second copy of a migrated item is one duplicate (a problem naming the source
+    item), an unrelated file is one item not from the source; both are report rows."""
+    import json
+
+    from geti_bulk.sampledata import image_bytes
+
+    src = Source2(geti2, geti2.test_token, SRC_PROJECT)
+    try:
+        seeded = await seed_detection(src, 5, video=False, tiff=False)
+        cfg = migrate_cfg(geti2, geti3, tmp_path)
+        assert (await Migration(cfg, RecordingReporter(), sleep=no_sleep).execute()
+                ).exit_code == 0
+        t = Target3(geti3)
+        proj = await t.project("Vehicles (from Geti 2)")
+        for data, name in ((seeded.data["img_0004.jpg"], "img_0004.jpg"),
+                           (image_bytes(30, 30, seed=4242), "stranger.jpg")):
+            body, ctype = _form(data, name)
+            async with t.session.post(f"{geti3.base_url}/api/projects/{proj['id']}/dataset/"
+                                      "media", data=body, headers={"Content-Type": ctype},
+                                      ssl=t.ssl) as r:
+                assert r.status == 201
+        await t.close()
+        for journal in (cfg.journal, None):       # paired by the journal, or by name
+            v = await verify_migration(migrate_cfg(geti2, geti3, tmp_path, journal=journal),
+                                       tmp_path / "v.jsonl")
+            assert (v.duplicates, v.extra, v.elsewhere) == (1, 1, 0), v.summary()
+            assert (v.checked, v.ok, len(v.problems)) == (5, 4, 1), v.summary()
+            assert "img_0004" in v.problems[0] and "2 times" in v.problems[0]
+            assert ("1 duplicate(s) on the target (a source item twice); 1 target item(s) "
+                    "not from the source") in v.summary()
+            rows = [json.loads(x) for x in (tmp_path / "v.jsonl").read_text().splitlines()]
+            extra = sorted((r["name"], r["status"]) for r in rows if "target_id" in r)
+            assert extra == [("img_0004.jpg", "duplicate"), ("stranger.jpg",
+                                                             "not from the source")]
+            dup = next(r for r in rows if r.get("status") == "duplicate")
+            assert dup["of"] == f"image/{seeded.ids['img_0004.jpg']}/img_0004.jpg"
+    finally:
+        await src.close()
+
+
+async def test_create_project_refuses_a_name_the_target_already_has(geti2, geti3, tmp_path):
+    """`--create-project NAME` where the target already has a project NAME that another
+    migration made (another derived id): one line naming `--to-project`, exit 2, nothing
+    created, in a dry run too; this migration's own project is still found on a rerun."""
+    other = Source2(geti2, geti2.test_token, "Pets classification")
+    src = Source2(geti2, geti2.test_token, SRC_PROJECT)
+    try:
+        await other.upload("pet.jpg", seeded_image())
+        await seed_detection(src, 2, video=False, tiff=False)
+        first = MigrateConfig(**{**_fields(migrate_cfg(geti2, geti3, tmp_path,
+                                                       create_project="Taken")),
+                                 "source": Side(host=geti2.base_url,
+                                                project="Pets classification",
+                                                token=Secret(geti2.test_token)),
+                                 "journal": tmp_path / "pets.sqlite"})
+        assert (await Migration(first, RecordingReporter(), sleep=no_sleep).execute()
+                ).exit_code == 0
+        for dry in (True, False):
+            r = await Migration(migrate_cfg(geti2, geti3, tmp_path, create_project="taken",
+                                            dry_run=dry), RecordingReporter(),
+                                sleep=no_sleep).execute()
+            assert r.exit_code == 2, (dry, r.fatal)
+            assert r.fatal is not None and "already has a project named 'taken'" in r.fatal
+            assert "--to-project 'taken'" in r.fatal and "\n" not in r.fatal
+        t = Target3(geti3)
+        _, projects = await t.get("/api/projects")
+        await t.close()
+        names = [p["name"] for p in projects]
+        assert names.count("Taken") == 1 and names.count(SRC_PROJECT) == 1, names
+        # bare --create-project names it after the source project, which the target has
+        bare = await Migration(migrate_cfg(geti2, geti3, tmp_path, create_project=SRC_PROJECT),
+                               RecordingReporter(), sleep=no_sleep).execute()
+        assert bare.exit_code == 2 and f"--to-project {SRC_PROJECT!r}" in (bare.fatal or "")
+        t = Target3(geti3)
+        _, projects = await t.get("/api/projects")
+        await t.close()
+        assert [p["name"] for p in projects] == names
+        again = await Migration(first, RecordingReporter(), sleep=no_sleep).execute()
+        assert (again.exit_code, again.skipped) == (0, 1), again.fatal   # its own: reused
+    finally:
+        await src.close()
+        await other.close()
+
+
+def seeded_image() -> bytes:
+    from geti_bulk.sampledata import image_bytes
+
+    return image_bytes(48, 40, seed=77)
+
+
+def _fields(cfg: MigrateConfig) -> dict[str, Any]:
+    return {f: getattr(cfg, f) for f in cfg.__dataclass_fields__}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+async def test_a_signal_stops_migrate_as_it_stops_upload(tmp_path, sig):
+    """The CLI stopped by SIGINT, SIGTERM or SIGHUP mid-run: items in flight finish, exit
+    128 + N, the summary says which signal, and stderr says how to go on, as upload's."""
+    token = generate_pat()
+    g2 = LocalGeti(ServerConfig(data_dir=tmp_path / "g2", token=token, seed=7))
+    g3 = LocalGeti3(Geti3Config(data_dir=tmp_path / "g3", latency_ms=80, seed=5))
+    async with g2:
+        await g3.start()
+        src = Source2(g2, token, SRC_PROJECT)
+        try:
+            await seed_detection(src, 30, video=False, tiff=False)
+            env = {**os.environ, "GETI_FROM_TOKEN": token}
+            journal = tmp_path / "cli.sqlite"
+            proc = await asyncio.create_subprocess_exec(
+                *_cli_args(g2, g3, tmp_path), env=env, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE)
+            for _ in range(3000):                   # bounded: 300 s at most
+                if _uploaded(journal) >= 3 or proc.returncode is not None:
+                    break
+                await asyncio.sleep(0.1)
+            assert proc.returncode is None, "the run ended before it could be stopped"
+            proc.send_signal(sig)
+            out, err = await asyncio.wait_for(proc.communicate(), 120)
+            name = signal.Signals(sig).name
+            how = "Ctrl-C (SIGINT)" if sig == signal.SIGINT else name
+            assert proc.returncode == 128 + sig, (out.decode()[-1500:], err.decode())
+            assert f"interrupted by {name}" in out.decode(), out.decode()[-1500:]
+            assert (f"geti-bulk: stopped by {how}; rerun the same command to resume"
+                    in err.decode()), err.decode()
+            assert "sending" not in _states(journal), "in-flight items finish"
+        finally:
+            await src.close()
+            await g3.stop()
+
+
+async def test_tls_messages_name_each_sides_own_flags_once(geti2, geti3, tmp_path):
+    """A target whose certificate is not trusted: the advice names --to-ca-bundle and
+    --to-insecure (migrate's flags), once; a source written without a scheme (https
+    assumed) that speaks plain HTTP gets the http:// hint, no certificate hint."""
+    cfg = migrate_cfg(geti2, geti3, tmp_path)
+    untrusted = MigrateConfig(**{**_fields(cfg), "target": Side(host=geti3.base_url,
+                                                                project=None,
+                                                                token=Secret(""))})
+    r = await Migration(untrusted, RecordingReporter(), sleep=no_sleep).execute()
+    text = r.fatal or ""
+    assert r.exit_code == 3 and text.startswith("to: TLS verification failed"), text
+    assert text.count("--to-ca-bundle") == 1 and text.count("--to-insecure") == 1, text
+    assert " --ca-bundle" not in text and " --insecure" not in text, text
+    bare = geti2.base_url.removeprefix("http://")
+    plain = MigrateConfig(**{**_fields(cfg), "source": Side(
+        host=f"https://{bare}", project=SRC_PROJECT, token=Secret(geti2.test_token))})
+    r = await Migration(plain, RecordingReporter(), sleep=no_sleep).execute()
+    text = r.fatal or ""
+    assert "does not speak TLS on that port" in text and f"http://{bare}" in text, text
+    assert "certificate" not in text and "ca-bundle" not in text, text
+
+
+async def test_shapes_a_label_map_drops_are_counted_in_the_summary(geti2, geti3, tmp_path):
+    """`--label-map truck=`: every truck box is dropped and counted (the summary's shapes
+    line, as upload's), an item whose only objects were trucks is left unannotated with
+    its reason in the report; `--verify --sha256` says the bytes were compared."""
+    from geti_bulk.events import RunFinished
+
+    src = Source2(geti2, geti2.test_token, SRC_PROJECT)
+    try:
+        seeded = await seed_detection(src, 8, tiff=False)
+        trucks = sum(1 for anns in seeded.annotations.values() for a in anns
+                     if a["labels"][0]["id"] == src.labels["truck"])
+        only = [n for n, anns in seeded.annotations.items()
+                if anns and all(a["labels"][0]["id"] == src.labels["truck"] for a in anns)]
+        assert trucks and only
+        cfg = migrate_cfg(geti2, geti3, tmp_path, label_map=("truck=",))
+        rec = RecordingReporter()
+        r = await Migration(cfg, rec, sleep=no_sleep).execute()
+        assert r.exit_code == 0, r.fatal
+        finished = next(e for e in rec.events if isinstance(e, RunFinished))
+        assert (r.shapes_dropped, finished.shapes_dropped) == (trucks, trucks)
+        from geti_bulk.display.summary import FailureGroups, plain_summary
+
+        lines = plain_summary(finished, FailureGroups())
+        assert any(f"0 clipped, {trucks} dropped: see the report" in x for x in lines), lines
+        done = {e.path.rsplit("/", 1)[-1]: e for e in rec.events if isinstance(e, FileDone)}
+        for name in only:
+            assert done[name].shapes == 0 and "dropped" in done[name].notes, done[name]
+        v = await verify_migration(cfg, tmp_path / "v.jsonl", sha256=True)
+        assert v.exit_code == 0, v.problems
+        assert "bytes compared (sha256 of both downloads" in v.summary()
+        v = await verify_migration(cfg, tmp_path / "v.jsonl")
+        assert "bytes not compared" in v.summary()
+    finally:
+        await src.close()
+
+
+async def test_an_empty_source_warns_and_creates_nothing(geti2, geti3, tmp_path):
+    """An empty source project: `nothing to move`, exit 0, and no target project made."""
+    r = await Migration(migrate_cfg(geti2, geti3, tmp_path), RecordingReporter(),
+                        sleep=no_sleep).execute()
+    assert (r.exit_code, r.uploaded, r.fatal) == (0, 0, None)
+    assert any(w.startswith("nothing to move: ") and SRC_PROJECT in w for w in r.warnings), \
+        r.warnings
+    t = Target3(geti3)
+    _, projects = await t.get("/api/projects")
+    await t.close()
+    assert "Vehicles (from Geti 2)" not in [p["name"] for p in projects]
+
+
+async def test_migrate_warns_about_an_unused_label_map_entry(geti2, geti3, tmp_path):
+    src = Source2(geti2, geti2.test_token, SRC_PROJECT)
+    try:
+        await seed_detection(src, 2, video=False, tiff=False)
+        r = await Migration(migrate_cfg(geti2, geti3, tmp_path,
+                                        label_map=("truk=bicycle", "car=car")),
+                            RecordingReporter(), sleep=no_sleep).execute()
+        assert r.exit_code == 0, r.fatal
+        said = [w for w in r.warnings if "--label-map" in w]
+        assert len(said) == 1 and "'truk'" in said[0] and "'car'" not in said[0], said
+    finally:
+        await src.close()
+
+
+def test_a_side_without_a_host_names_the_config_table():
+    from geti_bulk.cli import build_parser
+    from geti_bulk.errors import ConfigError
+    from geti_bulk.migrate.command import build_config
+
+    with pytest.raises(ConfigError) as e:
+        build_config(build_parser().parse_args(["migrate", "--from", "http://x",
+                                                "--to-project", "X"]))
+    assert str(e.value) == ("to: no host; pass --to URL (or host in the [to] table of "
+                            "--config)")
+    assert "->" not in str(e.value)
+
+
+async def test_create_project_on_a_geti2_target_is_one_line_naming_the_flag(geti2, geti3,
+                                                                           tmp_path):
+    src = Source2(geti2, geti2.test_token, SRC_PROJECT)
+    try:
+        await seed_detection(src, 1, video=False, tiff=False)
+        cfg = migrate_cfg(geti2, geti3, tmp_path)
+        to_geti2 = MigrateConfig(**{**_fields(cfg), "target": Side(
+            host=geti2.base_url, project=None, token=Secret(geti2.test_token))})
+        r = await Migration(to_geti2, RecordingReporter(), sleep=no_sleep).execute()
+        assert r.exit_code == 2 and (r.fatal or "").startswith("--create-project: "), r.fatal
+        assert "create_project" not in (r.fatal or "")
     finally:
         await src.close()

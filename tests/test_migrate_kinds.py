@@ -17,6 +17,7 @@ from geti_bulk.geti.models import Label, Project, Task
 from geti_bulk.migrate.config import MigrateConfig, Side
 from geti_bulk.migrate.plan import create_body, plan_migration, project_id_for
 from geti_bulk.migrate.run import Migration
+from geti_bulk.migrate.verify import verify_migration
 from geti_bulk.sampledata import image_bytes
 from geti_bulk.server import LocalGeti, ServerConfig
 from tests.conftest import no_sleep
@@ -402,6 +403,43 @@ async def test_a_second_dataset_moves_with_its_subset(geti2, geti3, tmp_path):  
             subsets[m["name"]] = body["subset"]
         await t.close()
         assert subsets == {"k_0": "unassigned", "held": "testing"}
+    finally:
+        await train.close()
+        await holdout.close()
+
+
+async def test_verify_of_each_dataset_into_one_shared_project(
+        geti2, geti3, tmp_path, monkeypatch):  # noqa: F811
+    """The README's "several datasets, one Geti 3 project" with the default journals: the
+    two datasets share identical files (same name and size). Verify of each dataset pairs
+    its items through its own journal, counts only them, and names the other dataset's
+    items as from the other migration, not as problems or strangers."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    train = Source2(geti2, geti2.test_token, "Pets classification")
+    holdout = Source2(geti2, geti2.test_token, "Pets classification", "Holdout")
+    try:
+        await _seed(train, [[_full([train.labels["cat"]])]] * 3)
+        await _seed(holdout, [[_full([holdout.labels["cat"]])]] * 3)     # the same 3 files
+        for i in range(2):
+            item = await holdout.upload(f"held_{i}.jpg", image_bytes(W, H, seed=50 + i))
+            await holdout.annotate(item["id"], [_full([holdout.labels["dog"]])])
+        cfg = MigrateConfig(**{**_asdict(_cfg(geti2, geti3, tmp_path, "Pets classification")),
+                               "journal": None})
+        second = MigrateConfig(**{**_asdict(cfg), "subset": "testing",
+                                  "source": Side(host=geti2.base_url,
+                                                 project="Pets classification",
+                                                 token=Secret(geti2.test_token),
+                                                 dataset="Holdout")})
+        for c, n in ((cfg, 3), (second, 5)):
+            r = await Migration(c, RecordingReporter(), sleep=no_sleep).execute()
+            assert (r.exit_code, r.uploaded) == (0, n), r.fatal
+        v1 = await verify_migration(cfg, tmp_path / "v1.jsonl")
+        assert (v1.exit_code, v1.checked, v1.ok, v1.problems) == (0, 3, 3, []), v1.summary()
+        assert (v1.elsewhere, v1.duplicates, v1.extra) == (5, 0, 0), v1.summary()
+        assert "5 target item(s) from the other migration(s) into it" in v1.summary()
+        v2 = await verify_migration(second, tmp_path / "v2.jsonl")
+        assert (v2.exit_code, v2.checked, v2.ok, v2.problems) == (0, 5, 5, []), v2.summary()
+        assert (v2.elsewhere, v2.duplicates, v2.extra) == (3, 0, 0), v2.summary()
     finally:
         await train.close()
         await holdout.close()

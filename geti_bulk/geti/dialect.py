@@ -51,10 +51,8 @@ async def detect(session: aiohttp.ClientSession, host: str, wanted: str = "auto"
                 status, ctype = resp.status, resp.headers.get("Content-Type", "")
     except (aiohttp.ClientError, TimeoutError, OSError) as e:
         err: Any = map_network_error(e, host, body_complete=False)
-        if isinstance(err, FatalError) and "TLS" in str(err) and host.startswith("https"):
-            raise FatalError(f"{err}. A Geti 3 desktop or Docker install serves a self-signed "
-                             "certificate: trust it with --ca-bundle (its cert.pem), or pass "
-                             "--insecure") from None
+        if isinstance(err, FatalError) and "TLS" in str(err):
+            raise err from None        # its advice is in it, said once
         raise FatalError(f"cannot reach {host}: {err}") from None
     version = geti3_version(status, ctype, body)
     if version is not None:

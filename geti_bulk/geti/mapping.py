@@ -100,8 +100,10 @@ def map_network_error(e: BaseException, host: str, *, body_complete: bool) -> Ex
         if "WRONG_VERSION_NUMBER" in detail or "record layer failure" in detail:
             return FatalError(f"{host} does not speak TLS on that port; if it is plain HTTP, "
                               f"write the host as http://{host.split('://', 1)[-1]}")
-        return FatalError(f"TLS verification failed for {host}: {detail}"
-                          "; pass --ca-bundle FILE (or --insecure to skip verification)")
+        return FatalError(f"TLS verification failed for {host}: {detail}; trust its "
+                          "certificate with --ca-bundle FILE (a Geti 3 desktop or Docker "
+                          "install serves a self-signed one: its cert.pem), or pass "
+                          "--insecure to skip verification")
     if isinstance(e, aiohttp.InvalidURL):
         return ConfigError(f"host: invalid URL {host!r}")
     if isinstance(e, TimeoutError):

@@ -182,6 +182,11 @@ class Geti3Client(GetiClient):
         return Target(self.host, "", "", "", proj, proj.datasets[0], dialect="geti3",
                       version=self.version)
 
+    async def list_projects(self) -> list[dict[str, Any]]:
+        """Every project on the server (id, name, ...), as `GET /api/projects` lists them."""
+        listed = await self._call("GET", "/api/projects", what="server")
+        return [p for p in listed if isinstance(p, dict)] if isinstance(listed, list) else []
+
     async def query_media(self, target: Target, rules: list[dict[str, Any]] | None = None,
                           limit: int = PAGE, since: float | None = None
                           ) -> AsyncIterator[list[MediaItem]]:

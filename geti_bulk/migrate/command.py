@@ -7,6 +7,7 @@ import asyncio
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +15,6 @@ from geti_bulk.migrate.conversions import CONVERSIONS
 
 if TYPE_CHECKING:
     from geti_bulk.migrate.config import MigrateConfig
-    from geti_bulk.migrate.run import Migration
     from geti_bulk.pipeline import RunResult
 
 
@@ -129,7 +129,8 @@ def _side_values(a: argparse.Namespace, which: str,
             "file_token_file": file.get("token_file"), "file_token": file.get("token")}
 
 
-def cmd_migrate(a: argparse.Namespace) -> int:
+def cmd_migrate(a: argparse.Namespace, tell: Callable[[RunResult], None] | None = None) -> int:
+    """`tell` prints the run's last words on stderr as upload's do (the CLI's `_tell`)."""
     cfg = build_config(a)
     for side, name in ((cfg.source, "from"), (cfg.target, "to")):
         if side.insecure:
@@ -145,24 +146,14 @@ def cmd_migrate(a: argparse.Namespace) -> int:
     run = Migration(cfg, reporter)
     reporter.start()
     try:
-        result = asyncio.run(_with_signals(run))
+        result = asyncio.run(run.execute(handle_signals=True))
     finally:
         reporter.stop()
-    if result.fatal:
+    if tell is not None:
+        tell(result)
+    elif result.fatal:
         print(f"geti-bulk: error: {result.fatal}", file=sys.stderr)
     return int(result.exit_code)
-
-
-async def _with_signals(run: Migration) -> RunResult:
-    import signal
-
-    loop = asyncio.get_running_loop()
-    try:
-        loop.add_signal_handler(signal.SIGINT, run.on_signal)
-        loop.add_signal_handler(signal.SIGTERM, run.on_signal)
-    except NotImplementedError:
-        pass
-    return await run.execute()
 
 
 def _verify(cfg: MigrateConfig, a: argparse.Namespace) -> int:

@@ -102,8 +102,8 @@ def build_side(*, host: str | None, project: str | None, env: Mapping[str, str],
                insecure: bool = False, dialect: str | None = None) -> Side:
     up = which.upper()
     if not host:
-        raise ConfigError(f"{which}: no host; pass --{which} URL (or {which} -> host in "
-                          "--config)")
+        raise ConfigError(f"{which}: no host; pass --{which} URL (or host in the [{which}] "
+                          "table of --config)")
     return Side(host=normalize_host(host), project=project,
                 token=side_token(env, f"GETI_{up}_TOKEN", token_file, file_token_file,
                                  file_token),

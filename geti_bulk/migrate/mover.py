@@ -63,6 +63,7 @@ class Mover:
         self.reporter = reporter
         self.journal = journal
         self.uploaded = self.skipped = self.failed = self.not_started = 0
+        self.shapes_clipped = self.shapes_dropped = 0    # as upload's summary counts them
         self._listing: dict[tuple[str, str], list[MediaItem]] | None = None
         self._listing_lock = anyio.Lock()
         self._listed_at = 0.0
@@ -87,6 +88,8 @@ class Mover:
     def _done(self, job: FileJob, item: MediaItem, attempts: int, adopted: bool,
               sha256: str | None, a: Annotated) -> None:
         self.uploaded += 1
+        self.shapes_clipped += a.clipped
+        self.shapes_dropped += a.dropped
         self._sizes.pop(job.key, None)
         self.run.claimed.add(item.id)
         if self.journal is not None:
@@ -94,6 +97,22 @@ class Mover:
                                          (item.width, item.height) if item.width else None)
         self.reporter.emit(FileDone(job.key, job.size, item.id, attempts, adopted,
                                     shapes=a.shapes, notes=a.summary()))
+
+    def _found_there(self, job: FileJob, item: MediaItem, note: str, a: Annotated) -> None:
+        """An item `--skip-existing` found on the target: counted as skipped (nothing was
+        sent), its annotation checked (and posted if it differed) all the same."""
+        self.skipped += 1
+        self.shapes_clipped += a.clipped
+        self.shapes_dropped += a.dropped
+        self._sizes.pop(job.key, None)
+        self.run.claimed.add(item.id)
+        what = "annotation posted" if a.posted else "annotation already there"
+        if not a.shapes and not a.posted:
+            what = a.summary() or "no annotation to post"
+        reason = f"{note}; {what}"
+        if self.journal is not None:
+            self.journal.record_skipped(job, reason, item.id)
+        self.reporter.emit(FileSkipped(job.key, reason, job.size, item.id))
 
     def settle_from_journal(self, work: Work) -> bool:
         p = work.prior
@@ -309,8 +328,9 @@ class Mover:
             self._fail(job, f"media stored as {stored.id}, but not its annotation: {e}",
                        attempts=attempts, media_id=stored.id)
             return
-        if note:
-            result = Annotated(result.shapes, result.posted, (note, *result.notes))
+        if note:     # found on the target (--skip-existing): no byte sent, a skip
+            self._found_there(job, stored, note, result)
+            return
         self._done(job, stored, attempts, adopted, sha256, result)
 
     async def _read(self, job: FileJob, call: Callable[[], Awaitable[T]], *,
@@ -343,7 +363,7 @@ class Mover:
         if ann is None:
             return Annotated(0, False, tuple(notes) or ("no annotation in the source",))
         a = await self.annotator.annotate(job, ann, stored, self.dst, check_first=adopted)
-        return Annotated(a.shapes, a.posted, tuple(notes) + a.notes)
+        return Annotated(a.shapes, a.posted, tuple(notes) + a.notes, a.clipped, a.dropped)
 
     async def _frame_annotations(self, job: FileJob, item: MediaItem,
                                  stored: MediaItem) -> Annotated:
@@ -358,7 +378,7 @@ class Mover:
         if not stored.width:
             stored = await self._read(job, lambda: self.target.media_detail(
                 self.dst, "video", stored.id), source=False)
-        shapes = 0
+        shapes = clipped = dropped = 0
         notes: list[str] = []
         for frame, anns in frames:
             ann, more = source_annotation(anns, self.src.project, self.plan, item.width,
@@ -366,7 +386,11 @@ class Mover:
             notes.extend(more)
             if ann is None:
                 continue
-            scene, _ = self.annotator.scene(job, ann, stored, self.dst)
+            scene, skipped = self.annotator.scene(job, ann, stored, self.dst)
+            clipped += scene.clipped
+            dropped += scene.dropped + skipped
+            if skipped:
+                notes.append(f"frame {frame}: {skipped} object(s) with skipped labels dropped")
             if not scene.annotations:
                 continue
             body = list(scene.annotations)
@@ -379,7 +403,7 @@ class Mover:
             shapes += len(body)
         self._count_refused(job, notes)
         return Annotated(shapes, True, (f"{len(frames)} annotated frame(s)",) +
-                         tuple(sorted(set(notes))))
+                         tuple(sorted(set(notes))), clipped, dropped)
 
     async def _post_frame(self, job: FileJob, stored: MediaItem, frame: int,
                           body: list[dict[str, Any]]) -> bool:

@@ -14,6 +14,7 @@ and posts only the annotations of items left `media`.
 from __future__ import annotations
 
 import random
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -45,7 +46,12 @@ from geti_bulk.geti.client import GetiClient, Target
 from geti_bulk.geti.v3 import Geti3Client, project_from_v3
 from geti_bulk.journal import Journal, default_journal_path
 from geti_bulk.journal_lock import JournalLock
-from geti_bulk.labels import AnnotationLabels, parse_label_map, plan_annotation_labels
+from geti_bulk.labels import (
+    AnnotationLabels,
+    parse_label_map,
+    plan_annotation_labels,
+    unused_label_map,
+)
 from geti_bulk.migrate.config import MigrateConfig
 from geti_bulk.migrate.mover import Mover
 from geti_bulk.migrate.plan import Plan, create_body, plan_migration, project_id_for
@@ -56,10 +62,11 @@ from geti_bulk.migrate.sides import (
     job_for,
     open_client,
     resolve_side,
+    side_message,
     side_session,
 )
 from geti_bulk.outage import OutageGate
-from geti_bulk.pipeline import RunResult, _default_report_path
+from geti_bulk.pipeline import RunResult, _default_report_path, signal_handlers
 from geti_bulk.report import ReportWriter
 from geti_bulk.retry import RetryBudget, RetryPolicy
 from geti_bulk.tries import Tries
@@ -89,6 +96,7 @@ class Migration:
         self.dst: Target | None = None
         self.plan: Plan | None = None
         self._scope: anyio.CancelScope | None = None
+        self._workers_started = False
 
     # --- control -----------------------------------------------------------------------
 
@@ -97,31 +105,48 @@ class Migration:
             self.stopping = reason
             self.reporter.emit(RunStopping(reason))
 
-    def on_signal(self) -> None:
-        """First Ctrl-C: let items in flight finish; second: cancel them."""
+    def on_signal(self, signum: int = signal.SIGINT) -> None:
+        """First Ctrl-C (or SIGTERM, SIGHUP): let items in flight finish; second: cancel
+        them. Before any item has started (still resolving the two sides, planning) there
+        is nothing to finish, so the first one cancels (as upload's)."""
         self.result.interrupted = True
-        if self.stopping is None:
-            self.request_stop("interrupted (Ctrl-C)")
-        elif self._scope is not None:
+        if self.result.signal is None:
+            self.result.signal = signum
+        name = signal.Signals(signum).name
+        reason = "interrupted (Ctrl-C)" if signum == signal.SIGINT else f"interrupted ({name})"
+        first = self.stopping is None
+        self.request_stop(reason)
+        if (not first or not self._workers_started) and self._scope is not None:
             self._scope.cancel()
 
-    async def execute(self) -> RunResult:
+    async def execute(self, *, handle_signals: bool = False) -> RunResult:
         start = time.monotonic()
-        try:
-            with anyio.CancelScope() as self._scope:
-                await self._execute()
-        except GetiBulkError as e:
-            self.result.fatal = str(e)
-            if isinstance(e, ConfigError):
-                self.result.fatal_code = 2
-        except OSError as e:
-            self.result.fatal = f"{type(e).__name__}: {e.strerror or e}"
+        with signal_handlers(self.on_signal, handle_signals):
+            try:
+                with anyio.CancelScope() as self._scope:
+                    await self._execute()
+            except GetiBulkError as e:
+                self.result.fatal = str(e)
+                if isinstance(e, ConfigError):
+                    self.result.fatal_code = 2
+            except OSError as e:
+                self.result.fatal = f"{type(e).__name__}: {e.strerror or e}"
+            except Exception as e:  # noqa: BLE001 — a bug still ends as one line
+                leaf = _leaves(e)[0] if isinstance(e, BaseExceptionGroup) else e
+                if isinstance(leaf, GetiBulkError):
+                    self.result.fatal = str(leaf)
+                else:
+                    self.result.internal = leaf
+                    self.result.fatal = (f"internal error: {type(leaf).__name__}: {leaf} "
+                                         "(set GETI_BULK_DEBUG=1 for a traceback)")
         r = self.result
         r.elapsed = time.monotonic() - start
         self.reporter.emit(RunFinished(
             uploaded=r.uploaded, skipped=r.skipped, failed=r.failed, bytes_sent=r.bytes_sent,
             elapsed=r.elapsed, retries=dict(r.retries), fatal=r.fatal, interrupted=r.interrupted,
-            not_started=r.not_started, report_path=str(r.report_path) if r.report_path else None))
+            not_started=r.not_started, report_path=str(r.report_path) if r.report_path else None,
+            signal=signal.Signals(r.signal).name if r.signal else None,
+            shapes_clipped=r.shapes_clipped, shapes_dropped=r.shapes_dropped))
         return r
 
     # --- the two sides -------------------------------------------------------------------
@@ -136,6 +161,15 @@ class Migration:
                 target.tus_threshold = NO_TUS
             self.src = src = await resolve_side(source, cfg.source, "from")
             self.plan = plan = plan_migration(src.project, dialect_of(target), cfg.conversions)
+            unused = unused_label_map(parse_label_map(cfg.label_map),
+                                      {lab.name for lab in src.project.labels})
+            if unused:
+                self.result.warnings.append(unused)
+            if not await self._has_media(source, src):
+                # nothing to move: not an error (exit 0), never silent, nothing created
+                self.result.warnings.append(f"nothing to move: {src.describe()} holds no "
+                                            "image or video")
+                return
             self.dst = dst = await self._target(target, src, plan)
             labels = plan_annotation_labels(dst.project, label_names(src.project, plan),
                                             parse_label_map(cfg.label_map),
@@ -143,12 +177,29 @@ class Migration:
             self._check_task(dst, plan)
             await self._run(source, target, src, dst, plan, labels)
 
+    async def _has_media(self, source: GetiClient, src: Target) -> bool:
+        async def first_page() -> bool:
+            pages = source.query_media(src)
+            try:
+                async for page in pages:
+                    if page:
+                        return True
+                return False
+            finally:
+                close = getattr(pages, "aclose", None)
+                if close is not None:
+                    await close()
+        try:
+            return await self._retrying("(list the source)", first_page, None)
+        except FatalError as e:
+            raise type(e)(side_message(str(e), "from")) from None
+
     async def _target(self, client: GetiClient, src: Target, plan: Plan) -> Target:
         cfg = self.cfg
         if not cfg.create_project:
             return await resolve_side(client, cfg.target, "to")
         if not isinstance(client, Geti3Client):
-            raise ConfigError("create_project: creating a project is supported on Geti 3 "
+            raise ConfigError("--create-project: creating a project is supported on Geti 3 "
                               "targets; on Geti 2 create it in the web UI and pass "
                               "--to-project")
         pid = project_id_for(src.host, src.project.id, cfg.create_project)
@@ -156,6 +207,18 @@ class Migration:
             return await client.resolve(pid)
         except TargetNotFoundError:
             pass
+        # a name Geti 3 already holds is not taken twice (a second project of that name
+        # makes every later `--project NAME` ambiguous): only this migration's own project,
+        # the derived id found above, is reused
+        named = [p for p in await self._retrying("(list projects)", client.list_projects,
+                                                 None)
+                 if str(p.get("name", "")).casefold() == cfg.create_project.casefold()]
+        if named:
+            ids = ", ".join(str(p.get("id")) for p in named)
+            raise ConfigError(f"--create-project: {client.host} already has a project named "
+                              f"{cfg.create_project!r} ({ids}), not made by this migration; "
+                              f"pass --to-project {cfg.create_project!r} to move into it, or "
+                              "--create-project with another name")
         body = create_body(plan, pid, cfg.create_project, parse_label_map(cfg.label_map))
         task = body["task"]
         assert isinstance(task, dict)
@@ -217,6 +280,7 @@ class Migration:
             if training is not None:
                 training.take_over()
             send, receive = anyio.create_memory_object_stream[Work](QUEUE)
+            self._workers_started = True
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._produce, send, source, src, journal, reporter, mover)
                 for _ in range(cfg.concurrency):
@@ -243,6 +307,7 @@ class Migration:
             r.uploaded, r.skipped, r.failed = t.uploaded, t.skipped, t.failed
             r.not_started = max(t.not_started, self.queued - (t.uploaded + t.skipped + t.failed))
             r.bytes_sent = t.bytes_sent
+            r.shapes_clipped, r.shapes_dropped = t.shapes_clipped, t.shapes_dropped
             r.retries = dict(budget.by_cause)
             r.peak_concurrency = limiter.peak
         if fatal is not None:

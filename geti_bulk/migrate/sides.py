@@ -58,7 +58,7 @@ async def open_client(session: aiohttp.ClientSession, side: Side, which: str) ->
     try:
         dialect, version = await detect_dialect(session, side.host, side.dialect, proxy=proxy)
     except FatalError as e:
-        raise FatalError(f"{which}: {e}") from None
+        raise FatalError(side_message(str(e), which)) from None
     if dialect == "geti3":
         return Geti3Client(session, side.host, version=version, proxy=proxy)
     if not side.token:
@@ -80,6 +80,9 @@ def side_message(text: str, which: str) -> str:
     env = "GETI_FROM_TOKEN" if which == "from" else "GETI_TO_TOKEN"
     text = text.replace("check GETI_TOKEN or --token-file",
                         f"check {env} (or {env}_FILE, --{which}-token-file)")
+    # upload's flags, in a message the client wrote, are this side's own
+    text = text.replace("--ca-bundle", f"--{which}-ca-bundle").replace(
+        "--insecure", f"--{which}-insecure")
     return f"{which}: {text}"
 
 
