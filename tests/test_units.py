@@ -80,10 +80,14 @@ async def test_limiter_aimd_and_byte_budget():
     now[0] = 1.4
     for _ in range(4):
         lim.on_success(0.1)
+    assert lim.limit == 3                   # 4 drew a loss: out of reach for CLIFF_MEMORY
+    now[0] = 61.5
+    for _ in range(4):
+        lim.on_success(0.1)
     assert lim.limit == 4                   # then probes upwards, +1 per window
     for _ in range(19):
         lim.on_success(0.1)
-    now[0] = 5.0
+    now[0] = 65.0
     lim.on_overload()
     lim.on_overload()                       # 2 of the last 20: below a quarter, no cut
     assert lim.limit >= 4
