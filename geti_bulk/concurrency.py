@@ -37,6 +37,8 @@ from the server's answers, with two signals, as in TCP Vegas/BBR next to Reno:
 from __future__ import annotations
 
 import math
+import os
+import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -53,10 +55,27 @@ JITTER = 0.002          # seconds of slowdown not taken for queueing
 DELAY_FLOOR = 2.0       # the level does not go below this on delay alone
 FAST_FROM = 8.0         # slow start doubles per round from this level, x1.5 below
 TRIAL_STEP = 1.5        # from 8 in flight, a level the delay signal holds is tried x1.5 ...
-TRIAL_GAIN = 0.4        # ... and kept if answers/s rose by 40 % of that (20 % for x1.5)
+TRIAL_GAIN = 0.2        # ... and kept if answers/s rose by 20 % of that (10 % for x1.5)
 TRIAL_AFTER_FAIL = 3.0  # seconds before the next trial once one did not pay
+TRIAL_MEMORY = 60.0     # seconds before a trial goes again from where one did not pay
 ROUND_MIN_S = 0.1       # after slow start, a round lasts at least this long (no churn)
 CLIFF_MEMORY = 60.0     # seconds a level that drew a loss event stays out of reach
+LEVEL_MEMORY = 30.0     # seconds a level's throughput stays a reference for trials
+ADD_SHARE = 0.1         # the additive increase: +1 a round, or this share of the level
+CLEAN_ROUNDS = 4        # rounds in a row with nothing queued that restart slow start
+SS_WORKING = 0.5        # slow start goes on through a slowdown while this share of the
+SS_QUEUED_SHARE = 0.3   # uploads it added work (and fewer than this share of all queue)
+
+
+_TRACE = bool(os.environ.get("GETI_BULK_LIMITER_TRACE"))
+
+
+def _trace(now: float, lim: AdaptiveLimiter, n: int, mean: float, expected: float,
+           load: float, rate: float, peak: int) -> None:
+    """GETI_BULK_LIMITER_TRACE=1: one line per round on stderr (for tuning)."""
+    print(f"limiter t={now:.3f} level={lim._limit:.1f} slow_start={lim._slow_start} n={n} "
+          f"mean={mean * 1000:.1f}ms base={expected * 1000:.1f}ms load={load:.1f} "
+          f"queued={lim.queued:.2f} rate={rate:.0f}/s peak={peak}", file=sys.stderr, flush=True)
 
 
 def size_class(size: int | None) -> int:
@@ -121,10 +140,15 @@ class AdaptiveLimiter:
         # throughput trials (see _trial_or_hold): answers/s of the last rounds, the trial
         # in progress (level before it, answers/s before it), and the slowdown earned
         self._rates: deque[float] = deque(maxlen=2)
+        self._rates_level = 0.0
+        # per level (uploads in flight, rounded): when last measured, and uploads/s by
+        # Little's law, averaged with the level's previous measure
+        self._levels: dict[int, tuple[float, float]] = {}
         self._trial: tuple[float, float] | None = None
         self._trial_rates: list[float] = []
         self._no_trial_until = 0.0
         self._tolerated = 0.0          # seconds of slowdown a kept trial showed to be cheap
+        self._trial_failed = (0.0, -1e9)   # the level a trial last did not pay from, and when
         self.queued = 0.0              # estimate of the uploads waiting in the server
         self._delay_ok = True          # growth allowed by the delay signal
         self._round_peak = 0           # most uploads in flight at once during the round
@@ -133,8 +157,16 @@ class AdaptiveLimiter:
         self._last_probe = clock()
         self._probe_rounds = 0         # > 0: holding low to re-measure the base
         self._probe_saved = 0.0
+        # slow start: (load, unqueued uploads) of the last round at the level before and
+        # at this one, and whether this level's slowdown is being measured again
+        self._ss_prev: tuple[float, float] | None = None
+        self._ss_here: tuple[float, float] | None = None
+        self._ss_held = False
+        self._clean = 0                # rounds in a row with (almost) nothing queued
         self._cliff: float | None = None   # the lowest level a loss event came at ...
         self._cliff_at = -1e9              # ... and when
+        self._ok_since_cut = 0             # answers without overload since the last cut
+        self._recover_to = 0.0             # after a cut, grow x1.5 a round up to this level
 
     def _cap(self, now: float) -> float:
         """The highest level growth may reach now: below a recent cliff, else the ceiling."""
@@ -226,6 +258,7 @@ class AdaptiveLimiter:
         self._recent.append(False)
         if not self.adaptive:
             return
+        self._ok_since_cut += 1
         if wait is not None:       # with timing, the level changes at the end of a round
             self._sample(max(wait, 1e-6), size)
             return
@@ -250,11 +283,15 @@ class AdaptiveLimiter:
         acc[0] += wait
         acc[1] += 1
         now = self._clock()
-        # a round: about one window of answers, 4 at least; in slow start from 8 in
-        # flight, half a window of answers to uploads sent at the level (one round trip
-        # a step, where the server is far and needs many; below 8, 4 answers: 2 say
-        # too little to go on to a level a small server may not hold)
-        if self._round_n < (max(3 if self._rounds else 2, (self.limit + 1) // 2)
+        # a round: about one window of answers, 4 at least; in slow start, answers to
+        # uploads sent at the level: 3 below 8 (2 say too little to go on to a level a
+        # small server may not hold), a whole window from 8 (the first answers at a new
+        # level come before a queue has built up in the server: a service that holds
+        # just above its knee would be killed by the next step), half a window from 16
+        # (a far server needs many in flight, soon)
+        if self._round_n < ((max(3, self.limit if self.limit < 2 * FAST_FROM else
+                                 (self.limit + 1) // 2)
+                             if self.limit >= FAST_FROM else 3 if self._rounds else 2)
                             if self._slow_start else max(4, self.limit)):
             return
         if not (self._slow_start or self._probe_rounds) and now - self._round_start < ROUND_MIN_S:
@@ -287,6 +324,8 @@ class AdaptiveLimiter:
         raw = mean - expected
         slower = raw if self._slow_start else raw - self._tolerated
         self.queued = load * max(0.0, slower - JITTER) / mean
+        if _TRACE:
+            _trace(now, self, n, mean, expected, load, rate, peak)
         if self._probe_rounds:
             self._probe_rounds -= 1
             if not self._probe_rounds:
@@ -297,38 +336,96 @@ class AdaptiveLimiter:
         # high ones (where timing noise alone reads as a fraction of an upload queued)
         alpha, beta = max(ALPHA, ALPHA_SHARE * load), max(BETA, BETA_SHARE * load)
         self._delay_ok = self.queued < alpha
+        self._clean = self._clean + 1 if self.queued < alpha / 2 and self._used else 0
         if self._slow_start:
-            if self.queued > alpha:
+            # below 8, where a full server holds its uploads in memory, Vegas alone decides
+            working = self._working(load) if self._limit >= FAST_FROM else 0.0
+            through = working >= SS_WORKING and self.queued < SS_QUEUED_SHARE * load
+            if self.queued > alpha and not through:
                 self._slow_start = False          # the server queues: grow linearly now
-                self._last_cut = now
                 self._set(load - self.queued)     # the uploads it was not queueing
+            elif self.queued > alpha and not self._ss_held:
+                # answers slowed, but the uploads added seem to work: the first round at
+                # a level can see a queue that is still building, so measure it again
+                self._ss_held = True
             elif self._used:
                 # a whole round at each level is measured before the next is tried: while
                 # answers come as fast as unloaded, x1.5 below 8 (a small server can fall
-                # over at 1.5x what fills it) and x2 from 8 (a far one needs many in
-                # flight, soon); +2 at most once they slow at all; +1 once uploads queue
+                # over at 1.5x what fills it), x2 from 8 and x4 from 16 (a far one needs
+                # many in flight, soon); x1.5 while they slow but half the uploads the
+                # last step added work (from 8); +2 at most once they slow at all
                 if slower <= JITTER:
                     step = self._limit * (0.5 if self._limit < FAST_FROM else
                                           1.0 if self._limit < 2 * FAST_FROM else 3.0)
+                elif through:
+                    step = self._limit * 0.5
                 elif self.queued < alpha / 2:
                     step = min(2.0, self._limit * 0.5)
                 else:
                     step = 1.0
                 self._skip = self.in_flight    # the next round: answers sent at the new level
-                self._set(self._limit + max(1.0, step))
-        elif self._trial_or_hold(now, rate, raw, beta):
+                self._ss_prev, self._ss_held = self._ss_here, False
+                self._set(min(self._limit + max(1.0, step), max(self._limit, self._cap(now))))
+        elif self._trial_or_hold(now, rate, raw, beta, load, mean):
             pass
         elif self.queued > beta and self._limit > DELAY_FLOOR:
             self._set(max(DELAY_FLOOR, min(self._limit, peak + 1.0) - 1.0))
+        elif (self._clean >= CLEAN_ROUNDS and self._used and self._limit * 1.5 <= self._cap(now)
+                and now - self._last_cut >= self._probe_delay()):
+            # rounds in a row as fast as unloaded: slow start ended on noise, or the
+            # server got faster; grow as in slow start again (it ends the same way)
+            self._slow_start, self._ss_prev, self._ss_held = True, None, False
+            self._skip = self.in_flight
+            self._set(self._limit * 1.5)
         elif (self._delay_ok and self._used and now - self._last_cut >= self._probe_delay()
                 and self._limit + 1.0 <= self._cap(now)):
-            self._set(self._limit + 1.0)          # additive: +1 per round
+            # additive: +1 per round (+10 % from 10 in flight); x1.5 while below half the
+            # level a loss came at (a service that restarted after an outage: the cuts
+            # during it went far lower)
+            fast = self._limit * (0.5 if self._limit * 1.5 <= self._recover_to else ADD_SHARE)
+            self._set(min(self._limit + max(1.0, fast), self._cap(now)))
         if now - self._last_probe >= PROBE_EVERY:
             self._probe_rounds = 2
             self._probe_saved = self._limit
             self._set(max(min(self._limit, DELAY_FLOOR), self._limit / 2))
 
-    def _trial_or_hold(self, now: float, rate: float, raw: float, beta: float) -> bool:
+    def _working(self, load: float) -> float:
+        """In slow start: of the uploads the last step added, the share that works rather
+        than waits (Vegas: load - queued uploads are not queued), from this round and the
+        last one at the level before it; 0 when unknown. About 1 when answers slow only from per-request CPU
+        (on either side: a far server with no limit of its own), about 0 when the server
+        is full and the extra uploads only queue in it."""
+        unqueued = load - self.queued
+        prev = self._ss_prev
+        self._ss_here = (load, unqueued)
+        if prev is None or load < prev[0] * 1.25:
+            return 0.0
+        return (unqueued - prev[1]) / (load - prev[0])
+
+    def _room(self, now: float, load: float, mean: float) -> float:
+        """Of the uploads added since the nearest level at least 10 % (and 1 upload)
+        lower, the share that works rather than waits: the gain in throughput by Little's
+        law (uploads in flight / mean answer time: smoother than answers counted in a
+        round, and free of the base, which drifts) against a proportional gain; 1.0 when
+        no lower level was measured in the last ``LEVEL_MEMORY`` seconds. About 0 at a
+        full server's knee, where a throughput trial would only queue more uploads (and
+        kill a service that holds just above it), about 1 where per-request CPU is what
+        slows the answers."""
+        key = int(round(load))
+        thr = load / max(mean, 1e-9)
+        old = self._levels.get(key)
+        if old is not None and now - old[0] < LEVEL_MEMORY:
+            thr = (old[1] + thr) / 2
+        self._levels[key] = (now, thr)
+        below = [k for k, (t, _thr) in self._levels.items()
+                 if k <= min(load - 1.0, load * 0.9) and now - t < LEVEL_MEMORY]
+        if not below:
+            return 1.0
+        ref = max(below)
+        return (thr / self._levels[ref][1] - 1.0) / (load / ref - 1.0)
+
+    def _trial_or_hold(self, now: float, rate: float, raw: float, beta: float,
+                       load: float, mean: float) -> bool:
         """Above 8 in flight, the delay signal alone can hold a level the server is not
         full at: per-request work (CPU, on either side) slows every answer a little with
         each upload more, which reads as queueing. So a level it holds is tried x1.5 for
@@ -348,13 +445,20 @@ class AdaptiveLimiter:
                 self._rates.clear()
             else:
                 self._no_trial_until = now + TRIAL_AFTER_FAIL
+                self._trial_failed = (level, now)
                 self._set(level)
             return True
+        if self._limit != self._rates_level:   # "before" is measured at the level tried from
+            self._rates.clear()
+            self._rates_level = self._limit
         self._rates.append(rate)
-        held = not self._delay_ok and self.queued <= 2 * beta
+        room = self._room(now, load, mean)
+        held = not self._delay_ok and self.queued <= 2 * beta and room >= SS_WORKING
         target = min(max(self._limit + 2.0, self._limit * TRIAL_STEP), self._cap(now))
+        failed, failed_at = self._trial_failed
         if (self.trials and held and self._used and self._limit >= FAST_FROM
                 and target >= self._limit + 1.0
+                and (now - failed_at >= TRIAL_MEMORY or self._limit < 0.9 * failed)
                 and len(self._rates) == self._rates.maxlen and now >= self._no_trial_until
                 and now - self._last_cut >= self._probe_delay()):
             self._trial = (self._limit, sum(self._rates) / len(self._rates))
@@ -380,9 +484,15 @@ class AdaptiveLimiter:
             return
         beta = 0.5 if self._slow_start else 0.85
         level = max(self._limit, self._probe_saved if self._probe_rounds else 0.0)
-        recent = self._cliff is not None and now - self._cliff_at < CLIFF_MEMORY
-        self._cliff = min(self._cliff, level) if recent and self._cliff is not None else level
-        self._cliff_at = now
+        if self._cliff is None or self._ok_since_cut >= level:
+            # a new congestion event (not more 503s from a service still restarting: the
+            # level it is cut to then says nothing of what kills it): remember the level
+            # as a cliff, and recover fast towards half of it once answers come again
+            recent = self._cliff is not None and now - self._cliff_at < CLIFF_MEMORY
+            self._cliff = min(self._cliff, level) if recent and self._cliff is not None else level
+            self._cliff_at = now
+            self._recover_to = level / 2
+        self._ok_since_cut = 0
         self._slow_start = False
         self._last_cut = now
         self._recent.clear()           # the next cut needs fresh evidence

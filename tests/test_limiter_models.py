@@ -46,6 +46,7 @@ class Server:
     restart_s: float = 2.0
     locked_s: float = 1.0
     per_held: float = 0.0                     # more seconds per upload held (per-request CPU)
+    noise: float = 0.0                        # mean seconds of random delay on an answer
 
 
 @dataclass
@@ -66,7 +67,7 @@ class Outcome:
 
 def simulate(server: Server, weights: list[int], *, level: int | None = None,
              ceiling: int = DEFAULT_CEILING, client_cpu: float = 0.0005,
-             max_bytes: int = 256 << 20) -> Outcome:
+             max_bytes: int = 256 << 20, seed: int = 1) -> Outcome:
     """Upload every weight once; ``level`` None: the defaults (adaptive), else fixed."""
     now = [0.0]
     changes = [0]
@@ -87,7 +88,7 @@ def simulate(server: Server, weights: list[int], *, level: int | None = None,
     down_until = [-1.0]
     cpu_free = [0.0]
     tries = [0] * len(weights)
-    rng = random.Random(1)
+    rng = random.Random(seed)
     out = Outcome(len(weights), 0.0)
 
     def push(t: float, kind: str, up: dict) -> None:
@@ -95,7 +96,8 @@ def simulate(server: Server, weights: list[int], *, level: int | None = None,
 
     def answer(up: dict, ok: bool, at: float) -> None:
         up["ok"] = ok
-        push(at + server.rtt / 2, "answer", up)
+        late = rng.expovariate(1.0 / server.noise) if server.noise else 0.0
+        push(at + server.rtt / 2 + late, "answer", up)
 
     def serve(up: dict, t: float) -> None:
         busy[0] += 1
@@ -217,8 +219,8 @@ def test_wan_with_per_request_cost_a_held_level_is_tried_and_kept_for_throughput
     server = Server(rtt=0.05, service=lambda w: 0.002, per_held=0.0015)
     defaults, fixed = matrix(server, [SMALL] * 6000, client_cpu=0.001)
     best = max(o.rate for o in fixed.values())
-    assert defaults.rate >= 0.85 * best, (defaults.rate, best)
-    assert max(defaults.levels) == DEFAULT_CEILING and defaults.lost == 0
+    assert defaults.rate >= 0.9 * best, (defaults.rate, best)
+    assert max(defaults.levels) >= 48 and defaults.lost == 0
 
 
 def test_oom_killed_service_the_defaults_stay_below_what_it_holds():

@@ -80,8 +80,17 @@ async def test_limiter_aimd_and_byte_budget():
     now[0] = 1.4
     for _ in range(4):
         lim.on_success(0.1)
+    # the second cut came with no answer between: the same outage, whose cliff is 8
+    assert lim.limit == 4
+    now[0] = 2.0
+    lim.on_overload()
+    lim.on_overload()                       # after answers at 4, a loss at 4: a new event
+    assert lim.limit == 3
+    now[0] = 3.5
+    for _ in range(8):
+        lim.on_success(0.1)
     assert lim.limit == 3                   # 4 drew a loss: out of reach for CLIFF_MEMORY
-    now[0] = 61.5
+    now[0] = 63.5
     for _ in range(4):
         lim.on_success(0.1)
     assert lim.limit == 4                   # then probes upwards, +1 per window
