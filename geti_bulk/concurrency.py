@@ -57,13 +57,14 @@ FAST_FROM = 8.0         # slow start doubles per round from this level, x1.5 bel
 TRIAL_STEP = 1.5        # from 8 in flight, a level the delay signal holds is tried x1.5 ...
 TRIAL_GAIN = 0.2        # ... and kept if answers/s rose by 20 % of that (10 % for x1.5)
 TRIAL_AFTER_FAIL = 3.0  # seconds before the next trial once one did not pay
-TRIAL_MEMORY = 60.0     # seconds before a trial goes again from where one did not pay
+TRIAL_MEMORY = 10.0     # seconds before a trial goes again from where one did not pay
 ROUND_MIN_S = 0.1       # after slow start, a round lasts at least this long (no churn)
 CLIFF_MEMORY = 60.0     # seconds a level that drew a loss event stays out of reach
 LEVEL_MEMORY = 30.0     # seconds a level's throughput stays a reference for trials
 ADD_SHARE = 0.1         # the additive increase: +1 a round, or this share of the level
 CLEAN_ROUNDS = 4        # rounds in a row with nothing queued that restart slow start
-SS_WORKING = 0.5        # slow start goes on through a slowdown while this share of the
+CLEAN_SHARE = 1.0       # ... with fewer queued than this share of ALPHA
+SS_WORKING = 0.7        # slow start goes on through a slowdown while this share of the
 SS_QUEUED_SHARE = 0.3   # uploads it added work (and fewer than this share of all queue)
 
 
@@ -279,9 +280,10 @@ class AdaptiveLimiter:
         self._round_sum += wait
         self._round_n += 1
         self._round_load += self._released_load   # in flight as it was answered
-        acc = self._round_classes.setdefault(size_class(size), [0.0, 0.0])
+        acc = self._round_classes.setdefault(size_class(size), [0.0, 0.0, 0.0])
         acc[0] += wait
         acc[1] += 1
+        acc[2] += wait * wait
         now = self._clock()
         # a round: about one window of answers, 4 at least; in slow start, answers to
         # uploads sent at the level: 3 below 8 (2 say too little to go on to a level a
@@ -308,7 +310,10 @@ class AdaptiveLimiter:
         mean, load, peak = self._round_sum / n, self._round_load / n, self._round_peak
         rate = n / max(now - self._round_start, 1e-6)
         expected = 0.0
-        for cls, (total, count) in self._round_classes.items():
+        spread = 0.0     # squared deviations from each class's mean: the answers' noise
+        classes = len(self._round_classes)
+        for cls, (total, count, squares) in self._round_classes.items():
+            spread += max(0.0, squares - total * total / count)
             base = self._bases.setdefault(cls, _WindowMin(BASE_WINDOW))
             expected += count * base.add(now, total / count)
         expected /= n
@@ -323,7 +328,13 @@ class AdaptiveLimiter:
         # client's own CPU, not uploads held in the server's memory.)
         raw = mean - expected
         slower = raw if self._slow_start else raw - self._tolerated
-        self.queued = load * max(0.0, slower - JITTER) / mean
+        # from 8 in flight, a slowdown within the round's noise (twice the standard error
+        # of its mean, from the answers' spread around their class's mean) is not taken
+        # for queueing (below 8, rounds are too short to tell noise, and a small server
+        # that holds its uploads in memory must be seen at once)
+        jitter = JITTER if load < FAST_FROM else max(
+            JITTER, 2.0 * math.sqrt(spread / max(1, n - classes) / n))
+        self.queued = load * max(0.0, slower - jitter) / mean
         if _TRACE:
             _trace(now, self, n, mean, expected, load, rate, peak)
         if self._probe_rounds:
@@ -336,7 +347,7 @@ class AdaptiveLimiter:
         # high ones (where timing noise alone reads as a fraction of an upload queued)
         alpha, beta = max(ALPHA, ALPHA_SHARE * load), max(BETA, BETA_SHARE * load)
         self._delay_ok = self.queued < alpha
-        self._clean = self._clean + 1 if self.queued < alpha / 2 and self._used else 0
+        self._clean = self._clean + 1 if self.queued < alpha * CLEAN_SHARE and self._used else 0
         if self._slow_start:
             # below 8, where a full server holds its uploads in memory, Vegas alone decides
             working = self._working(load) if self._limit >= FAST_FROM else 0.0
@@ -354,7 +365,7 @@ class AdaptiveLimiter:
                 # over at 1.5x what fills it), x2 from 8 and x4 from 16 (a far one needs
                 # many in flight, soon); x1.5 while they slow but half the uploads the
                 # last step added work (from 8); +2 at most once they slow at all
-                if slower <= JITTER:
+                if slower <= jitter:
                     step = self._limit * (0.5 if self._limit < FAST_FROM else
                                           1.0 if self._limit < 2 * FAST_FROM else 3.0)
                 elif through:
