@@ -143,8 +143,8 @@ class AdaptiveLimiter:
         self._rates: deque[float] = deque(maxlen=2)
         self._rates_level = 0.0
         # per level (uploads in flight, rounded): when last measured, and uploads/s by
-        # Little's law, averaged with the level's previous measure
-        self._levels: dict[int, tuple[float, float]] = {}
+        # Little's law (averaged with the level's previous measure, and the best)
+        self._levels: dict[int, tuple[float, float, float]] = {}
         self._trial: tuple[float, float] | None = None
         self._trial_rates: list[float] = []
         self._no_trial_until = 0.0
@@ -421,19 +421,23 @@ class AdaptiveLimiter:
         no lower level was measured in the last ``LEVEL_MEMORY`` seconds. About 0 at a
         full server's knee, where a throughput trial would only queue more uploads (and
         kill a service that holds just above it), about 1 where per-request CPU is what
-        slows the answers."""
+        slows the answers. Only rounds after the first at a level count (the first one
+        still drains or fills the server's queue), and a lower level counts with the
+        best it did, so that a slow round there cannot make this one look like a gain."""
         key = int(round(load))
         thr = load / max(mean, 1e-9)
         old = self._levels.get(key)
         if old is not None and now - old[0] < LEVEL_MEMORY:
-            thr = (old[1] + thr) / 2
-        self._levels[key] = (now, thr)
-        below = [k for k, (t, _thr) in self._levels.items()
+            thr, best = (old[1] + thr) / 2, max(old[2], thr)
+        else:
+            best = thr
+        self._levels[key] = (now, thr, best)
+        below = [k for k, (t, _thr, _best) in self._levels.items()
                  if k <= min(load - 1.0, load * 0.9) and now - t < LEVEL_MEMORY]
         if not below:
             return 1.0
         ref = max(below)
-        return (thr / self._levels[ref][1] - 1.0) / (load / ref - 1.0)
+        return (thr / self._levels[ref][2] - 1.0) / (load / ref - 1.0)
 
     def _trial_or_hold(self, now: float, rate: float, raw: float, beta: float,
                        load: float, mean: float) -> bool:
@@ -463,7 +467,8 @@ class AdaptiveLimiter:
             self._rates.clear()
             self._rates_level = self._limit
         self._rates.append(rate)
-        room = self._room(now, load, mean)
+        # (the first round at a level says little of it: see _room)
+        room = self._room(now, load, mean) if len(self._rates) == self._rates.maxlen else 0.0
         held = not self._delay_ok and self.queued <= 2 * beta and room >= SS_WORKING
         target = min(max(self._limit + 2.0, self._limit * TRIAL_STEP), self._cap(now))
         failed, failed_at = self._trial_failed
