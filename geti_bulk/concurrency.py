@@ -444,10 +444,14 @@ class AdaptiveLimiter:
         """Above 8 in flight, the delay signal alone can hold a level the server is not
         full at: per-request work (CPU, on either side) slows every answer a little with
         each upload more, which reads as queueing. So a level it holds is tried x1.5 for
-        two rounds, and kept only if the answers per second rose with it (40 % of the
+        two rounds, and kept only if the throughput rose with it (20 % of the
         proportional gain): then the slowdown it showed is tolerated from now on. Below
         8, where a full server holds its uploads in memory, Vegas alone decides. True
-        when the round's decision is taken here."""
+        when the round's decision is taken here. Throughput is measured by Little's law
+        (uploads in flight x the unloaded answer time of the round's sizes / the round's
+        mean answer time): a mean over the round's answers, far steadier than answers
+        counted in a tenth of a second on a busy machine, and free of the mix of sizes."""
+        rate = load * (mean - raw) / max(mean, 1e-9)
         if self._trial is not None:
             self._trial_rates.append(rate)
             if len(self._trial_rates) < 2:
