@@ -338,6 +338,7 @@ class AdaptiveLimiter:
         if _TRACE:
             _trace(now, self, n, mean, expected, load, rate, peak)
         if self._probe_rounds:
+            self._note(now, load, load / max(mean, 1e-9))   # a lower level, measured afresh
             self._probe_rounds -= 1
             if not self._probe_rounds:
                 self._last_probe = now
@@ -349,6 +350,7 @@ class AdaptiveLimiter:
         self._delay_ok = self.queued < alpha
         self._clean = self._clean + 1 if self.queued < alpha * CLEAN_SHARE and self._used else 0
         if self._slow_start:
+            self._note(now, load, load / max(mean, 1e-9))
             # below 8, where a full server holds its uploads in memory, Vegas alone decides
             working = self._working(load) if self._limit >= FAST_FROM else 0.0
             through = working >= SS_WORKING and self.queued < SS_QUEUED_SHARE * load
@@ -362,12 +364,12 @@ class AdaptiveLimiter:
             elif self._used:
                 # a whole round at each level is measured before the next is tried: while
                 # answers come as fast as unloaded, x1.5 below 8 (a small server can fall
-                # over at 1.5x what fills it), x2 from 8 and x4 from 16 (a far one needs
+                # over at 1.5x what fills it), x2 from 8 and x3 from 16 (a far one needs
                 # many in flight, soon); x1.5 while they slow but half the uploads the
                 # last step added work (from 8); +2 at most once they slow at all
                 if slower <= jitter:
                     step = self._limit * (0.5 if self._limit < FAST_FROM else
-                                          1.0 if self._limit < 2 * FAST_FROM else 3.0)
+                                          1.0 if self._limit < 2 * FAST_FROM else 2.0)
                 elif through:
                     step = self._limit * 0.5
                 elif self.queued < alpha / 2:
@@ -398,6 +400,7 @@ class AdaptiveLimiter:
         if now - self._last_probe >= PROBE_EVERY:
             self._probe_rounds = 2
             self._probe_saved = self._limit
+            self._skip = self.in_flight    # answers to uploads sent at the halved level
             self._set(max(min(self._limit, DELAY_FLOOR), self._limit / 2))
 
     def _working(self, load: float) -> float:
@@ -413,29 +416,33 @@ class AdaptiveLimiter:
             return 0.0
         return (unqueued - prev[1]) / (load - prev[0])
 
-    def _room(self, now: float, load: float, mean: float) -> float:
-        """Of the uploads added since the nearest level at least 10 % (and 1 upload)
-        lower, the share that works rather than waits: the gain in throughput by Little's
-        law (uploads in flight / mean answer time: smoother than answers counted in a
-        round, and free of the base, which drifts) against a proportional gain; 1.0 when
-        no lower level was measured in the last ``LEVEL_MEMORY`` seconds. About 0 at a
-        full server's knee, where a throughput trial would only queue more uploads (and
-        kill a service that holds just above it), about 1 where per-request CPU is what
-        slows the answers. Only rounds after the first at a level count (the first one
-        still drains or fills the server's queue), and a lower level counts with the
-        best it did, so that a slow round there cannot make this one look like a gain."""
+    def _note(self, now: float, load: float, thr: float) -> float:
+        """Remember a round's throughput at its level (averaged with the level's last
+        measure, and the best); the level's average now."""
         key = int(round(load))
-        thr = load / max(mean, 1e-9)
         old = self._levels.get(key)
         if old is not None and now - old[0] < LEVEL_MEMORY:
             thr, best = (old[1] + thr) / 2, max(old[2], thr)
         else:
             best = thr
         self._levels[key] = (now, thr, best)
+        return thr
+
+    def _room(self, now: float, load: float, thr: float) -> float:
+        """Of the uploads added since the nearest level at least 10 % (and 1 upload)
+        lower, the share that works rather than waits: the gain in throughput (Little's
+        law, see _trial_or_hold) against a proportional gain; 0 when no lower level was
+        measured in the last ``LEVEL_MEMORY`` seconds (slow start's rounds and the
+        probe's every ``PROBE_EVERY`` seconds are). About 0 at a full server's knee,
+        where a throughput trial would only queue more uploads (and kill a service that
+        holds just above it), about 1 where per-request CPU is what slows the answers. A
+        lower level counts with the best it did (slow start's rounds included), so that a
+        slow round there cannot make this one look like a gain."""
+        thr = self._note(now, load, thr)
         below = [k for k, (t, _thr, _best) in self._levels.items()
                  if k <= min(load - 1.0, load * 0.9) and now - t < LEVEL_MEMORY]
         if not below:
-            return 1.0
+            return 0.0
         ref = max(below)
         return (thr / self._levels[ref][2] - 1.0) / (load / ref - 1.0)
 
@@ -448,10 +455,10 @@ class AdaptiveLimiter:
         proportional gain): then the slowdown it showed is tolerated from now on. Below
         8, where a full server holds its uploads in memory, Vegas alone decides. True
         when the round's decision is taken here. Throughput is measured by Little's law
-        (uploads in flight x the unloaded answer time of the round's sizes / the round's
-        mean answer time): a mean over the round's answers, far steadier than answers
-        counted in a tenth of a second on a busy machine, and free of the mix of sizes."""
-        rate = load * (mean - raw) / max(mean, 1e-9)
+        (uploads in flight / the round's mean answer time): a mean over the round's
+        answers, far steadier than answers counted in a tenth of a second on a busy
+        machine, and free of the base, which drifts."""
+        rate = load / max(mean, 1e-9)
         if self._trial is not None:
             self._trial_rates.append(rate)
             if len(self._trial_rates) < 2:
@@ -467,12 +474,14 @@ class AdaptiveLimiter:
                 self._trial_failed = (level, now)
                 self._set(level)
             return True
-        if self._limit != self._rates_level:   # "before" is measured at the level tried from
+        if self._limit != self._rates_level:
+            # "before" is measured at the level tried from, and not in its first round:
+            # that one still drains (or fills) the server's queue of the level before
             self._rates.clear()
             self._rates_level = self._limit
+            return False
         self._rates.append(rate)
-        # (the first round at a level says little of it: see _room)
-        room = self._room(now, load, mean) if len(self._rates) == self._rates.maxlen else 0.0
+        room = self._room(now, load, rate)
         held = not self._delay_ok and self.queued <= 2 * beta and room >= SS_WORKING
         target = min(max(self._limit + 2.0, self._limit * TRIAL_STEP), self._cap(now))
         failed, failed_at = self._trial_failed

@@ -240,7 +240,7 @@ def test_oom_service_holding_just_above_its_knee_is_never_killed():
     start step nor a throughput trial past the knee may go there: over 8 seeds of noise,
     no restart, and the defaults keep up with the best fixed level."""
     server = Server(rtt=0.02, workers=4, service=lambda w: 0.02, holds=12, noise=0.004)
-    weights = [SMALL] * 3000
+    weights = [SMALL] * 7000     # 35 s: the base drifts, probes halve, old levels expire
     fixed = {c: simulate(server, weights, level=c) for c in FIXED}
     assert fixed[8].restarts == 0 and fixed[16].restarts > 0
     best = max(o.rate for o in fixed.values())
