@@ -61,6 +61,7 @@ TRIAL_MEMORY = 10.0     # seconds before a trial goes again from where one did n
 ROUND_MIN_S = 0.1       # after slow start, a round lasts at least this long (no churn)
 CLIFF_MEMORY = 60.0     # seconds a level that drew a loss event stays out of reach
 LEVEL_MEMORY = 30.0     # seconds a level's throughput stays a reference for trials
+ADD_FROM = 20.0         # from this level, the additive increase is ADD_SHARE of it
 ADD_SHARE = 0.1         # the additive increase: +1 a round, or this share of the level
 CLEAN_ROUNDS = 4        # rounds in a row with nothing queued that restart slow start
 CLEAN_SHARE = 1.0       # ... with fewer queued than this share of ALPHA
@@ -392,10 +393,11 @@ class AdaptiveLimiter:
             self._set(self._limit * 1.5)
         elif (self._delay_ok and self._used and now - self._last_cut >= self._probe_delay()
                 and self._limit + 1.0 <= self._cap(now)):
-            # additive: +1 per round (+10 % from 10 in flight); x1.5 while below half the
+            # additive: +1 per round (+10 % from 20 in flight); x1.5 while below half the
             # level a loss came at (a service that restarted after an outage: the cuts
             # during it went far lower)
-            fast = self._limit * (0.5 if self._limit * 1.5 <= self._recover_to else ADD_SHARE)
+            fast = self._limit * (0.5 if self._limit * 1.5 <= self._recover_to else
+                                  ADD_SHARE if self._limit >= ADD_FROM else 0.0)
             self._set(min(self._limit + max(1.0, fast), self._cap(now)))
         if now - self._last_probe >= PROBE_EVERY:
             self._probe_rounds = 2
