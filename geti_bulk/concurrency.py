@@ -15,23 +15,32 @@ from the server's answers, with two signals, as in TCP Vegas/BBR next to Reno:
   last ``BASE_WINDOW`` seconds), so a 20 MB 8K image next to 100 KB thumbnails does not
   read as congestion. Per round (about one window of answers, and at least
   ``ROUND_MIN_S`` once slow start is over), Vegas gives the uploads queued in the
-  server: load x (mean - expected) / mean, each held in its memory. Slow start grows
-  the level x1.5 per round (x2 from 8) while answers come as fast as the base, +2 at most once they slow
-  at all, and ends when uploads queue; then the level grows by one per round while
-  fewer than ``ALPHA`` queue, holds up to ``BETA``, and steps down by one per round
-  beyond. Every ``PROBE_EVERY`` seconds the level halves for two rounds, so the base is
-  measured afresh rather than learned from an already queued server. A round in slow start counts only
-  answers to uploads sent at its level, so growth never outruns what it measured. A
-  level changes at most once per round, so a fast server does not make it churn.
-* **throughput**: from 8 in flight, a level the delay signal holds is tried x1.5 and
-  kept if the answers per second rose with it (see ``_trial_or_hold``): per-request CPU
-  slows every answer a little with each upload more without the server being full.
+  server: load x (mean - expected) / mean, each held in its memory; from 8 in flight a
+  slowdown within the round's own noise (2 standard errors) does not count.
+* **slow start** grows the level x1.5 per round below 8, x2 from 8 and x3 from 16
+  while answers come as fast as the base, +2 at most once they slow at all. A round
+  counts only answers to uploads sent at its level (a whole window of them at 8..15,
+  where a service that holds just above its knee would be killed by the next step).
+  It ends when uploads queue, unless (from 8, measured twice) 70 % of the uploads the
+  last step added work rather than wait: then the slowdown is per-request CPU, not a
+  full server, and it goes on x1.5. Four rounds in a row with nothing queued start it
+  again (it ended on noise, or the server got faster).
+* **after slow start** the level grows by one per round (10 % from 20) while fewer
+  than ``ALPHA`` queue, holds up to ``BETA``, and steps down by one per round beyond.
+  Every ``PROBE_EVERY`` seconds it halves for two rounds, so the base is measured
+  afresh rather than learned from an already queued server. A level changes at most
+  once per round, so a fast server does not make it churn.
+* **throughput trials**: from 8 in flight, a level the delay signal holds is tried x1.5
+  and kept if the throughput rose with it (see ``_trial_or_hold``), but only where the
+  throughput still grew from the level below (see ``_room``): past a full server's
+  knee a trial only queues more uploads, and kills a service that holds just above it.
 * **loss**: 503/502/504/429, timeouts and Geti 3's 500 "database is locked", when the
   recent answers show congestion, cut multiplicatively, once per congestion event, then
-  the level holds ~10 round trips before probing upwards again. The level the loss came
-  at is a cliff: for ``CLIFF_MEMORY`` seconds neither a throughput trial nor the additive
-  increase goes back to it (a service OOM-killed at 13 uploads kills again at 13; without
-  this memory a trial from 10 to 15 killed it every few seconds).
+  the level holds ~10 round trips before probing upwards again. The level the first loss
+  of an episode came at is a cliff: for ``CLIFF_MEMORY`` seconds growth stays below it
+  (a service OOM-killed at 13 uploads kills again at 13); the cuts while the service
+  restarts do not lower it, and once answers come again the level grows x1.5 a round
+  back to half of it.
 """
 
 from __future__ import annotations
