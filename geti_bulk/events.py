@@ -16,6 +16,7 @@ class RunStarted:
     target: str          # human-readable "host / project / dataset", never the token
     concurrency: int
     dry_run: bool = False
+    ceiling: int | None = None   # adaptive: the most uploads in flight it may grow to
 
 
 @dataclass(frozen=True, slots=True)

@@ -489,7 +489,8 @@ class Run:
                           hash_content=cfg.hash_content,
                           rng=self.rng, sleep=self.sleep, annotator=annotator,
                           source=self.sources, targets=self.targets, gate=gate)
-        reporter.emit(RunStarted(target.describe(), limiter.limit, cfg.dry_run))
+        reporter.emit(RunStarted(target.describe(), limiter.limit, cfg.dry_run,
+                                 ceiling if cfg.adaptive else None))
         if cfg.shard is not None:
             self.notices.append(
                 f"shard {cfg.shard}: only the files whose path (relative to its source "

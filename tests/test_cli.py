@@ -44,7 +44,8 @@ async def test_plain_output_line_by_line(server, token, tmp_path):
     assert code == 1, err
     assert "\x1b" not in out
     lines = out.splitlines()
-    assert lines[0] == f"start: {server.base_url} / Pets classification / Dataset (concurrency 2)"
+    assert lines[0] == (f"start: {server.base_url} / Pets classification / Dataset "
+                        "(concurrency adaptive from 2 up to 64)")
     assert "scan done: 7 files, " in out
     ids = {r.name: r.id for r in server.store.list_media()}
     uploaded = sorted(ln for ln in lines if ln.startswith("uploaded "))

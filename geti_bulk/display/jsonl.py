@@ -6,7 +6,8 @@ name. Strings are JSON-escaped (non-ASCII as `\\u00e9`-style escapes); `reason`,
 `fatal`, `target`, `notes` and `text` pass through a credential mask. Each line is flushed at once.
 
     event               fields
-    run_started         target: str, concurrency: int, dry_run: bool
+    run_started         target: str, concurrency: int, dry_run: bool,
+                        ceiling: int | null (adaptive: the most it may grow to)
     file_queued         path: str, size: int
     scan_done           files: int, bytes: int
     file_started        path: str, size: int, attempt: int

@@ -2,7 +2,7 @@
 
 Line formats (stable; `<path>` and `<reason>` have control characters escaped):
 
-    start: <target> (concurrency <n>[, dry run])
+    start: <target> (concurrency <n>|adaptive from <n> up to <m>[, dry run])
     scan done: <files> files, <size>
     uploaded <path> <bytes> <media_id>[ (adopted)][ after <n> attempts]
     skipped <path>: <reason>
@@ -136,9 +136,12 @@ class PlainReporter:
             case ConcurrencyChanged(limit=limit):
                 if self.verbose:
                     return f"concurrency: {limit}"
-            case RunStarted(target=target, concurrency=concurrency, dry_run=dry_run):
+            case RunStarted(target=target, concurrency=concurrency, dry_run=dry_run,
+                            ceiling=ceiling):
                 dry = ", dry run" if dry_run else ""
-                return f"start: {printable(target)} (concurrency {concurrency}{dry})"
+                level = (f"adaptive from {concurrency} up to {ceiling}"
+                         if ceiling is not None and ceiling > concurrency else str(concurrency))
+                return f"start: {printable(target)} (concurrency {level}{dry})"
             case ScanDone(files=files, bytes=size):
                 return f"scan done: {files} files, {format_bytes(size)}"
             case RunStopping(reason=reason):
