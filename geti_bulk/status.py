@@ -141,7 +141,12 @@ def status_lines(paths: list[Path], check: Callable[[Path], None]) -> list[str]:
     """`check` raises for a file that is not a journal (before anything is read)."""
     for p in paths:
         check(p)
-    views = [read_view(p) for p in paths]
+    unique: dict[Path, Path] = {}      # one journal named twice (or by two paths) counts once
+    for p in paths:
+        unique.setdefault(p.resolve(), p)
+    notes = [f"note: {len(paths) - len(unique)} journal path(s) named a journal already "
+             "given; each journal is counted once"] if len(unique) < len(paths) else []
+    views = [read_view(p) for p in unique.values()]
     if len(views) == 1:
-        return one_journal(views[0], brief=False)
-    return merged(views)
+        return one_journal(views[0], brief=False) + notes
+    return merged(views) + notes

@@ -299,6 +299,13 @@ async def test_default_journals_are_per_shard_and_status_merges_them(server, tok
     code, out, _ = await run_cli("status", str(journals[0]), str(journals[2]), env_extra=env)
     assert code == 0
     assert "warning: 2 of 4 shards have no journal here: 1/4, 3/4" in out
+    # one journal named twice (once through a symlink) is counted once
+    link = tmp_path / "again.sqlite"
+    link.symlink_to(journals[0])
+    _, once, _ = await run_cli("status", str(journals[0]), env_extra=env)
+    code, out, _ = await run_cli("status", str(journals[0]), str(link), env_extra=env)
+    assert code == 0 and out.splitlines()[:-1] == once.splitlines()
+    assert "1 journal path(s) named a journal already given" in out.splitlines()[-1]
     # one that is not a journal: one line, exit 2
     (tmp_path / "x.txt").write_text("hello")
     code, _, err = await run_cli("status", str(journals[0]), str(tmp_path / "x.txt"))
