@@ -27,6 +27,7 @@ class JournalView:
     shard: str                      # "K/N", or "0/1" for an unsharded run
     counts: dict[str, int]
     failures: list[tuple[str, str]] = field(default_factory=list)
+    running: bool = False           # a run holds the journal's lock now
 
     @property
     def total(self) -> int:
@@ -37,8 +38,10 @@ def read_view(path: Path, failures: int = FAILURES_SHOWN) -> JournalView:
     reader = JournalReader(path)
     try:
         meta = reader.meta()
+        from geti_bulk.journal_lock import is_held
+
         return JournalView(path, meta.get("target", "?"), meta.get("shard", UNSHARDED),
-                           reader.counts(), reader.failures(failures))
+                           reader.counts(), reader.failures(failures), is_held(path))
     finally:
         reader.close()
 
@@ -56,7 +59,10 @@ def one_journal(view: JournalView, *, brief: bool) -> list[str]:
     if view.shard != UNSHARDED:
         lines.append(f"  shard: {view.shard}")
     lines.append(f"  {count_line(view.counts)}")
-    if view.counts.get("sending"):
+    if view.running:
+        lines.append("  a run is going on this journal now: 'sending' files are on their "
+                     "way, and the counts move")
+    elif view.counts.get("sending"):
         lines.append("  'sending' files were in flight when a run stopped; the next run "
                      "checks the server for them before sending again")
     if not brief:
@@ -80,9 +86,12 @@ def merged(views: list[JournalView]) -> list[str]:
     width = max(len(v.shard) for v in views)
     for v in sorted(views, key=_shard_order):
         lines.append(f"  shard {v.shard:<{width}}  {count_line(v.counts)}  ({v.path})")
-    if total.get("sending"):
-        lines.append("  'sending' files were in flight when a run stopped; the next run of "
-                     "that shard checks the server for them before sending again")
+    going = [v.shard for v in views if v.running]
+    if going:
+        lines.append(f"  runs are going now on shard(s) {', '.join(going)}: their counts move")
+    if any(v.counts.get("sending") and not v.running for v in views):
+        lines.append("  'sending' files of a stopped shard were in flight when its run "
+                     "stopped; its next run checks the server for them before sending again")
     failures = sorted(((key, v.shard, reason) for v in views for key, reason in v.failures),
                       key=lambda f: f[0])
     for key, shard, reason in failures[:FAILURES_SHOWN]:

@@ -161,7 +161,10 @@ async def test_status_reads_a_journal_while_a_run_holds_it(server, token, tmp_pa
         done = await asyncio.to_thread(_cli, "status", str(journal))
     assert done.returncode == 0, done.stderr
     assert "6 files: 6 uploaded, 0 skipped, 0 failed, 0 sending" in done.stdout
+    assert "a run is going on this journal now" in done.stdout
     assert done.stderr == ""
+    after = await asyncio.to_thread(_cli, "status", str(journal))   # the run is over
+    assert after.returncode == 0 and "a run is going" not in after.stdout
 
 
 def _sqlite_without_files(path: Path) -> None:
