@@ -18,7 +18,7 @@ ALLOWED = {
     "labels": {"errors", "geti.models"},
     "shard": {"errors"},
     "deploy": set(),
-    "status": {"journal", "shard"},
+    "status": {"journal", "journal_lock", "shard"},
     "scan": {"errors", "jobs", "media", "shard"},
     "journal": {"jobs", "errors"},
     "journal_lock": {"errors"},
