@@ -270,17 +270,26 @@ class Run:
             session = aiohttp.ClientSession(
                 connector=connector, trust_env=False,
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, connect=60))
+        # the sources (format detection, their readers' imports, an index) open in a
+        # thread while the target is resolved: the round trips wait, the thread works
+        opening = asyncio.get_running_loop().run_in_executor(None, self._open_sources)
         try:
-            client = await self._client(session)
-            self.target = target = await client.resolve(cfg.project, cfg.dataset, cfg.workspace)
-            if target.dialect == "geti3" and cfg.subset_dataset:
-                raise ConfigError("subset_dataset: Geti 3 has one dataset per project; each "
-                                  "file's subset goes into its annotation instead")
-            self.subset_map = _subset_targets(target, cfg.subset_dataset)
-            self.targets = {t.dataset.id: t for t in self.subset_map.values()}
-            self.sources = await anyio.to_thread.run_sync(self._open_sources)
-            self.notices = [f"format: {line}" for line in self.sources.described]
-            folders = self.sources.folders
+            try:
+                client = await self._client(session)
+                self.target = target = await client.resolve(cfg.project, cfg.dataset,
+                                                            cfg.workspace)
+                if target.dialect == "geti3" and cfg.subset_dataset:
+                    raise ConfigError("subset_dataset: Geti 3 has one dataset per project; "
+                                      "each file's subset goes into its annotation instead")
+                self.subset_map = _subset_targets(target, cfg.subset_dataset)
+                self.targets = {t.dataset.id: t for t in self.subset_map.values()}
+            except BaseException:   # told at once, as before; the sources close when ready
+                opening.add_done_callback(_close_opened)
+                raise
+            with anyio.CancelScope(shield=True):   # a cancel waits for the thread, as before
+                self.sources = sources = await opening   # (an error opening them is raised)
+            self.notices = [f"format: {line}" for line in sources.described]
+            folders = sources.folders
             for inner, outer in covered_sources(folders, self._scan_options()).items():
                 self.notices.append(f"sources: {folders[inner]} is {folders[outer]} or inside "
                                     "it: its files are walked once, as part of the latter")
@@ -902,6 +911,12 @@ def _pending_job(row: tuple[int, str, str, int, int, str, int, int, str | None, 
                    dataset_id=dataset_id, prior_state="media", prior_media_id=media_id,
                    prior_size=size, prior_mtime_ns=mtime_ns, prior_width=width,
                    prior_height=height)
+
+
+def _close_opened(opening: asyncio.Future[Sources]) -> None:
+    """Close sources opened for a run that stopped before it took them."""
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().close()
 
 
 def _subset_targets(target: Target, pairs: tuple[tuple[str, str], ...]) -> dict[str, Target]:
