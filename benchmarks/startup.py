@@ -180,6 +180,7 @@ def main() -> int:
     p.add_argument("--no-bare", action="store_true", help="leave out the bare aiohttp floor")
     p.add_argument("--out", type=Path, default=HERE / "results" / "startup")
     a = p.parse_args()
+    a.out = a.out.resolve()     # the server runs in its own folder
     a.out.mkdir(parents=True, exist_ok=True)
     folder = data.small(HERE / "results" / "data", FILES)
     data.warm(folder)
