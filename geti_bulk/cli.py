@@ -533,6 +533,10 @@ def _main(argv: list[str] | None) -> int:
     if a.command is None:
         parser.print_help()
         return EXIT_USAGE
+    if a.command in ("upload", "verify", "migrate"):   # their connectors all pass ssl=
+        from geti_bulk.lean_import import import_aiohttp
+
+        import_aiohttp()
     try:
         if a.command == "upload":
             return cmd_upload(a)
