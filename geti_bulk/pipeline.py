@@ -31,7 +31,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from geti_bulk.annotate import Annotator
-from geti_bulk.attempts import ExistingIndex, FileUploader
+from geti_bulk.attempts import ExistingIndex, FileUploader, Head, read_heads
 from geti_bulk.autotrain import AutoTraining
 from geti_bulk.concurrency import AdaptiveLimiter
 from geti_bulk.config import (
@@ -94,6 +94,9 @@ from geti_bulk.sources.model import SourceAnnotation, SourceObject
 
 SCAN_BATCH = 256
 QUEUE_SIZE = 512
+PREFETCH_BATCH = 32            # small files read ahead in one thread hop (`Run._prefetch`) …
+PREFETCH_BYTES = 4 << 20       # … and at most this many bytes of them
+Ready = tuple[FileJob, Head | None]   # a job, and the file read whole if it is small
 
 
 @dataclass(slots=True)
@@ -498,6 +501,7 @@ class Run:
         for text in self.notices:
             reporter.emit(Notice(text))
         send, receive = anyio.create_memory_object_stream[FileJob](QUEUE_SIZE)
+        ready_send, ready = anyio.create_memory_object_stream[Ready](PREFETCH_BATCH)
         fatal: GetiBulkError | None = None
         training: AutoTraining | None = None
         if not cfg.dry_run and not cfg.keep_auto_training:
@@ -511,9 +515,10 @@ class Run:
                 tg.start_soon(self._produce, send,
                               journal.reader(writable=True) if journal else dry_reader,
                               reporter, up, journal.run_id if journal else "")
+                tg.start_soon(self._prefetch, receive, ready_send, up)
                 for _ in range(ceiling):
-                    tg.start_soon(self._work, receive.clone(), up)
-                receive.close()
+                    tg.start_soon(self._work, ready.clone(), up)
+                ready.close()
             if journal is not None and up.tally.deferred and not self.stopping:
                 await self._deferred_annotations(journal, up)
             if up.tally.deferred:
@@ -573,7 +578,7 @@ class Run:
             await anyio.sleep(0.05)
         await journal.flush()
         up.tally.deferred = 0
-        send, receive = anyio.create_memory_object_stream[FileJob](QUEUE_SIZE)
+        send, receive = anyio.create_memory_object_stream[Ready](QUEUE_SIZE)
         reader = journal.reader()
 
         async def produce() -> None:
@@ -589,7 +594,7 @@ class Run:
                         return
                     for row in rows:
                         after = row[0]
-                        await send.send(_pending_job(row))
+                        await send.send((_pending_job(row), None))
 
         try:
             async with anyio.create_task_group() as tg:
@@ -600,15 +605,39 @@ class Run:
         finally:
             reader.close()
 
-    async def _work(self, receive: MemoryObjectReceiveStream[FileJob], up: FileUploader) -> None:
-        async with receive:
+    async def _prefetch(self, receive: MemoryObjectReceiveStream[FileJob],
+                        out: MemoryObjectSendStream[Ready], up: FileUploader) -> None:
+        """Between the producer and the workers: the small files among the jobs waiting
+        are read whole, up to `PREFETCH_BATCH` of them (and `PREFETCH_BYTES`) in one
+        thread hop, instead of one hop per file in its worker (~0.1-0.2 ms of CPU each).
+        At most two batches are held: the one being read and the one handed over."""
+        async with receive, out:
             async for job in receive:
+                batch = [job]
+                nbytes = job.size
+                while len(batch) < PREFETCH_BATCH and nbytes < PREFETCH_BYTES:
+                    try:
+                        job = receive.receive_nowait()
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
+                    batch.append(job)
+                    nbytes += max(job.size, 0)
+                wanted = [j for j in batch if up.prefetchable(j)] if not self.stopping else []
+                heads: list[Head | None] = [None] * len(batch)
+                if wanted:
+                    heads = await anyio.to_thread.run_sync(read_heads, batch, up.prefetchable)
+                for item in zip(batch, heads, strict=True):
+                    await out.send(item)
+
+    async def _work(self, receive: MemoryObjectReceiveStream[Ready], up: FileUploader) -> None:
+        async with receive:
+            async for job, ahead in receive:
                 if self.stopping:
                     up.tally.not_started += 1
                     continue
                 try:
                     self._check_outputs(up)
-                    await up.process(job)
+                    await up.process(job, ahead)
                 except FatalError as e:
                     self.request_stop(str(e))
                     raise
