@@ -35,6 +35,8 @@ HERE = Path(__file__).resolve().parent
 def argv_for(name: str, ctx: RunContext, run_dir: Path, profile: str | None) -> list[str]:
     if name.startswith("bare c="):
         argv = CONTENDERS["bare_aiohttp"].argv(ctx)
+        if profile and profile.endswith(".prof"):
+            argv = [argv[0], "-m", "cProfile", "-o", profile, *argv[1:]]
         return [*argv[:-1], "--concurrency", name.split("=")[1], argv[-1]]
     exe = [geti_bulk_exe()]
     if profile and profile.endswith(".prof"):
@@ -66,7 +68,7 @@ def main() -> int:
     p.add_argument("--files", type=int, default=3000)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--contenders", nargs="+", default=["defaults", "fixed 32", "bare c=64"])
-    p.add_argument("--profile", help="profile geti-bulk into this file: .prof cProfile, else pyinstrument text")
+    p.add_argument("--profile", help="profile the contender into this file: .prof cProfile, else pyinstrument text\n(geti-bulk only)")
     p.add_argument("--data", type=Path, default=HERE / "results" / "data")
     a = p.parse_args()
     folder = data.small(a.data.resolve(), a.files)
@@ -98,8 +100,8 @@ def main() -> int:
             n = max(stored, 1)
             row = (m.cpu_s / n * 1000, stored / m.wall_s, server_cpu / n * 1000)
             results[name].append(row)
-            print(f"{name:>16}  client {row[0]:.3f} ms/file  {row[1]:6.1f} files/s  "
-                  f"server {row[2]:.3f} ms/file", flush=True)
+            print(f"{name:>16}  client {row[0]:.3f} ms/file (user {m.user_s / n * 1000:.3f})  "
+                  f"{row[1]:6.1f} files/s  server {row[2]:.3f} ms/file", flush=True)
             time.sleep(0.2)
     print("medians:")
     for name, rows in results.items():

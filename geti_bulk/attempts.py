@@ -158,6 +158,7 @@ class FileUploader:
         self.rng = rng or random.Random()
         self.sleep = sleep or anyio.sleep
         self.tally = Tally()
+        self._takes_labels = target.project.takes_labels_at_upload   # asked once per file
         self.dry = DryCounts(dataset=bool(getattr(source, "readers", None)))
 
     # --- outcomes -----------------------------------------------------------------
@@ -218,7 +219,7 @@ class FileUploader:
     def _unlabelled(self, job: FileJob, label_ids: tuple[str, ...]) -> None:
         """A file a project that takes labels at upload (classification, anomaly) gets
         with no label at all: counted, so the summary says so."""
-        if not label_ids and not job.annotated and self.target.project.takes_labels_at_upload:
+        if not label_ids and not job.annotated and self._takes_labels:
             self.tally.unlabelled += 1
 
     def _target(self, job: FileJob) -> Target:
@@ -371,14 +372,15 @@ class FileUploader:
         """(label ids, the head read, the upload's weight in server memory) or FileError."""
         if job.problem:
             raise FileError(job.problem)
-        kind = media.media_kind(job.filename)
+        filename = job.filename
+        kind = media.media_kind(filename)
         assert kind is not None and job.kind is not None
-        for reason in (media.check_name(job.filename), media.check_size(job.size)):
+        for reason in (media.check_name(filename), media.check_size(job.size)):
             if reason:
                 raise FileError(reason)
-        label_ids = self.labels.ids_for(job.labels)
+        label_ids = self.labels.ids_for(job.labels) if job.labels else ()
         head = await self._read_head(job, ahead)
-        reason, dims = media.inspect_head(head, job.filename, kind)
+        reason, dims = media.inspect_head(head, filename, kind)
         if reason and kind.kind == "image" and len(head) < job.size:
             # a header larger than the head read
             reason, dims = await _probe_whole_image(job.path, kind)
@@ -405,6 +407,20 @@ class FileUploader:
                 and (job.prior_state is None or job.prior_state == "sending"
                      or (job.prior_state == "failed" and not job.prior_media_id)))
 
+    def premarkable(self, job: FileJob, ahead: Head | None) -> bool:
+        """Whether a file read ahead may be marked `sending` with its batch, before its
+        worker takes it (`Run._prefetch`): a fresh send (no row, or a killed run's
+        `sending` one), so that a worker that never sends it can take the mark back
+        (`unmark`) and leave the journal as it was."""
+        return (self.journal is not None and not self.dry_run and ahead is not None
+                and ahead.error is None and job.prior_state in (None, "sending"))
+
+    def unmark(self, job: FileJob, ahead: Head | None) -> None:
+        """A file marked `sending` with its batch that the run stops before sending: the
+        journal is left as it was before the mark (no row, or the killed run's row)."""
+        if ahead is not None and ahead.marked and self.journal is not None:
+            self.journal.forget_sending(job)
+
     async def process(self, job: FileJob, ahead: Head | None = None) -> None:
         """Upload one file. `ahead`: the file read whole by `read_heads` (small files)."""
         if await self._settled(job):
@@ -415,7 +431,8 @@ class FileUploader:
         # awaited before the first byte goes out. A file that then fails or is skipped
         # gets its final row after it, in order.
         mark: asyncio.Future[None] | None = None
-        if self.journal is not None and not self.dry_run and not job.problem:
+        if (self.journal is not None and not self.dry_run and not job.problem
+                and not (ahead is not None and ahead.marked)):
             mark = self.journal.mark_sending_soon(job)
             mark.add_done_callback(_retrieve)
         try:
@@ -605,6 +622,7 @@ class Head:
 
     data: tuple[bytes, int, int] | None = None
     error: Exception | None = None
+    marked: bool = False     # marked `sending` (durably) with its batch, before its worker
 
     def result(self) -> tuple[bytes, int, int]:
         if self.error is not None:

@@ -169,6 +169,9 @@ class Journal:
 
     async def close(self) -> None:
         self._flush()
+        if os.environ.get("GB_DEBUG_COMMITS"):
+            import sys
+            print(f"journal: {self.writes} writes, {self.commits} commits", file=sys.stderr)
         if self._thread is not None:
             self._q.put(None)
             await asyncio.to_thread(self._thread.join)
@@ -277,6 +280,13 @@ class Journal:
         fut: asyncio.Future[None] = self._put_soon(UPSERT, self._row(job, "sending", None, None,
                                                                      True, 0))
         return fut
+
+    def forget_sending(self, job: FileJob) -> None:
+        """Take back this run's `sending` mark of a file it did not send after all (a
+        stop): a file that had no row before has none again; any other row stays."""
+        if job.prior_state is None:
+            self._put("DELETE FROM files WHERE key = ? AND state = 'sending' AND run_id = ?",
+                      (job.key, self.run_id))
 
     def record_uploaded(self, job: FileJob, media_id: str, attempts: int,
                         sha256: str | None = None, dims: tuple[int, int] | None = None) -> None:

@@ -626,14 +626,42 @@ class Run:
                 heads: list[Head | None] = [None] * len(batch)
                 if wanted:
                     heads = await anyio.to_thread.run_sync(read_heads, batch, up.prefetchable)
+                    await self._premark(batch, heads, up)
                 for item in zip(batch, heads, strict=True):
-                    await out.send(item)
+                    await _send(out, item)
+
+    async def _premark(self, batch: list[FileJob], heads: list[Head | None],
+                       up: FileUploader) -> None:
+        """The batch's fresh sends marked `sending` in one commit (instead of one commit
+        per file, each a thread hop both ways): durable before their worker sends a byte.
+        A file the run then stops before sending gets its mark taken back (`_work`); a
+        killed or cancelled run leaves it `sending`, asked for by the next run, as it
+        does the uploads in flight."""
+        journal = up.journal
+        if journal is None or self.stopping:
+            return
+        fresh = [(job, head) for job, head in zip(batch, heads, strict=True)
+                 if head is not None and up.premarkable(job, head)]
+        if not fresh:
+            return
+        try:   # one group commit
+            await asyncio.gather(*(journal.mark_sending_soon(job) for job, _ in fresh))
+        except FatalError as e:      # the journal failed the write: the run stops
+            self.request_stop(str(e))
+            raise
+        for _, head in fresh:
+            head.marked = True
 
     async def _work(self, receive: MemoryObjectReceiveStream[Ready], up: FileUploader) -> None:
         async with receive:
-            async for job, ahead in receive:
+            while True:
+                try:
+                    job, ahead = await _receive(receive)
+                except anyio.EndOfStream:
+                    return
                 if self.stopping:
                     up.tally.not_started += 1
+                    up.unmark(job, ahead)
                     continue
                 try:
                     self._check_outputs(up)
@@ -686,7 +714,7 @@ class Run:
                         reporter.emit(FileQueued(job.key, job.size))
                         if job.prior_state is not None and up.settle_from_journal(job):
                             continue
-                        await send.send(job)
+                        await _send(send, job)
             if not self.stopping and self._scan_fatal is None:
                 reporter.emit(ScanDone(files, total))
 
@@ -775,6 +803,23 @@ class Run:
 
         async with out:
             await anyio.to_thread.run_sync(scan, abandon_on_cancel=True)
+
+
+async def _receive(stream: MemoryObjectReceiveStream[Any]) -> Any:
+    """The next item, taken at once when one is waiting: anyio's `receive()` first yields
+    to the loop (a checkpoint), a loop round trip per file on the way to the workers."""
+    try:
+        return stream.receive_nowait()
+    except anyio.WouldBlock:
+        return await stream.receive()
+
+
+async def _send(stream: MemoryObjectSendStream[Any], item: Any) -> None:
+    """`send()`, without its checkpoint when the buffer has room (see `_receive`)."""
+    try:
+        stream.send_nowait(item)
+    except anyio.WouldBlock:
+        await stream.send(item)
 
 
 def _check_journal_shard(path: Path, cfg: UploadConfig) -> None:

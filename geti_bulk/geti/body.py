@@ -125,7 +125,7 @@ class MultipartFileBody:
             data = self.head[:self.size]
             self._tick(data)
             self.complete = True
-            await write(self.preamble + data + self.epilogue)
+            await write(b"".join((self.preamble, data, self.epilogue)))
             self.done_at = time.monotonic()
             return
         await write(self.preamble)
