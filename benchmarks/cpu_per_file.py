@@ -1,7 +1,8 @@
 """Client CPU per file for small files at 0 ms: geti-bulk against bare aiohttp.
 
     python benchmarks/cpu_per_file.py [--files 3000] [--repeats 3] [--profile OUT.prof]
-        [--contenders "defaults" "fixed 32" "bare c=64" "rich"]
+        [--contenders "defaults" "fixed 32" "bare c=64" "defaults rich" "base fixed 32"]
+        [--base DIR]    # 'base …' contenders run a `git archive` export of another commit
 
 Every run is its own client process against a fresh local server (``geti-bulk serve
 --discard --no-decode``, its own process); the contenders alternate, run by run. Per
@@ -70,6 +71,8 @@ def main() -> int:
     p.add_argument("--contenders", nargs="+", default=["defaults", "fixed 32", "bare c=64"])
     p.add_argument("--profile", help="profile the contender into this file: .prof cProfile, else pyinstrument text\n(geti-bulk only)")
     p.add_argument("--data", type=Path, default=HERE / "results" / "data")
+    p.add_argument("--base", type=Path, help="a geti_bulk export (git archive) that the "
+                   "contenders named 'base …' run instead of the working tree")
     a = p.parse_args()
     folder = data.small(a.data.resolve(), a.files)
     data.warm(folder)
@@ -84,8 +87,9 @@ def main() -> int:
             server = LocalServer(run_dir / "server", token_file)
             server.start()
             try:
+                source = a.base if "base" in name.split() else None
                 ctx = RunContext(server=server, folder=folder, run_dir=run_dir, token=token,
-                                 tls=None, source=None)
+                                 tls=None, source=source)
                 env = CONTENDERS["geti-bulk"].env(ctx)
                 server.mark()
                 m = run_measured(argv_for(name, ctx, run_dir, a.profile), env, run_dir,

@@ -357,6 +357,11 @@ class FileUploader:
         try:
             if ahead is not None:
                 head, size, mtime_ns = ahead.result()
+                if (size, mtime_ns) == (job.size, job.mtime_ns):
+                    # read a batch ago: still there and unchanged at its turn (a stat of a
+                    # file just read is answered from the kernel's caches)
+                    st = os.stat(job.path)
+                    size, mtime_ns = st.st_size, st.st_mtime_ns
             else:
                 head, size, mtime_ns = await anyio.to_thread.run_sync(_read_head_sync, job.path,
                                                                       n)

@@ -7,8 +7,9 @@ skipped(reason). Absence means never sent. A file without an annotation to post 
 from sending to uploaded; a file counts as uploaded only when both steps are done. `sending` is committed (group commit, WAL) *before* the first byte goes out, so
 after a `kill -9` every file that may be on the server is either `uploaded` or marked
 for reconciliation; results after that are batched, since a lost result is recovered
-by asking the server. One writer thread owns the write connection; the event loop
-never blocks on SQLite.
+by asking the server. Small files read ahead are marked a batch at a time
+(`Run._premark`); a graceful stop takes back the marks it did not use (`forget_sending`).
+One writer thread owns the write connection; the event loop never blocks on SQLite.
 """
 
 from __future__ import annotations
@@ -169,9 +170,6 @@ class Journal:
 
     async def close(self) -> None:
         self._flush()
-        if os.environ.get("GB_DEBUG_COMMITS"):
-            import sys
-            print(f"journal: {self.writes} writes, {self.commits} commits", file=sys.stderr)
         if self._thread is not None:
             self._q.put(None)
             await asyncio.to_thread(self._thread.join)
