@@ -158,6 +158,7 @@ class FileUploader:
         self.rng = rng or random.Random()
         self.sleep = sleep or anyio.sleep
         self.tally = Tally()
+        self._takes_labels = target.project.takes_labels_at_upload   # asked once per file
         self.dry = DryCounts(dataset=bool(getattr(source, "readers", None)))
 
     # --- outcomes -----------------------------------------------------------------
@@ -218,7 +219,7 @@ class FileUploader:
     def _unlabelled(self, job: FileJob, label_ids: tuple[str, ...]) -> None:
         """A file a project that takes labels at upload (classification, anomaly) gets
         with no label at all: counted, so the summary says so."""
-        if not label_ids and not job.annotated and self.target.project.takes_labels_at_upload:
+        if not label_ids and not job.annotated and self._takes_labels:
             self.tally.unlabelled += 1
 
     def _target(self, job: FileJob) -> Target:
@@ -346,14 +347,24 @@ class FileUploader:
             self._fail(job, str(e))
             return True
 
-    async def _read_head(self, job: FileJob) -> bytes:
+    async def _read_head(self, job: FileJob, ahead: Head | None = None) -> bytes:
         """The first chunk (all of a small file), checked against what the scan saw: one
-        thread hop that opens, reads, stats and closes (a thread wake-up costs ~0.1 ms here)."""
+        thread hop that opens, reads, stats and closes (a thread wake-up costs ~0.1 ms here),
+        or the read `read_heads` made ahead, a batch of small files in one hop."""
         import anyio
 
         n = min(job.size, max(self.chunk_size, media.HEAD_BYTES))
         try:
-            head, size, mtime_ns = await anyio.to_thread.run_sync(_read_head_sync, job.path, n)
+            if ahead is not None:
+                head, size, mtime_ns = ahead.result()
+                if (size, mtime_ns) == (job.size, job.mtime_ns):
+                    # read a batch ago: still there and unchanged at its turn (a stat of a
+                    # file just read is answered from the kernel's caches)
+                    st = os.stat(job.path)
+                    size, mtime_ns = st.st_size, st.st_mtime_ns
+            else:
+                head, size, mtime_ns = await anyio.to_thread.run_sync(_read_head_sync, job.path,
+                                                                      n)
         except OSError as e:
             raise FileError(f"cannot read file: {e.strerror or e}") from None
         if size != job.size or mtime_ns != job.mtime_ns:
@@ -361,18 +372,20 @@ class FileUploader:
                                    "time differ); not uploaded")
         return head
 
-    async def _check(self, job: FileJob) -> tuple[tuple[str, ...], bytes, int]:
+    async def _check(self, job: FileJob,
+                     ahead: Head | None = None) -> tuple[tuple[str, ...], bytes, int]:
         """(label ids, the head read, the upload's weight in server memory) or FileError."""
         if job.problem:
             raise FileError(job.problem)
-        kind = media.media_kind(job.filename)
+        filename = job.filename
+        kind = media.media_kind(filename)
         assert kind is not None and job.kind is not None
-        for reason in (media.check_name(job.filename), media.check_size(job.size)):
+        for reason in (media.check_name(filename), media.check_size(job.size)):
             if reason:
                 raise FileError(reason)
-        label_ids = self.labels.ids_for(job.labels)
-        head = await self._read_head(job)
-        reason, dims = media.inspect_head(head, job.filename, kind)
+        label_ids = self.labels.ids_for(job.labels) if job.labels else ()
+        head = await self._read_head(job, ahead)
+        reason, dims = media.inspect_head(head, filename, kind)
         if reason and kind.kind == "image" and len(head) < job.size:
             # a header larger than the head read
             reason, dims = await _probe_whole_image(job.path, kind)
@@ -392,7 +405,29 @@ class FileUploader:
 
     # --- the attempt loop ---------------------------------------------------------------
 
-    async def process(self, job: FileJob) -> None:
+    def prefetchable(self, job: FileJob) -> bool:
+        """Whether `process` will read this file whole (small, to be sent, no problem):
+        then `read_heads` may read it ahead, with others, in one thread hop."""
+        return (job.problem is None and job.kind is not None and 0 < job.size <= PREFETCH_MAX
+                and (job.prior_state is None or job.prior_state == "sending"
+                     or (job.prior_state == "failed" and not job.prior_media_id)))
+
+    def premarkable(self, job: FileJob, ahead: Head | None) -> bool:
+        """Whether a file read ahead may be marked `sending` with its batch, before its
+        worker takes it (`Run._prefetch`): a fresh send (no row, or a killed run's
+        `sending` one), so that a worker that never sends it can take the mark back
+        (`unmark`) and leave the journal as it was."""
+        return (self.journal is not None and not self.dry_run and ahead is not None
+                and ahead.error is None and job.prior_state in (None, "sending"))
+
+    def unmark(self, job: FileJob, ahead: Head | None) -> None:
+        """A file marked `sending` with its batch that the run stops before sending: the
+        journal is left as it was before the mark (no row, or the killed run's row)."""
+        if ahead is not None and ahead.marked and self.journal is not None:
+            self.journal.forget_sending(job)
+
+    async def process(self, job: FileJob, ahead: Head | None = None) -> None:
+        """Upload one file. `ahead`: the file read whole by `read_heads` (small files)."""
         if await self._settled(job):
             return
         if not self.dry_run and job.kind is not None and await self._resumed(job):
@@ -401,18 +436,20 @@ class FileUploader:
         # awaited before the first byte goes out. A file that then fails or is skipped
         # gets its final row after it, in order.
         mark: asyncio.Future[None] | None = None
-        if self.journal is not None and not self.dry_run and not job.problem:
-            mark = asyncio.ensure_future(self.journal.mark_sending(job))
+        if (self.journal is not None and not self.dry_run and not job.problem
+                and not (ahead is not None and ahead.marked)):
+            mark = self.journal.mark_sending_soon(job)
             mark.add_done_callback(_retrieve)
         try:
-            await self._process(job, mark)
+            await self._process(job, mark, ahead)
         finally:
             if mark is not None and not mark.done():
                 mark.cancel()
 
-    async def _process(self, job: FileJob, mark: asyncio.Future[None] | None) -> None:
+    async def _process(self, job: FileJob, mark: asyncio.Future[None] | None,
+                       ahead: Head | None = None) -> None:
         try:
-            label_ids, head, weight = await self._check(job)
+            label_ids, head, weight = await self._check(job, ahead)
         except FileError as e:
             self._fail(job, str(e))
             return
@@ -577,6 +614,41 @@ def _read_head_sync(path: str, n: int) -> tuple[bytes, int, int]:
         head = f.read(n)
         st = os.fstat(f.fileno())
     return head, st.st_size, st.st_mtime_ns
+
+
+PREFETCH_MAX = media.HEAD_BYTES   # files up to this size may be read whole ahead (`read_heads`)
+
+
+@dataclass(slots=True)
+class Head:
+    """A small file read whole ahead of its worker: (bytes, size, mtime_ns) as
+    `_read_head_sync` returned them, or the exception it raised, raised again where the
+    worker reads it (an OSError fails that file, anything else is a bug in that file)."""
+
+    data: tuple[bytes, int, int] | None = None
+    error: Exception | None = None
+    marked: bool = False     # marked `sending` (durably) with its batch, before its worker
+
+    def result(self) -> tuple[bytes, int, int]:
+        if self.error is not None:
+            raise self.error
+        assert self.data is not None
+        return self.data
+
+
+def read_heads(jobs: list[FileJob], wanted: Callable[[FileJob], bool]) -> list[Head | None]:
+    """In a worker thread: the files `wanted` says to read, read whole, one after the
+    other; None for the others. One thread hop for a batch instead of one per file."""
+    out: list[Head | None] = []
+    for job in jobs:
+        if not wanted(job):
+            out.append(None)
+            continue
+        try:
+            out.append(Head(_read_head_sync(job.path, job.size)))
+        except Exception as e:  # noqa: BLE001 — that file's failure, told by its worker
+            out.append(Head(error=e))
+    return out
 
 
 def _retrieve(fut: asyncio.Future[None]) -> None:

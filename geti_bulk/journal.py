@@ -7,8 +7,9 @@ skipped(reason). Absence means never sent. A file without an annotation to post 
 from sending to uploaded; a file counts as uploaded only when both steps are done. `sending` is committed (group commit, WAL) *before* the first byte goes out, so
 after a `kill -9` every file that may be on the server is either `uploaded` or marked
 for reconciliation; results after that are batched, since a lost result is recovered
-by asking the server. One writer thread owns the write connection; the event loop
-never blocks on SQLite.
+by asking the server. Small files read ahead are marked a batch at a time
+(`Run._premark`); a graceful stop takes back the marks it did not use (`forget_sending`).
+One writer thread owns the write connection; the event loop never blocks on SQLite.
 """
 
 from __future__ import annotations
@@ -238,15 +239,21 @@ class Journal:
 
     async def _put_wait(self, sql: str, args: tuple[Any, ...],
                         reader: Callable[[sqlite3.Cursor], Any] | None = None) -> Any:
-        """Waits for the commit. Requests made in the same loop iteration (workers
-        marking files together) travel to the writer as one batch: one thread wake-up."""
+        """Waits for the commit."""
+        return await self._put_soon(sql, args, reader)
+
+    def _put_soon(self, sql: str, args: tuple[Any, ...],
+                  reader: Callable[[sqlite3.Cursor], Any] | None = None) -> asyncio.Future[Any]:
+        """A future settled once committed. Requests made in the same loop iteration
+        (workers marking files together) travel to the writer as one batch: one thread
+        wake-up."""
         assert self._loop is not None
         fut: asyncio.Future[Any] = self._loop.create_future()
         self._pending.append((sql, args, fut, reader))
         if not self._soon:
             self._soon = True
             self._loop.call_soon(self._flush_soon)
-        return await fut
+        return fut
 
     def _flush_soon(self) -> None:
         self._soon = False
@@ -264,7 +271,20 @@ class Journal:
 
     async def mark_sending(self, job: FileJob) -> None:
         """Durable before the first byte is sent (group commit with other workers)."""
-        await self._put_wait(UPSERT, self._row(job, "sending", None, None, True, 0))
+        await self.mark_sending_soon(job)
+
+    def mark_sending_soon(self, job: FileJob) -> asyncio.Future[None]:
+        """`mark_sending` as a future to await before the first byte (no task of its own)."""
+        fut: asyncio.Future[None] = self._put_soon(UPSERT, self._row(job, "sending", None, None,
+                                                                     True, 0))
+        return fut
+
+    def forget_sending(self, job: FileJob) -> None:
+        """Take back this run's `sending` mark of a file it did not send after all (a
+        stop): a file that had no row before has none again; any other row stays."""
+        if job.prior_state is None:
+            self._put("DELETE FROM files WHERE key = ? AND state = 'sending' AND run_id = ?",
+                      (job.key, self.run_id))
 
     def record_uploaded(self, job: FileJob, media_id: str, attempts: int,
                         sha256: str | None = None, dims: tuple[int, int] | None = None) -> None:

@@ -68,7 +68,7 @@ if TYPE_CHECKING:   # imported by `_import_late`, while the target is resolved
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
     from geti_bulk.annotate import Annotator
-    from geti_bulk.attempts import ExistingIndex, FileUploader
+    from geti_bulk.attempts import ExistingIndex, FileUploader, Head, read_heads
     from geti_bulk.autotrain import AutoTraining
     from geti_bulk.concurrency import AdaptiveLimiter
     from geti_bulk.datasets import Sources, dataset_jobs, open_sources
@@ -107,7 +107,7 @@ def _import_late() -> None:
     that opens the sources calls it first, while the target is resolved over the network;
     the entry points that need them call it again (free once done)."""
     global _late_done
-    global Annotator, FileUploader, AutoTraining, AdaptiveLimiter, dataset_jobs
+    global Annotator, FileUploader, read_heads, AutoTraining, AdaptiveLimiter, dataset_jobs
     global open_sources, FileJob, Journal, JournalReader, JournalResumeStore
     global default_journal_path, journal_error, JournalLock, check_journal_file
     global LabelPlan, parse_label_map, plan_annotation_labels, plan_labels
@@ -119,7 +119,7 @@ def _import_late() -> None:
         import anyio.streams.memory  # noqa: F401  (the run's queues)
 
         from geti_bulk.annotate import Annotator
-        from geti_bulk.attempts import FileUploader
+        from geti_bulk.attempts import FileUploader, read_heads
         from geti_bulk.autotrain import AutoTraining
         from geti_bulk.concurrency import AdaptiveLimiter
         from geti_bulk.datasets import dataset_jobs, open_sources
@@ -149,6 +149,9 @@ def _import_late() -> None:
 
 SCAN_BATCH = 256
 QUEUE_SIZE = 512
+PREFETCH_BATCH = 32            # small files read ahead in one thread hop (`Run._prefetch`) …
+PREFETCH_BYTES = 4 << 20       # … and at most this many bytes of them
+Ready = tuple["FileJob", "Head | None"]   # a job, and the file read whole if it is small
 
 
 @dataclass(slots=True)
@@ -568,6 +571,7 @@ class Run:
         for text in self.notices:
             reporter.emit(Notice(text))
         send, receive = anyio.create_memory_object_stream[FileJob](QUEUE_SIZE)
+        ready_send, ready = anyio.create_memory_object_stream[Ready](PREFETCH_BATCH)
         fatal: GetiBulkError | None = None
         training: AutoTraining | None = None
         if not cfg.dry_run and not cfg.keep_auto_training:
@@ -581,9 +585,10 @@ class Run:
                 tg.start_soon(self._produce, send,
                               journal.reader(writable=True) if journal else dry_reader,
                               reporter, up, journal.run_id if journal else "")
+                tg.start_soon(self._prefetch, receive, ready_send, up)
                 for _ in range(ceiling):
-                    tg.start_soon(self._work, receive.clone(), up)
-                receive.close()
+                    tg.start_soon(self._work, ready.clone(), up)
+                ready.close()
             if journal is not None and up.tally.deferred and not self.stopping:
                 await self._deferred_annotations(journal, up)
             if up.tally.deferred:
@@ -643,7 +648,7 @@ class Run:
             await anyio.sleep(0.05)
         await journal.flush()
         up.tally.deferred = 0
-        send, receive = anyio.create_memory_object_stream[FileJob](QUEUE_SIZE)
+        send, receive = anyio.create_memory_object_stream[Ready](QUEUE_SIZE)
         reader = journal.reader()
 
         async def produce() -> None:
@@ -659,7 +664,7 @@ class Run:
                         return
                     for row in rows:
                         after = row[0]
-                        await send.send(_pending_job(row))
+                        await send.send((_pending_job(row), None))
 
         try:
             async with anyio.create_task_group() as tg:
@@ -670,15 +675,67 @@ class Run:
         finally:
             reader.close()
 
-    async def _work(self, receive: MemoryObjectReceiveStream[FileJob], up: FileUploader) -> None:
-        async with receive:
+    async def _prefetch(self, receive: MemoryObjectReceiveStream[FileJob],
+                        out: MemoryObjectSendStream[Ready], up: FileUploader) -> None:
+        """Between the producer and the workers: the small files among the jobs waiting
+        are read whole, up to `PREFETCH_BATCH` of them (and `PREFETCH_BYTES`) in one
+        thread hop, instead of one hop per file in its worker (~0.1-0.2 ms of CPU each).
+        At most two batches are held: the one being read and the one handed over."""
+        async with receive, out:
             async for job in receive:
+                batch = [job]
+                nbytes = job.size
+                while len(batch) < PREFETCH_BATCH and nbytes < PREFETCH_BYTES:
+                    try:
+                        job = receive.receive_nowait()
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
+                    batch.append(job)
+                    nbytes += max(job.size, 0)
+                wanted = [j for j in batch if up.prefetchable(j)] if not self.stopping else []
+                heads: list[Head | None] = [None] * len(batch)
+                if wanted:
+                    heads = await anyio.to_thread.run_sync(read_heads, batch, up.prefetchable)
+                    await self._premark(batch, heads, up)
+                for item in zip(batch, heads, strict=True):
+                    await _send(out, item)
+
+    async def _premark(self, batch: list[FileJob], heads: list[Head | None],
+                       up: FileUploader) -> None:
+        """The batch's fresh sends marked `sending` in one commit (instead of one commit
+        per file, each a thread hop both ways): durable before their worker sends a byte.
+        A file the run then stops before sending gets its mark taken back (`_work`); a
+        killed or cancelled run leaves it `sending`, asked for by the next run, as it
+        does the uploads in flight."""
+        journal = up.journal
+        if journal is None or self.stopping:
+            return
+        fresh = [(job, head) for job, head in zip(batch, heads, strict=True)
+                 if head is not None and up.premarkable(job, head)]
+        if not fresh:
+            return
+        try:   # one group commit
+            await asyncio.gather(*(journal.mark_sending_soon(job) for job, _ in fresh))
+        except FatalError as e:      # the journal failed the write: the run stops
+            self.request_stop(str(e))
+            raise
+        for _, head in fresh:
+            head.marked = True
+
+    async def _work(self, receive: MemoryObjectReceiveStream[Ready], up: FileUploader) -> None:
+        async with receive:
+            while True:
+                try:
+                    job, ahead = await _receive(receive)
+                except anyio.EndOfStream:
+                    return
                 if self.stopping:
                     up.tally.not_started += 1
+                    up.unmark(job, ahead)
                     continue
                 try:
                     self._check_outputs(up)
-                    await up.process(job)
+                    await up.process(job, ahead)
                 except FatalError as e:
                     self.request_stop(str(e))
                     raise
@@ -727,7 +784,7 @@ class Run:
                         reporter.emit(FileQueued(job.key, job.size))
                         if job.prior_state is not None and up.settle_from_journal(job):
                             continue
-                        await send.send(job)
+                        await _send(send, job)
             if not self.stopping and self._scan_fatal is None:
                 reporter.emit(ScanDone(files, total))
 
@@ -816,6 +873,23 @@ class Run:
 
         async with out:
             await anyio.to_thread.run_sync(scan, abandon_on_cancel=True)
+
+
+async def _receive(stream: MemoryObjectReceiveStream[Any]) -> Any:
+    """The next item, taken at once when one is waiting: anyio's `receive()` first yields
+    to the loop (a checkpoint), a loop round trip per file on the way to the workers."""
+    try:
+        return stream.receive_nowait()
+    except anyio.WouldBlock:
+        return await stream.receive()
+
+
+async def _send(stream: MemoryObjectSendStream[Any], item: Any) -> None:
+    """`send()`, without its checkpoint when the buffer has room (see `_receive`)."""
+    try:
+        stream.send_nowait(item)
+    except anyio.WouldBlock:
+        await stream.send(item)
 
 
 def _check_journal_shard(path: Path, cfg: UploadConfig) -> None:

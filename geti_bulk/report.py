@@ -9,6 +9,9 @@ from typing import IO
 
 from geti_bulk.events import JOURNAL_SKIP, Event, FileDone, FileFailed, FileSkipped, JournalSkipped
 
+_ROWS = (FileDone, FileSkipped, JournalSkipped, FileFailed)   # the events that make a row
+_encode = json.JSONEncoder(ensure_ascii=False).encode             # json.dumps, once set up
+
 
 class ReportWriter:
     """A Reporter that keeps uploaded / skipped / failed rows in a JSON-lines file.
@@ -29,7 +32,7 @@ class ReportWriter:
         self.error: str | None = None   # a failed write (a full disk); the run stops
 
     def emit(self, event: Event) -> None:
-        if self._f is None:
+        if self._f is None or type(event) not in _ROWS:
             return
         row: dict[str, object]
         if isinstance(event, FileDone):
@@ -58,7 +61,7 @@ class ReportWriter:
         else:
             return
         try:
-            self._f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            self._f.write(_encode(row) + "\n")
             self.rows += 1
             now = time.monotonic()
             if now - self._flushed >= 1.0:    # a kill -9 loses at most the last second of rows

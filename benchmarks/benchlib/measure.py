@@ -27,6 +27,7 @@ class Measured:
     exit_code: int
     wall_s: float
     cpu_s: float
+    user_s: float
     peak_rss_mb: float
     timed_out: bool
     stdout_tail: str
@@ -66,6 +67,7 @@ def run_measured(argv: list[str], env: dict[str, str], log_dir: Path, *,
         exit_code=proc.returncode,
         wall_s=wall,
         cpu_s=usage.ru_utime + usage.ru_stime,
+        user_s=usage.ru_utime,
         peak_rss_mb=sampler.peak_kib / 1024,
         timed_out=timed_out.is_set(),
         stdout_tail=_tail(out_path),

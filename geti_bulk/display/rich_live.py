@@ -24,7 +24,6 @@ from rich.table import Column
 from rich.text import Text
 
 from geti_bulk.events import (
-    BytesSent,
     Event,
     FileDone,
     FileFailed,
@@ -126,6 +125,7 @@ class RichReporter:
         self._slot_ids = [self._rows.add_task("", total=1, visible=False)
                           for _ in range(self.max_rows)]
         self._slot_of: dict[str, int] = {}
+        self._drawn: list[str | None] = [None] * self.max_rows   # what each row showed last
         self._unshown: OrderedDict[str, None] = OrderedDict()
         self._above: list[RenderableType] = []    # lines waiting to be printed above
         self._thread_error: Exception | None = None
@@ -200,20 +200,18 @@ class RichReporter:
         return None
 
     def _update_rows(self, event: Event) -> None:
+        """Which file holds which row; rich's rows follow when a frame is drawn
+        (`_sync_rows`), not on every event (small files make thousands a second)."""
         match event:
             case FileStarted(path=path):
                 if path not in self._slot_of and path not in self._unshown:
                     self._unshown[path] = None
                     self._fill_slots()
-                self._refresh_row(path)
-            case BytesSent(path=path) | FileRetrying(path=path):
-                self._refresh_row(path)
             case FileDone(path=path) | FileFailed(path=path) | FileSkipped(path=path):
                 self._unshown.pop(path, None)
                 slot = self._slot_of.pop(path, None)
                 if slot is not None:
                     self._slots[slot] = None
-                    self._rows.update(self._slot_ids[slot], visible=False)
                     self._fill_slots()
 
     def _fill_slots(self) -> None:
@@ -224,9 +222,22 @@ class RichReporter:
                 path, _ = self._unshown.popitem(last=False)
                 self._slots[slot] = path
                 self._slot_of[path] = slot
-                self._rows.reset(self._slot_ids[slot], total=1, completed=0, visible=True,
-                                 path=_short(path), note="")
-                self._refresh_row(path)
+
+    def _sync_rows(self) -> None:
+        """Rich's rows as the slots stand now: a row taken by another file since the last
+        frame starts afresh, a freed one is hidden, the others show their progress."""
+        for slot, path in enumerate(self._slots):
+            task = self._slot_ids[slot]
+            if path is None:
+                if self._drawn[slot] is not None:
+                    self._rows.update(task, visible=False)
+                    self._drawn[slot] = None
+                continue
+            if self._drawn[slot] != path:
+                self._rows.reset(task, total=1, completed=0, visible=True, path=_short(path),
+                                 note="")
+                self._drawn[slot] = path
+            self._refresh_row(path)
 
     def _refresh_row(self, path: str) -> None:
         slot = self._slot_of.get(path)
@@ -250,6 +261,7 @@ class RichReporter:
     def _parts(self) -> list[RenderableType]:
         t = self._tally
         self._sync_overall()
+        self._sync_rows()
         parts: list[RenderableType] = []
         if t.target:
             parts.append(Text(f"geti-bulk → {printable(t.target)}"
