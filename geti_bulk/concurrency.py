@@ -33,7 +33,8 @@ from the server's answers, with two signals, as in TCP Vegas/BBR next to Reno:
 * **throughput trials**: from 8 in flight, a level the delay signal holds is tried x1.5
   and kept if the throughput rose with it (see ``_trial_or_hold``), but only where the
   throughput still grew from the level below (see ``_room``): past a full server's
-  knee a trial only queues more uploads, and kills a service that holds just above it.
+  knee a trial only queues more uploads, and kills a service that holds just above it
+  (that gate holds below 16 in flight, and anywhere once the run has seen a loss).
 * **loss**: 503/502/504/429, timeouts and Geti 3's 500 "database is locked", when the
   recent answers show congestion, cut multiplicatively, once per congestion event, then
   the level holds ~10 round trips before probing upwards again. The level the first loss
@@ -69,6 +70,7 @@ TRIAL_AFTER_FAIL = 3.0  # seconds before the next trial once one did not pay
 TRIAL_MEMORY = 10.0     # seconds before a trial goes again from where one did not pay
 ROUND_MIN_S = 0.1       # after slow start, a round lasts at least this long (no churn)
 CLIFF_MEMORY = 60.0     # seconds a level that drew a loss event stays out of reach
+TRIAL_FREE_FROM = 16.0  # from here, and until a loss, a trial needs no measured room
 LEVEL_MEMORY = 30.0     # seconds a level's throughput stays a reference for trials
 ADD_FROM = 20.0         # from this level, the additive increase is ADD_SHARE of it
 ADD_SHARE = 0.1         # the additive increase: +1 a round, or this share of the level
@@ -493,7 +495,13 @@ class AdaptiveLimiter:
             return False
         self._rates.append(rate)
         room = self._room(now, load, rate)
-        held = not self._delay_ok and self.queued <= 2 * beta and room >= SS_WORKING
+        # the gate holds below 16 in flight, and anywhere once the run has seen a loss: a
+        # far server's throughput can look flat over a few uploads and still double from
+        # 18 to 64 (the local WAN model: answers slow with the uploads each connection
+        # keeps waiting), which only a trial finds out
+        gated = self._limit < TRIAL_FREE_FROM or self._cliff is not None
+        held = (not self._delay_ok and self.queued <= 2 * beta
+                and (room >= SS_WORKING or not gated))
         target = min(max(self._limit + 2.0, self._limit * TRIAL_STEP), self._cap(now))
         failed, failed_at = self._trial_failed
         if (self.trials and held and self._used and self._limit >= FAST_FROM

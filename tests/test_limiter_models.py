@@ -422,3 +422,22 @@ def test_after_an_outage_the_level_recovers_fast_below_where_the_loss_began():
     assert max(level for t, level in seen if t < 2.0 + 3.0) >= 8, seen[:400:20]
     assert max(level for _t, level in seen) <= 15
     assert CLIFF_MEMORY > seen[-1][0]
+
+
+def test_a_service_holding_24_is_killed_once_at_most_and_the_run_keeps_pace():
+    """The trade-off above 16 in flight: 8 workers of 20 ms (knee ~16), holding 24. A far
+    server's throughput can look flat over a few uploads and still double up to 64, which
+    only a throughput trial finds out, so from 16 a trial needs no measured room until
+    the run has seen a loss. Here that trial (x1.5 from ~17) kills the service once; the
+    loss then turns the gate on and the cliff keeps the level below it: never a second
+    restart, and the run still keeps up with the best fixed level (which kills it
+    never, at 16)."""
+    server = Server(rtt=0.02, workers=8, service=lambda w: 0.02, holds=24, noise=0.004)
+    weights = [SMALL] * 6000
+    fixed = {c: simulate(server, weights, level=c) for c in FIXED}
+    assert fixed[16].restarts == 0 and fixed[32].restarts > 0
+    best = max(o.rate for o in fixed.values())
+    for seed in range(1, 5):
+        d = simulate(server, weights, seed=seed)
+        assert d.restarts <= 1 and d.lost == 0, (seed, d.restarts)
+        assert d.rate >= 0.9 * best, (seed, d.rate, best)
