@@ -119,11 +119,17 @@ class AdaptiveLimiter:
     def __init__(self, ceiling: int, *, initial: int | None = None, adaptive: bool = True,
                  max_bytes: int = 256 << 20, floor: int = 1,
                  on_change: Callable[[int], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic, trials: bool = True) -> None:
+                 clock: Callable[[], float] = time.monotonic, trials: bool = True,
+                 sharers: int = 1) -> None:
         self.ceiling = max(1, ceiling)
         # throughput trials (off for one of several shards: N processes trying x1.5 at once
-        # cannot tell their own gain from the others', and compound into an overload)
+        # cannot tell their own gain from the others', and compound into an overload; a
+        # shard also holds after slow start and does not restart it on clean rounds, which
+        # are often only the other shards being low at the time)
         self.trials = trials
+        # processes sharing the server this way (shards): each sees the whole queue's delay
+        # but holds only its share of it, so its thresholds in uploads queued shrink
+        self.sharers = max(1, sharers)
         self.floor = max(1, min(floor, self.ceiling))
         self.adaptive = adaptive
         # adaptive: start at 2, so the first rounds measure the server unloaded
@@ -137,7 +143,10 @@ class AdaptiveLimiter:
         self._on_change = on_change
         self._clock = clock
         self._last_cut = -1e9
-        self._slow_start = adaptive   # like TCP: grow fast until the first congestion signal
+        # like TCP: grow fast until the first congestion signal; not one of several shards
+        # (they start together, each learning its base from a server the others already
+        # load: four slow starts at once went past a service holding 12 and killed it)
+        self._slow_start = adaptive and trials
         self._rtt: float | None = None   # smoothed seconds per upload
         self._recent: deque[bool] = deque(maxlen=20)   # last answers: True = overload signal
         # delay signal
@@ -358,7 +367,8 @@ class AdaptiveLimiter:
             return
         # thresholds in uploads queued: absolute at low levels, a share of the load at
         # high ones (where timing noise alone reads as a fraction of an upload queued)
-        alpha, beta = max(ALPHA, ALPHA_SHARE * load), max(BETA, BETA_SHARE * load)
+        alpha = max(ALPHA / self.sharers, ALPHA_SHARE * load)
+        beta = max(BETA / self.sharers, BETA_SHARE * load)
         self._delay_ok = self.queued < alpha
         self._clean = self._clean + 1 if self.queued < alpha * CLEAN_SHARE and self._used else 0
         if self._slow_start:
@@ -368,6 +378,8 @@ class AdaptiveLimiter:
             through = working >= SS_WORKING and self.queued < SS_QUEUED_SHARE * load
             if self.queued > alpha and not through:
                 self._slow_start = False          # the server queues: grow linearly now
+                if not self.trials:               # one of several shards: hold a while
+                    self._last_cut = now
                 self._set(load - self.queued)     # the uploads it was not queueing
             elif self.queued > alpha and not self._ss_held:
                 # answers slowed, but the uploads added seem to work: the first round at
@@ -395,7 +407,8 @@ class AdaptiveLimiter:
             pass
         elif self.queued > beta and self._limit > DELAY_FLOOR:
             self._set(max(DELAY_FLOOR, min(self._limit, peak + 1.0) - 1.0))
-        elif (self._clean >= CLEAN_ROUNDS and self._used and self._limit * 1.5 <= self._cap(now)
+        elif (self.trials and self._clean >= CLEAN_ROUNDS and self._used
+                and self._limit * 1.5 <= self._cap(now)
                 and now - self._last_cut >= self._probe_delay()):
             # rounds in a row as fast as unloaded: slow start ended on noise, or the
             # server got faster; grow as in slow start again (it ends the same way)
@@ -409,7 +422,8 @@ class AdaptiveLimiter:
             # during it went far lower)
             fast = self._limit * (0.5 if self._limit * 1.5 <= self._recover_to else
                                   ADD_SHARE if self._limit >= ADD_FROM else 0.0)
-            self._set(min(self._limit + max(1.0, fast), self._cap(now)))
+            # (one of N shards adds 1/N: together they grow as one run would)
+            self._set(min(self._limit + max(1.0 / self.sharers, fast), self._cap(now)))
         if now - self._last_probe >= PROBE_EVERY:
             self._probe_rounds = 2
             self._probe_saved = self._limit

@@ -549,6 +549,7 @@ class Run:
         limiter = AdaptiveLimiter(ceiling, adaptive=cfg.adaptive,
                                   max_bytes=cfg.max_inflight_bytes,
                                   trials=cfg.shard is None or cfg.shard.count == 1,
+                                  sharers=cfg.shard.count if cfg.shard is not None else 1,
                                   on_change=lambda n: reporter.emit(ConcurrencyChanged(n)))
         budget = RetryBudget(self.policy)
         gate = OutageGate(lambda: client.probe(target), reporter, max_outage=cfg.max_outage,

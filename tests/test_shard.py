@@ -317,8 +317,10 @@ async def test_default_journals_are_per_shard_and_status_merges_them(server, tok
 async def test_four_shard_processes_share_an_oom_prone_server(tmp_path, token):
     """An upload service of 4 workers (20 ms each, 20 ms away) that holds 12 uploads and is
     OOM-killed by a 13th. Four shard processes start together with their defaults (each
-    adaptive, with a quarter of one run's ceiling: 2, 8 in all): every file lands exactly
-    once and the service is never knocked over. (With --concurrency 8 each, 32 in all,
+    adaptive under a quarter of one run's ceiling, with no slow start or trials, a
+    quarter of the thresholds and of the additive step: together they grow as one run):
+    every file lands exactly once and the service is never knocked over (it was in 1 run
+    of 3 with whole steps, and 3 of 4 with this session's limiter before that change). (With --concurrency 8 each, 32 in all,
     their four limiters do knock it over: benchmarks/shards.py measures both.)"""
     from geti_bulk.server import LocalGeti, ServerConfig
 
