@@ -368,6 +368,21 @@ async def test_geti3_defaults_stay_at_10_writes_geti2_ones_go_past_it(tmp_path, 
     assert 1 < r3.peak_concurrency <= 10 and peak_writers <= 10 and locked == 0
 
 
+def _unloaded(lim: AdaptiveLimiter, now: list[float], ticks: int) -> list[tuple[float, int]]:
+    """Every 10 ms, fill the limiter and answer all in flight as fast as ever (20 ms):
+    (time, level) at each tick."""
+    seen = []
+    for _ in range(ticks):
+        now[0] += 0.01
+        while lim.try_acquire(1):
+            pass
+        for _ in range(lim.in_flight):
+            lim.release_now(1)
+            lim.on_success(rtt=0.02, wait=0.02, size=SMALL)
+        seen.append((now[0], lim.limit))
+    return seen
+
+
 def test_a_level_that_drew_a_loss_event_stays_out_of_reach_for_a_while():
     """A service OOM-killed at 15 uploads is killed again at 15: after a loss event at a
     level, neither the additive increase nor a throughput trial goes back to it for
@@ -380,15 +395,7 @@ def test_a_level_that_drew_a_loss_event_stays_out_of_reach_for_a_while():
     lim.on_overload()
     lim.on_overload()                       # two of the recent answers: a congestion event
     assert lim.limit < 15
-    seen = []
-    for _ in range(10000):                  # an unloaded server: every answer as fast as ever
-        now[0] += 0.01
-        while lim.try_acquire(1):
-            pass
-        for _ in range(lim.in_flight):
-            lim.release_now(1)
-            lim.on_success(rtt=0.02, wait=0.02, size=SMALL)
-        seen.append((now[0], lim.limit))
+    seen = _unloaded(lim, now, 10000)       # every answer as fast as ever
     assert max(level for t, level in seen if t < CLIFF_MEMORY) <= 14
     assert max(level for t, level in seen if t > CLIFF_MEMORY + 5) > 14
 
@@ -410,15 +417,7 @@ def test_after_an_outage_the_level_recovers_fast_below_where_the_loss_began():
         now[0] += 0.05
         lim.on_overload()
     assert lim.limit <= 2
-    seen = []
-    for _ in range(2000):                   # then a healthy server, 20 ms a round trip
-        now[0] += 0.01
-        while lim.try_acquire(1):
-            pass
-        for _ in range(lim.in_flight):
-            lim.release_now(1)
-            lim.on_success(rtt=0.02, wait=0.02, size=SMALL)
-        seen.append((now[0], lim.limit))
+    seen = _unloaded(lim, now, 2000)        # then a healthy server, 20 ms a round trip
     assert max(level for t, level in seen if t < 2.0 + 3.0) >= 8, seen[:400:20]
     assert max(level for _t, level in seen) <= 15
     assert CLIFF_MEMORY > seen[-1][0]
