@@ -85,3 +85,21 @@ async def admin_stats(server: LocalGeti) -> dict[str, Any]:
         assert r.status == 200
         data: dict[str, Any] = await r.json()
         return data
+
+
+@pytest.fixture
+async def tls_server(tmp_path: Path, token: str) -> AsyncIterator[tuple[LocalGeti, Path]]:
+    """The local server over HTTPS with a certificate from a throwaway CA: (server, the
+    CA's PEM file, which a client must be given to trust it)."""
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert_file, key_file, ca_file = (tmp_path / n for n in ("cert.pem", "key.pem", "ca.pem"))
+    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    ca.cert_pem.write_to_path(str(ca_file))
+    srv = LocalGeti(ServerConfig(data_dir=tmp_path / "tls-server", token=token,
+                                 tls_cert=cert_file, tls_key=key_file))
+    async with srv:
+        yield srv, ca_file

@@ -15,13 +15,9 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-import trustme
-
-from geti_bulk.server import LocalGeti, ServerConfig
+from geti_bulk.server import LocalGeti
 
 PACKAGE = Path(__file__).resolve().parent.parent / "geti_bulk"
 
@@ -65,20 +61,6 @@ async def main():
 
 asyncio.run(main())
 """
-
-
-@pytest.fixture
-async def tls_server(tmp_path: Path) -> AsyncIterator[tuple[LocalGeti, Path]]:
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    cert_file, key_file, ca_file = (tmp_path / n for n in ("cert.pem", "key.pem", "ca.pem"))
-    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
-    cert.private_key_pem.write_to_path(str(key_file))
-    ca.cert_pem.write_to_path(str(ca_file))
-    srv = LocalGeti(ServerConfig(data_dir=tmp_path / "tls-server", token="unused",
-                                 tls_cert=cert_file, tls_key=key_file))
-    async with srv:
-        yield srv, ca_file
 
 
 async def _probe(srv: LocalGeti, ca_file: Path, lean: bool) -> dict[str, object]:

@@ -15,13 +15,12 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-import trustme
 from aiohttp import web
 
 from geti_bulk.config import UploadConfig
 from geti_bulk.geti.client import GetiClient, Secret
 from geti_bulk.sampledata import image_bytes, make_labelled_tree
-from geti_bulk.server import LocalGeti, ServerConfig
+from geti_bulk.server import ServerConfig
 from geti_bulk.server.seed import generate_pat
 from tests.conftest import make_cfg, sha256, stored_by_sha, upload
 
@@ -244,20 +243,6 @@ async def test_upload_redirected_by_a_proxy_is_fatal_and_never_followed(server, 
 
 
 # --- TLS --------------------------------------------------------------------------------------
-
-@pytest.fixture
-async def tls_server(tmp_path: Path, token: str) -> AsyncIterator[tuple[LocalGeti, Path]]:
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    cert_file, key_file, ca_file = (tmp_path / n for n in ("cert.pem", "key.pem", "ca.pem"))
-    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
-    cert.private_key_pem.write_to_path(str(key_file))
-    ca.cert_pem.write_to_path(str(ca_file))
-    srv = LocalGeti(ServerConfig(data_dir=tmp_path / "tls-server", token=token,
-                                 tls_cert=cert_file, tls_key=key_file))
-    async with srv:
-        yield srv, ca_file
-
 
 async def test_tls_with_ca_bundle_uploads(tls_server, token, tmp_path):
     srv, ca_file = tls_server
