@@ -34,7 +34,11 @@ from the server's answers, with two signals, as in TCP Vegas/BBR next to Reno:
   and kept if the throughput rose with it (see ``_trial_or_hold``), but only where the
   throughput still grew from the level below (see ``_room``): past a full server's
   knee a trial only queues more uploads, and kills a service that holds just above it
-  (that gate holds below 16 in flight, and anywhere once the run has seen a loss).
+  (that gate holds below 16 in flight, and anywhere once the run has seen a loss). A
+  trial that paid well (``TRIAL_CHAIN``) is followed at once by the next.
+* **growth through per-request CPU** (below 16 in flight, see ``_growing``): a level
+  the delay signal holds grows by one while its throughput still rose from the level
+  below.
 * **loss**: 503/502/504/429, timeouts and Geti 3's 500 "database is locked", when the
   recent answers show congestion, cut multiplicatively, once per congestion event, then
   the level holds ~10 round trips before probing upwards again. The level the first loss
@@ -78,6 +82,9 @@ CLEAN_ROUNDS = 4        # rounds in a row with nothing queued that restart slow 
 CLEAN_SHARE = 1.0       # ... with fewer queued than this share of ALPHA
 SS_WORKING = 0.7        # slow start goes on through a slowdown while this share of the
 SS_QUEUED_SHARE = 0.3   # uploads it added work (and fewer than this share of all queue)
+GROW_ROOM = 0.4         # below 16, a held level grows +1 while this share of the uploads
+                        # added since the level below works
+TRIAL_CHAIN = 0.4       # a kept trial with this share of the proportional gain goes on x1.5
 
 
 _TRACE = bool(os.environ.get("GETI_BULK_LIMITER_TRACE"))
@@ -185,6 +192,7 @@ class AdaptiveLimiter:
         self._ss_here: tuple[float, float] | None = None
         self._ss_held = False
         self._clean = 0                # rounds in a row with (almost) nothing queued
+        self._room_now: float | None = None   # this round's room, at a level held a while
         self._cliff: float | None = None   # the lowest level a loss event came at ...
         self._cliff_at = -1e9              # ... and when
         self._ok_since_cut = 0             # answers without overload since the last cut
@@ -371,6 +379,7 @@ class AdaptiveLimiter:
         beta = max(BETA / self.sharers, BETA_SHARE * load)
         self._delay_ok = self.queued < alpha
         self._clean = self._clean + 1 if self.queued < alpha * CLEAN_SHARE and self._used else 0
+        self._room_now = None
         if self._slow_start:
             self._note(now, load, load / max(mean, 1e-9))
             # below 8, where a full server holds its uploads in memory, Vegas alone decides
@@ -415,7 +424,8 @@ class AdaptiveLimiter:
             self._slow_start, self._ss_prev, self._ss_held = True, None, False
             self._skip = self.in_flight
             self._set(self._limit * 1.5)
-        elif (self._delay_ok and self._used and now - self._last_cut >= self._probe_delay()
+        elif ((self._delay_ok or self._growing(beta)) and self._used
+                and now - self._last_cut >= self._probe_delay()
                 and self._limit + 1.0 <= self._cap(now)):
             # additive: +1 per round (+10 % from 20 in flight); x1.5 while below half the
             # level a loss came at (a service that restarted after an outage: the cuts
@@ -429,6 +439,15 @@ class AdaptiveLimiter:
             self._probe_saved = self._limit
             self._skip = self.in_flight    # answers to uploads sent at the halved level
             self._set(max(min(self._limit, DELAY_FLOOR), self._limit / 2))
+
+    def _growing(self, beta: float) -> bool:
+        """Held by the delay signal below 16 in flight (fewer than ``beta`` queued), at a
+        level measured for a few rounds, whose throughput grew from the level below by
+        ``GROW_ROOM`` of the proportional gain (see ``_room``): per-request CPU, not a
+        full server (whose throughput is flat past its knee), so +1. (Not for one of
+        several shards: its throughput moves with the others' levels.)"""
+        return (self.trials and self._limit < TRIAL_FREE_FROM and self.queued <= beta
+                and self._room_now is not None and self._room_now >= GROW_ROOM)
 
     def _working(self, load: float) -> float:
         """In slow start: of the uploads the last step added, the share that works rather
@@ -493,9 +512,18 @@ class AdaptiveLimiter:
             level, before = self._trial
             self._trial = None
             after = sum(self._trial_rates) / len(self._trial_rates)
-            if after >= before * (1.0 + TRIAL_GAIN * (self._limit / level - 1.0)):
+            gain = (after / max(before, 1e-9) - 1.0) / max(self._limit / level - 1.0, 1e-9)
+            if gain >= TRIAL_GAIN:
                 self._tolerated = max(self._tolerated, raw)
                 self._rates.clear()
+                target = min(self._limit * TRIAL_STEP, self._cap(now))
+                if gain >= TRIAL_CHAIN and target >= self._limit + 1.0:
+                    # it paid well: the next trial goes at once, from what this one did
+                    # (a far server needs x4 from where the delay signal stops)
+                    self._trial = (self._limit, after)
+                    self._trial_rates = []
+                    self._skip = self.in_flight
+                    self._set(target)
             else:
                 self._no_trial_until = now + TRIAL_AFTER_FAIL
                 self._trial_failed = (level, now)
@@ -509,6 +537,7 @@ class AdaptiveLimiter:
             return False
         self._rates.append(rate)
         room = self._room(now, load, rate)
+        self._room_now = room if len(self._rates) == self._rates.maxlen else None
         # the gate holds below 16 in flight, and anywhere once the run has seen a loss: a
         # far server's throughput can look flat over a few uploads and still double from
         # 18 to 64 (the local WAN model: answers slow with the uploads each connection
