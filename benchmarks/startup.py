@@ -34,14 +34,11 @@ Medians (and min, max) per contender and latency are printed and written to
 from __future__ import annotations
 
 import argparse
-import compileall
-import io
 import json
 import os
 import statistics
 import subprocess
 import sys
-import tarfile
 import threading
 import time
 from pathlib import Path
@@ -53,6 +50,7 @@ sys.path.insert(0, str(HERE))
 from benchlib import data  # noqa: E402
 from benchlib.contenders import CONTENDERS, RunContext, _geti_bulk  # noqa: E402
 from benchlib.server import LocalServer, make_token  # noqa: E402
+from benchlib.snapshot import export_rev  # noqa: E402
 
 FILES = 8
 # bare_aiohttp.py after geti_bulk/lean_import.py (loaded alone, not the package): the floor
@@ -65,20 +63,6 @@ mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod); mod.i
 sys.argv = sys.argv[1:]; sys.path.insert(0, sys.argv[0].rsplit("/", 1)[0])
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
-
-
-def export(rev: str, dest: Path) -> Path:
-    """``geti_bulk/`` of ``rev`` in ``dest/geti_bulk-<sha>``, byte-compiled."""
-    sha = subprocess.run(["git", "rev-parse", "--short", rev], cwd=HERE.parent, check=True,
-                         capture_output=True, text=True).stdout.strip()
-    folder = dest / f"geti_bulk-{sha}"
-    if not (folder / "geti_bulk" / "__init__.py").is_file():
-        tar = subprocess.run(["git", "archive", "--format=tar", sha, "geti_bulk"],
-                             cwd=HERE.parent, check=True, capture_output=True).stdout
-        with tarfile.open(fileobj=io.BytesIO(tar)) as t:
-            t.extractall(folder, filter="data")
-        compileall.compile_dir(str(folder), quiet=1)
-    return folder
 
 
 class CpuSampler(threading.Thread):
@@ -187,8 +171,8 @@ def main() -> int:
     token, token_file = make_token(a.out / "secrets")
     contenders: list[tuple[str, Path | None]] = []
     if a.before:
-        contenders.append((f"geti-bulk@{a.before}", export(a.before, a.out / "src")))
-    head = None if a.working_tree else export("HEAD", a.out / "src")
+        contenders.append((f"geti-bulk@{a.before}", export_rev(HERE.parent, a.before, a.out / "src")))
+    head = None if a.working_tree else export_rev(HERE.parent, "HEAD", a.out / "src")
     contenders.append(("geti-bulk@" + ("working tree" if a.working_tree else "HEAD"), head))
     if not a.no_bare:
         contenders += [("bare aiohttp", None), ("bare aiohttp, lean import", None)]

@@ -38,3 +38,15 @@ def export_head(repo: Path, dest: Path) -> tuple[Path | None, str]:
         return None, "working tree (not a git checkout)"
     note = " (uncommitted changes in geti_bulk/ not measured)" if dirty else ""
     return folder, f"HEAD {rev} exported (geti_bulk/ last changed in {last}){note}"
+
+
+def export_rev(repo: Path, rev: str, dest: Path) -> Path:
+    """``geti_bulk/`` of ``rev`` in ``dest/geti_bulk-<sha>``, byte-compiled (for PYTHONPATH)."""
+    sha = _git(repo, "rev-parse", "--short", rev).decode().strip()
+    folder = dest / f"geti_bulk-{sha}"
+    if not (folder / "geti_bulk" / "__init__.py").is_file():
+        data = _git(repo, "archive", "--format=tar", sha, "geti_bulk")
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            tar.extractall(folder, filter="data")
+        compileall.compile_dir(str(folder), quiet=1)
+    return folder
