@@ -490,7 +490,7 @@ class AdaptiveLimiter:
         if not below:
             return 0.0
         ref = max(below)
-        return (thr / self._levels[ref][2] - 1.0) / (load / ref - 1.0)
+        return (thr / self._levels[ref][1] - 1.0) / (load / ref - 1.0)
 
     def _trial_or_hold(self, now: float, rate: float, raw: float, beta: float,
                        load: float, mean: float) -> bool:
