@@ -265,3 +265,15 @@ def test_auto_refresh_thread_starts_and_stops(clock: Clock) -> None:
         reporter.emit(FileStarted("a.jpg", MB, 1))
         reporter.emit(BytesSent("a.jpg", MB // 2))
     assert "a.jpg" in captured(console)
+
+
+def test_a_narrow_terminal_crops_each_line_rather_than_wrapping_it(rep: RichReporter) -> None:
+    rep.emit(FileStarted("cats/a-long-directory-name/with/many/parts/001.jpg", 2 * MB, 2))
+    rep.emit(BytesSent("cats/a-long-directory-name/with/many/parts/001.jpg", 700_000))
+    console = Console(file=io.StringIO(), width=50, force_terminal=False, color_system=None)
+    console.print(rep.renderable())
+    lines = captured(console).splitlines()
+    # title, overall bar, counters, one row: four lines, none wider than the terminal
+    assert len(lines) == 4, lines
+    assert all(len(line) <= 50 for line in lines), lines
+    assert lines[3].startswith("…") and lines[3].endswith("…")

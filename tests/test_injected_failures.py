@@ -389,7 +389,7 @@ async def test_a_rich_display_that_fails_in_its_refresh_thread_says_so_in_one_li
     patch = """
         import threading, time
         import geti_bulk.display.rich_live as r
-        real = r.RichReporter._parts
+        real = r.RichReporter._frame
         calls = [0]
         failed = threading.Event()
         real_emit = r.RichReporter.emit
@@ -404,7 +404,7 @@ async def test_a_rich_display_that_fails_in_its_refresh_thread_says_so_in_one_li
                 failed.set()
                 raise RuntimeError("injected drawing bug")
             return real(self)
-        r.RichReporter._parts = parts
+        r.RichReporter._frame = parts
     """
     code, _, err = await patched_cli(patch, *args_for(server, data, tmp_path)[:-1], "rich",
                                      token=token)
